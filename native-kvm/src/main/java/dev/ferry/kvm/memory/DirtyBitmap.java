@@ -1,0 +1,132 @@
+package dev.ferry.kvm.memory;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.LongConsumer;
+
+/**
+ * Which guest pages were written, one bit per 4 KiB page per region, as KVM reports them. A value
+ * type: it owns plain Java arrays copied out of the kernel's bitmap.
+ */
+public final class DirtyBitmap {
+    private final List<MemoryRegion> regions;
+    private final long[][] bits;
+
+    DirtyBitmap(List<MemoryRegion> regions, long[][] bits) {
+        this.regions = regions;
+        this.bits = bits;
+    }
+
+    /** An all-clean bitmap for {@code memory}. */
+    public static DirtyBitmap empty(GuestMemory memory) {
+        long[][] b = new long[memory.regions().size()][];
+        for (int i = 0; i < b.length; i++) {
+            b[i] = new long[(int) ((memory.regions().get(i).pages() + 63) / 64)];
+        }
+        return new DirtyBitmap(memory.regions(), b);
+    }
+
+    /** An all-dirty bitmap for {@code memory}: what a first precopy round sends. */
+    public static DirtyBitmap full(GuestMemory memory) {
+        DirtyBitmap d = empty(memory);
+        for (int i = 0; i < d.bits.length; i++) {
+            long pages = memory.regions().get(i).pages();
+            for (long p = 0; p < pages; p++) {
+                d.bits[i][(int) (p >>> 6)] |= 1L << (p & 63);
+            }
+        }
+        return d;
+    }
+
+    public long count() {
+        long n = 0;
+        for (long[] b : bits) {
+            for (long w : b) {
+                n += Long.bitCount(w);
+            }
+        }
+        return n;
+    }
+
+    public boolean isDirty(long gpa) {
+        for (int i = 0; i < bits.length; i++) {
+            MemoryRegion r = regions.get(i);
+            if (r.contains(gpa)) {
+                long p = (gpa - r.guestPhysAddr()) / GuestMemory.PAGE_SIZE;
+                return (bits[i][(int) (p >>> 6)] & (1L << (p & 63))) != 0;
+            }
+        }
+        throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
+    }
+
+    public void markDirty(long gpa) {
+        for (int i = 0; i < bits.length; i++) {
+            MemoryRegion r = regions.get(i);
+            if (r.contains(gpa)) {
+                long p = (gpa - r.guestPhysAddr()) / GuestMemory.PAGE_SIZE;
+                bits[i][(int) (p >>> 6)] |= 1L << (p & 63);
+                return;
+            }
+        }
+        throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
+    }
+
+    /** Adds every page dirty in {@code other} (same memory) to this bitmap. */
+    public void or(DirtyBitmap other) {
+        for (int i = 0; i < bits.length; i++) {
+            for (int w = 0; w < bits[i].length; w++) {
+                bits[i][w] |= other.bits[i][w];
+            }
+        }
+    }
+
+    /** Calls {@code action} with the guest-physical address of every dirty page, in ascending order. */
+    public void forEachDirtyPage(LongConsumer action) {
+        for (int i = 0; i < bits.length; i++) {
+            long base = regions.get(i).guestPhysAddr();
+            long[] b = bits[i];
+            for (int w = 0; w < b.length; w++) {
+                long word = b[w];
+                while (word != 0) {
+                    int bit = Long.numberOfTrailingZeros(word);
+                    action.accept(base + ((long) w * 64 + bit) * GuestMemory.PAGE_SIZE);
+                    word &= word - 1;
+                }
+            }
+        }
+    }
+
+    /** Runs of adjacent dirty pages (never crossing a slot), in ascending order. */
+    public List<PageRange> ranges() {
+        List<PageRange> out = new ArrayList<>();
+        long[] run = {-1, 0};
+        forEachDirtyPage(gpa -> {
+            if (run[0] >= 0 && run[0] + run[1] * GuestMemory.PAGE_SIZE == gpa && sameRegion(run[0], gpa)) {
+                run[1]++;
+            } else {
+                if (run[0] >= 0) {
+                    out.add(new PageRange(run[0], run[1]));
+                }
+                run[0] = gpa;
+                run[1] = 1;
+            }
+        });
+        if (run[0] >= 0) {
+            out.add(new PageRange(run[0], run[1]));
+        }
+        return out;
+    }
+
+    private boolean sameRegion(long a, long b) {
+        for (MemoryRegion r : regions) {
+            if (r.contains(a)) {
+                return r.contains(b);
+            }
+        }
+        return false;
+    }
+
+    long[] regionBits(int index) {
+        return bits[index];
+    }
+}

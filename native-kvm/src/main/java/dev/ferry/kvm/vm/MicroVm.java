@@ -1,0 +1,407 @@
+package dev.ferry.kvm.vm;
+
+import dev.ferry.kvm.devices.PortIoBus;
+import dev.ferry.kvm.devices.Serial16550;
+import dev.ferry.kvm.devices.WorkloadPort;
+import dev.ferry.kvm.guest.GuestAbi;
+import dev.ferry.kvm.guest.GuestLayout;
+import dev.ferry.kvm.memory.DirtyLog;
+import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.sys.KvmCpuid2;
+import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.sys.KvmIoctls;
+import dev.ferry.kvm.sys.KvmMpState;
+import dev.ferry.kvm.sys.KvmRegs;
+import dev.ferry.kvm.sys.KvmSegment;
+import dev.ferry.kvm.sys.KvmSregs;
+import dev.ferry.kvm.sys.KvmSystem;
+import dev.ferry.kvm.sys.KvmVcpu;
+import dev.ferry.kvm.sys.KvmVm;
+import dev.ferry.kvm.sys.NativeException;
+import dev.ferry.state.SectionSchema;
+import dev.ferry.state.SectionSet;
+import dev.ferry.state.StateException;
+import dev.ferry.state.StateRegistry;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
+
+/**
+ * A running micro-VM: KVM VM and vCPUs, guest memory, the port-I/O devices and their state. Each
+ * vCPU runs on its own thread; {@link #pause()} stops them all (kicking any that are inside
+ * KVM_RUN), after which the whole state can be saved or restored.
+ *
+ * <p>Life cycle: {@link #create} (fresh guest, boots on {@link #start}) or {@link #createForRestore}
+ * (empty guest; load memory, {@link #restoreState}, then {@link #start}); {@link #close} always.
+ */
+public final class MicroVm implements AutoCloseable {
+    /** Sections every snapshot of a micro-VM may contain, for decoding and JSON dumps. */
+    public static List<SectionSchema<?>> schemas() {
+        return List.of(VmConfigSection.SCHEMA, VmSection.SCHEMA, VcpuSection.SCHEMA, Serial16550.SCHEMA,
+                WorkloadPort.SCHEMA);
+    }
+
+    private static final long TSS_ADDR = 0xfffbd000L;
+    private static volatile int[] savableMsrs;
+
+    private final VmConfig config;
+    private final KvmSystem kvm;
+    private final KvmVm vm;
+    private final GuestMemory memory;
+    private final DirtyLog dirtyLog;
+    private final List<KvmVcpu> vcpus = new ArrayList<>();
+    private final List<VcpuRunner> runners = new ArrayList<>();
+    private final PortIoBus bus = new PortIoBus();
+    private final Serial16550 serial;
+    private final WorkloadPort workload;
+    private final StateRegistry registry = new StateRegistry();
+    private final List<KvmCpuidEntry2> cpuid;
+    private volatile Throwable failure;
+    private boolean started;
+    private boolean paused;
+    private boolean closed;
+
+    private MicroVm(VmConfig config, List<KvmCpuidEntry2> cpuidOrNull, Consumer<String> console, boolean boot) {
+        this.config = config;
+        this.kvm = KvmSystem.open();
+        KvmVm v = null;
+        GuestMemory m = null;
+        try {
+            v = kvm.createVm();
+            m = GuestMemory.allocate(config.memoryLayout());
+        } catch (RuntimeException e) {
+            if (v != null) {
+                v.close();
+            }
+            kvm.close();
+            throw e;
+        }
+        this.vm = v;
+        this.memory = m;
+        this.dirtyLog = new DirtyLog(vm, memory);
+        this.serial = new Serial16550("com1", GuestAbi.PORT_COM1, console);
+        this.workload = new WorkloadPort(config.vcpus());
+        try {
+            vm.setTssAddr(TSS_ADDR);
+            vm.createIrqchip();
+            vm.createPit2(0);
+            for (MemoryRegion r : memory.regions()) {
+                vm.setUserMemoryRegion(r.slot(), 0, r.guestPhysAddr(), r.size(), r.mapping().address());
+            }
+            this.cpuid = cpuidOrNull != null ? cpuidOrNull : kvm.supportedCpuid().entries();
+            KvmCpuid2 cpuid2 = KvmCpuid2.of(cpuid);
+            for (int i = 0; i < config.vcpus(); i++) {
+                KvmVcpu c = vm.createVcpu(i);
+                vcpus.add(c);
+                c.setCpuid2(cpuid2);
+            }
+            bus.attach(serial);
+            bus.attach(workload);
+            registry.register(new VmConfigSection(config, memory, cpuid));
+            registry.register(new VmSection(vm));
+            int[] msrs = savableMsrs(kvm, vcpus.get(0));
+            for (KvmVcpu c : vcpus) {
+                registry.register(new VcpuSection(c, msrs));
+            }
+            registry.register(serial);
+            registry.register(workload);
+            if (boot) {
+                GuestLayout layout = new GuestLayout(config.memoryBytes(), config.vcpus(), config.workload());
+                layout.writeBootStructures(memory, vcpus.get(0).getTscKhz());
+                for (KvmVcpu c : vcpus) {
+                    setBootState(c);
+                }
+            }
+        } catch (RuntimeException e) {
+            closeQuietly();
+            throw e;
+        }
+    }
+
+    /** A fresh VM whose guest starts from the beginning when {@link #start()} is called. */
+    public static MicroVm create(VmConfig config, Consumer<String> console) {
+        return new MicroVm(config, null, console, true);
+    }
+
+    /**
+     * An empty VM shaped like the one that saved {@code sections} (same vCPUs, memory layout and
+     * CPUID). Fill its memory, then call {@link #restoreState} and {@link #start()}.
+     */
+    public static MicroVm createForRestore(SectionSet sections, Consumer<String> console) throws StateException {
+        VmConfigSection.Shape shape = VmConfigSection.shapeOf(sections);
+        return new MicroVm(shape.config(), shape.cpuid(), console, false);
+    }
+
+    /** The shape of the VM that saved {@code sections}, without creating anything. */
+    public static VmConfig configOf(SectionSet sections) throws StateException {
+        return VmConfigSection.shapeOf(sections).config();
+    }
+
+    private static int[] savableMsrs(KvmSystem kvm, KvmVcpu probe) {
+        int[] cached = savableMsrs;
+        if (cached != null) {
+            return cached;
+        }
+        // KVM_GET_MSR_INDEX_LIST names MSRs this vCPU model may not have; keep those a GET accepts.
+        List<Integer> ok = new ArrayList<>();
+        for (int idx : kvm.msrIndexList()) {
+            try {
+                probe.getMsrs(new int[] {idx});
+                ok.add(idx);
+            } catch (NativeException e) {
+                // not savable on this host
+            }
+        }
+        cached = ok.stream().mapToInt(Integer::intValue).toArray();
+        savableMsrs = cached;
+        return cached;
+    }
+
+    /** 64-bit long mode, ring 0, RSP at this vCPU's iretq frame, RDI = vCPU index. */
+    private static void setBootState(KvmVcpu c) {
+        KvmSregs s = c.getSregs();
+        s.cs = segment(GuestAbi.SEL_KERNEL_CODE, 11, true);
+        KvmSegment data = segment(GuestAbi.SEL_KERNEL_DATA, 3, false);
+        s.ds = data;
+        s.es = segment(GuestAbi.SEL_KERNEL_DATA, 3, false);
+        s.fs = segment(GuestAbi.SEL_KERNEL_DATA, 3, false);
+        s.gs = segment(GuestAbi.SEL_KERNEL_DATA, 3, false);
+        s.ss = segment(GuestAbi.SEL_KERNEL_DATA, 3, false);
+        KvmSegment tr = new KvmSegment();
+        tr.base = GuestAbi.TSS_GPA;
+        tr.limit = (int) GuestAbi.TSS_LIMIT;
+        tr.selector = (short) GuestAbi.SEL_TSS;
+        tr.type = 11;
+        tr.present = 1;
+        s.tr = tr;
+        s.gdt.base = GuestAbi.GDT_GPA;
+        s.gdt.limit = (short) (GuestLayout.gdtBytes() - 1);
+        s.idt.base = 0;
+        s.idt.limit = 0; // no IDT: a guest exception triple-faults and surfaces as KVM_EXIT_SHUTDOWN
+        s.cr0 = 0x80050033L; // PG, AM, WP, NE, ET, MP, PE
+        s.cr3 = GuestAbi.PML4_GPA;
+        s.cr4 = 0x620; // OSXMMEXCPT, OSFXSR, PAE
+        s.efer = 0x500; // LMA, LME
+        c.setSregs(s);
+        KvmRegs r = new KvmRegs();
+        r.rip = GuestAbi.CODE_GPA;
+        r.rsp = GuestLayout.bootFrameGpa(c.id());
+        r.rdi = c.id();
+        r.rflags = 2;
+        c.setRegs(r);
+        KvmMpState mp = new KvmMpState();
+        mp.mp_state = KvmIoctls.KVM_MP_STATE_RUNNABLE;
+        c.setMpState(mp);
+    }
+
+    private static KvmSegment segment(int selector, int type, boolean code) {
+        KvmSegment s = new KvmSegment();
+        s.base = 0;
+        s.limit = 0xffffffff;
+        s.selector = (short) selector;
+        s.type = (byte) type;
+        s.present = 1;
+        s.s = 1;
+        s.g = 1;
+        s.l = (byte) (code ? 1 : 0);
+        s.db = (byte) (code ? 0 : 1);
+        return s;
+    }
+
+    /** Starts every vCPU thread. */
+    public synchronized void start() {
+        checkOpen();
+        if (started) {
+            throw new IllegalStateException("VM already started");
+        }
+        started = true;
+        for (KvmVcpu c : vcpus) {
+            VcpuRunner r = new VcpuRunner(c, bus, false, this::fail);
+            runners.add(r);
+            r.start();
+        }
+    }
+
+    private void fail(Throwable t) {
+        if (failure == null) {
+            failure = t;
+        }
+        // One vCPU failing stops the VM: the others must not keep running on a broken guest.
+        for (VcpuRunner r : runners) {
+            r.requestPause();
+        }
+    }
+
+    /** Stops all vCPUs and returns once none is inside KVM_RUN. Idempotent. */
+    public synchronized void pause() throws InterruptedException {
+        checkOpen();
+        for (VcpuRunner r : runners) {
+            r.requestPause();
+        }
+        for (VcpuRunner r : runners) {
+            r.awaitPaused();
+        }
+        paused = true;
+    }
+
+    public synchronized void resume() {
+        checkOpen();
+        throwIfFailed();
+        for (VcpuRunner r : runners) {
+            r.resume();
+        }
+        paused = false;
+    }
+
+    public synchronized boolean paused() {
+        return paused || !started;
+    }
+
+    /** Captures every section (VM, vCPUs, devices). The VM must be paused (or not yet started). */
+    public synchronized SectionSet saveState() {
+        requirePaused("save state");
+        return registry.save();
+    }
+
+    /**
+     * Validates {@code sections} completely, then applies them. Nothing is applied if any section is
+     * missing, unknown-and-required, of an unreadable version or malformed.
+     */
+    public synchronized void restoreState(SectionSet sections) throws StateException {
+        requirePaused("restore state");
+        registry.restore(sections);
+    }
+
+    private void requirePaused(String what) {
+        checkOpen();
+        if (started && !paused) {
+            throw new IllegalStateException("cannot " + what + " while the VM runs: pause it first");
+        }
+    }
+
+    /**
+     * Asks the guest to check its whole working set and returns the number of wrong pages. The VM
+     * must be running (the guest does the checking).
+     */
+    public long selfCheck(Duration timeout) throws InterruptedException, TimeoutException {
+        try {
+            return workload.requestSelfCheck().get(timeout.toNanos(), TimeUnit.NANOSECONDS);
+        } catch (ExecutionException e) {
+            throw new VmFailure("self-check failed", e.getCause());
+        } catch (TimeoutException e) {
+            throwIfFailed();
+            throw e;
+        }
+    }
+
+    /** Sum of every vCPU's progress counter, read from guest memory. */
+    public long guestCounter() {
+        long sum = 0;
+        for (int i = 0; i < config.vcpus(); i++) {
+            sum += memory.getLong(GuestAbi.statusGpa(i) + GuestAbi.S_COUNTER);
+        }
+        return sum;
+    }
+
+    /** Pages the guest has written since boot (fill included), all vCPUs. */
+    public long guestPagesWritten() {
+        long sum = 0;
+        for (int i = 0; i < config.vcpus(); i++) {
+            sum += memory.getLong(GuestAbi.statusGpa(i) + GuestAbi.S_PAGES_WRITTEN);
+        }
+        return sum;
+    }
+
+    public long vcpuExits() {
+        long sum = 0;
+        for (VcpuRunner r : runners) {
+            sum += r.exits();
+        }
+        return sum;
+    }
+
+    /** Throws the first vCPU failure, if any. */
+    public void throwIfFailed() {
+        Throwable t = failure;
+        if (t != null) {
+            throw t instanceof VmFailure f ? f : new VmFailure("VM failed: " + t, t);
+        }
+    }
+
+    public Throwable failure() {
+        return failure;
+    }
+
+    public VmConfig config() {
+        return config;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    public DirtyLog dirtyLog() {
+        return dirtyLog;
+    }
+
+    public WorkloadPort workloadPort() {
+        return workload;
+    }
+
+    public Serial16550 serial() {
+        return serial;
+    }
+
+    public GuestLayout layout() {
+        return new GuestLayout(config.memoryBytes(), config.vcpus(), config.workload());
+    }
+
+    public List<KvmCpuidEntry2> cpuid() {
+        return List.copyOf(cpuid);
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("VM is closed");
+        }
+    }
+
+    /** Stops the vCPU threads and releases every fd and mapping. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closeQuietly();
+    }
+
+    private void closeQuietly() {
+        closed = true;
+        boolean interrupted = false;
+        for (VcpuRunner r : runners) {
+            try {
+                r.stop();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        for (KvmVcpu c : vcpus) {
+            c.close();
+        }
+        if (vm != null) {
+            vm.close();
+        }
+        if (memory != null) {
+            memory.close();
+        }
+        kvm.close();
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,119 @@
+package dev.ferry.kvm.vm;
+
+import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.state.SectionSet;
+import dev.ferry.state.StateCodec;
+import dev.ferry.state.StateException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Properties;
+import java.util.function.Consumer;
+
+/**
+ * A snapshot on disk: {@code memory.bin} (guest RAM in guest-physical order), {@code state.bin}
+ * (the device-state sections, see state-serializers) and {@code snapshot.properties} (sizes and a
+ * digest of the memory, checked before anything is restored).
+ */
+public final class Snapshot {
+    public static final String MEMORY_FILE = "memory.bin";
+    public static final String STATE_FILE = "state.bin";
+    public static final String MANIFEST_FILE = "snapshot.properties";
+    private static final int CHUNK = 64 << 20;
+
+    private Snapshot() {}
+
+    /** Writes a snapshot of a paused {@code vm} into {@code dir} (created if needed). */
+    public static void write(MicroVm vm, Path dir) throws IOException {
+        Files.createDirectories(dir);
+        SectionSet state = vm.saveState();
+        GuestMemory mem = vm.memory();
+        try (FileChannel ch = FileChannel.open(dir.resolve(MEMORY_FILE), StandardOpenOption.CREATE,
+                StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            for (MemoryRegion r : mem.regions()) {
+                for (long off = 0; off < r.size(); off += CHUNK) {
+                    ByteBuffer b = mem.buffer(r.guestPhysAddr() + off, (int) Math.min(CHUNK, r.size() - off));
+                    while (b.hasRemaining()) {
+                        ch.write(b);
+                    }
+                }
+            }
+        }
+        Files.write(dir.resolve(STATE_FILE), StateCodec.encode(state));
+        Properties p = new Properties();
+        p.setProperty("format", "1");
+        p.setProperty("memory_bytes", Long.toString(mem.totalBytes()));
+        p.setProperty("memory_digest", Long.toHexString(mem.digest()));
+        try (OutputStream out = Files.newOutputStream(dir.resolve(MANIFEST_FILE))) {
+            p.store(out, "Ferry snapshot");
+        }
+    }
+
+    /** Reads and checks the state sections of the snapshot in {@code dir}. */
+    public static SectionSet readState(Path dir) throws IOException, StateException {
+        return StateCodec.decode(Files.readAllBytes(dir.resolve(STATE_FILE)));
+    }
+
+    /**
+     * Builds a paused VM from the snapshot in {@code dir}: shape from the state, memory from the file
+     * (digest checked), then every section applied. Call {@link MicroVm#start()} to resume it.
+     */
+    public static MicroVm restore(Path dir, Consumer<String> console) throws IOException, StateException {
+        SectionSet state = readState(dir);
+        Properties manifest = readManifest(dir);
+        MicroVm vm = MicroVm.createForRestore(state, console);
+        try {
+            GuestMemory mem = vm.memory();
+            long expectedBytes = Long.parseLong(manifest.getProperty("memory_bytes", "-1"));
+            long fileBytes = Files.size(dir.resolve(MEMORY_FILE));
+            if (expectedBytes != mem.totalBytes() || fileBytes != mem.totalBytes()) {
+                throw new StateException("snapshot memory is " + fileBytes + " bytes (manifest says " + expectedBytes
+                        + "), the VM in its state has " + mem.totalBytes());
+            }
+            loadMemory(mem, dir.resolve(MEMORY_FILE));
+            long digest = mem.digest();
+            String want = manifest.getProperty("memory_digest", "");
+            if (!Long.toHexString(digest).equals(want)) {
+                throw new StateException("snapshot memory digest " + Long.toHexString(digest) + " does not match the manifest's "
+                        + want + ": memory.bin is corrupted");
+            }
+            vm.restoreState(state);
+            return vm;
+        } catch (IOException | StateException | RuntimeException e) {
+            vm.close();
+            throw e;
+        }
+    }
+
+    private static Properties readManifest(Path dir) throws IOException {
+        Properties p = new Properties();
+        try (InputStream in = Files.newInputStream(dir.resolve(MANIFEST_FILE))) {
+            p.load(in);
+        }
+        if (!"1".equals(p.getProperty("format"))) {
+            throw new IOException("unsupported snapshot format '" + p.getProperty("format") + "' in " + dir);
+        }
+        return p;
+    }
+
+    private static void loadMemory(GuestMemory mem, Path file) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            for (MemoryRegion r : mem.regions()) {
+                for (long off = 0; off < r.size(); off += CHUNK) {
+                    ByteBuffer b = mem.buffer(r.guestPhysAddr() + off, (int) Math.min(CHUNK, r.size() - off));
+                    while (b.hasRemaining()) {
+                        if (ch.read(b) < 0) {
+                            throw new IOException("snapshot memory file ends early");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+package dev.ferry.kvm.vm;
+
+import dev.ferry.kvm.devices.PortIoBus;
+import dev.ferry.kvm.sys.Errno;
+import dev.ferry.kvm.sys.KvmIoctls;
+import dev.ferry.kvm.sys.KvmRun;
+import dev.ferry.kvm.sys.KvmVcpu;
+import dev.ferry.kvm.sys.Signals;
+import java.util.concurrent.CountDownLatch;
+import java.util.function.Consumer;
+
+/**
+ * Runs one vCPU on its own thread: KVM_RUN, dispatch the exit, repeat. Pausing is cooperative but
+ * immediate: {@link #requestPause()} sets immediate_exit and kicks the thread with a signal that is
+ * blocked everywhere except inside KVM_RUN (see {@link Signals}), so KVM_RUN returns EINTR even when
+ * the guest spins in ring 3 without ever exiting.
+ */
+final class VcpuRunner implements Runnable {
+    enum State { NEW, RUNNING, PAUSED, STOPPED }
+
+    private final KvmVcpu vcpu;
+    private final PortIoBus bus;
+    private final Consumer<Throwable> onFailure;
+    private final CountDownLatch started = new CountDownLatch(1);
+
+    // Guarded by this.
+    private boolean pauseRequested;
+    private boolean stopRequested;
+    private State state = State.NEW;
+    private int tid;
+
+    private volatile long exits;
+    private volatile Thread thread;
+
+    VcpuRunner(KvmVcpu vcpu, PortIoBus bus, boolean startPaused, Consumer<Throwable> onFailure) {
+        this.vcpu = vcpu;
+        this.bus = bus;
+        this.onFailure = onFailure;
+        this.pauseRequested = startPaused;
+    }
+
+    void start() {
+        Thread t = new Thread(this, "vcpu-" + vcpu.id());
+        t.setDaemon(true);
+        thread = t;
+        t.start();
+        try {
+            started.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while starting vCPU " + vcpu.id(), e);
+        }
+    }
+
+    long exits() {
+        return exits;
+    }
+
+    @Override
+    public void run() {
+        try {
+            Signals.blockOnCurrentThread(Signals.KICK_SIGNAL);
+            vcpu.setSignalMask(); // inside KVM_RUN nothing is blocked, so the kick interrupts it
+            synchronized (this) {
+                tid = Signals.currentThreadId();
+            }
+            started.countDown();
+            loop();
+        } catch (Throwable t) {
+            started.countDown();
+            synchronized (this) {
+                state = State.STOPPED;
+                notifyAll();
+            }
+            onFailure.accept(t);
+            return;
+        }
+        synchronized (this) {
+            state = State.STOPPED;
+            notifyAll();
+        }
+    }
+
+    private void loop() throws InterruptedException {
+        KvmRun run = vcpu.run();
+        while (true) {
+            if (parkIfRequested(run)) {
+                return;
+            }
+            int rc = vcpu.runOnce();
+            if (rc == -Errno.EINTR || rc == -Errno.EAGAIN) {
+                Signals.consumePending(Signals.KICK_SIGNAL);
+                continue;
+            }
+            if (rc < 0) {
+                throw new VmFailure("vCPU " + vcpu.id() + ": KVM_RUN failed: " + Errno.name(-rc));
+            }
+            exits++;
+            int reason = run.exitReason();
+            switch (reason) {
+                case KvmIoctls.KVM_EXIT_IO:
+                    handleIo(run);
+                    break;
+                case KvmIoctls.KVM_EXIT_INTR:
+                    break;
+                case KvmIoctls.KVM_EXIT_SHUTDOWN: {
+                    var regs = vcpu.getRegs();
+                    throw new VmFailure(String.format(
+                            "vCPU %d: guest triple-faulted (KVM_EXIT_SHUTDOWN) at rip=0x%x rsp=0x%x", vcpu.id(),
+                            regs.rip, regs.rsp));
+                }
+                default:
+                    throw new VmFailure("vCPU " + vcpu.id() + ": unexpected exit " + KvmIoctls.exitReasonName(reason)
+                            + describeExit(run, reason));
+            }
+        }
+    }
+
+    private static String describeExit(KvmRun run, int reason) {
+        if (reason == KvmIoctls.KVM_EXIT_INTERNAL_ERROR) {
+            return " (suberror " + run.internalSuberror() + ")";
+        }
+        if (reason == KvmIoctls.KVM_EXIT_FAIL_ENTRY) {
+            return String.format(" (hardware reason 0x%x)", run.failEntryHardwareReason());
+        }
+        return "";
+    }
+
+    private void handleIo(KvmRun run) {
+        int size = run.ioSize();
+        int port = run.ioPort();
+        int count = run.ioCount();
+        var data = run.ioData();
+        boolean in = run.ioDirection() == KvmIoctls.KVM_EXIT_IO_IN;
+        for (int i = 0; i < count; i++) {
+            long off = (long) i * size;
+            if (in) {
+                int v = bus.read(vcpu.id(), port, size);
+                switch (size) {
+                    case 1 -> data.setByte(off, (byte) v);
+                    case 2 -> data.setShort(off, (short) v);
+                    default -> data.setInt(off, v);
+                }
+            } else {
+                int v = switch (size) {
+                    case 1 -> data.getByte(off) & 0xFF;
+                    case 2 -> data.getShort(off) & 0xFFFF;
+                    default -> data.getInt(off);
+                };
+                bus.write(vcpu.id(), port, size, v);
+            }
+        }
+    }
+
+    /**
+     * Parks while a pause is requested. Before parking, completes any half-done I/O instruction with
+     * one KVM_RUN under immediate_exit (the KVM API requires this before reading vCPU state). Returns
+     * true when the runner should stop.
+     */
+    private boolean parkIfRequested(KvmRun run) throws InterruptedException {
+        synchronized (this) {
+            if (!pauseRequested && !stopRequested) {
+                return false;
+            }
+        }
+        run.setImmediateExit(true);
+        int rc = vcpu.runOnce();
+        if (rc != -Errno.EINTR && rc < 0 && rc != -Errno.EAGAIN) {
+            throw new VmFailure("vCPU " + vcpu.id() + ": completing pending I/O failed: " + Errno.name(-rc));
+        }
+        Signals.consumePending(Signals.KICK_SIGNAL);
+        synchronized (this) {
+            state = State.PAUSED;
+            notifyAll();
+            while (pauseRequested && !stopRequested) {
+                wait();
+            }
+            if (stopRequested) {
+                return true;
+            }
+            state = State.RUNNING;
+            notifyAll();
+        }
+        run.setImmediateExit(false);
+        Signals.consumePending(Signals.KICK_SIGNAL);
+        return false;
+    }
+
+    /** Asks the vCPU to stop running guest code; returns at once (see {@link #awaitPaused()}). */
+    void requestPause() {
+        int t;
+        synchronized (this) {
+            pauseRequested = true;
+            if (state == State.PAUSED || state == State.STOPPED) {
+                return;
+            }
+            t = tid;
+        }
+        vcpu.run().setImmediateExit(true);
+        if (t != 0) {
+            Signals.kick(t, Signals.KICK_SIGNAL);
+        }
+    }
+
+    synchronized void awaitPaused() throws InterruptedException {
+        while (state != State.PAUSED && state != State.STOPPED) {
+            wait();
+        }
+    }
+
+    synchronized void resume() {
+        pauseRequested = false;
+        notifyAll();
+    }
+
+    void stop() throws InterruptedException {
+        synchronized (this) {
+            stopRequested = true;
+            notifyAll();
+        }
+        requestPauseForStop();
+        Thread t = thread;
+        if (t != null) {
+            t.join();
+        }
+    }
+
+    private void requestPauseForStop() {
+        int t;
+        synchronized (this) {
+            if (state == State.STOPPED || state == State.PAUSED) {
+                return;
+            }
+            t = tid;
+        }
+        vcpu.run().setImmediateExit(true);
+        if (t != 0) {
+            Signals.kick(t, Signals.KICK_SIGNAL);
+        }
+    }
+
+    synchronized State state() {
+        return state;
+    }
+}

@@ -1,0 +1,123 @@
+package dev.ferry.kvm.vm;
+
+import dev.ferry.kvm.guest.AccessPattern;
+import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.state.v1.CpuidEntry;
+import dev.ferry.kvm.state.v1.MemoryRegionState;
+import dev.ferry.kvm.state.v1.VmConfigState;
+import dev.ferry.kvm.state.v1.WorkloadConfig;
+import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.state.RestorePhase;
+import dev.ferry.state.SectionSchema;
+import dev.ferry.state.SectionSet;
+import dev.ferry.state.StateException;
+import dev.ferry.state.Stateful;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Section "vm.config": the shape of the VM (vCPUs, memory slots, CPUID, workload). A restore builds
+ * the target VM from it first; applying it then only checks that the target has that shape.
+ */
+final class VmConfigSection implements Stateful<VmConfigState> {
+    static final SectionSchema<VmConfigState> SCHEMA = SectionSchema
+            .builder("vm.config", VmConfigState.getDefaultInstance())
+            .version(1).minReadableVersion(1).phase(RestorePhase.VM).build();
+
+    private final VmConfig config;
+    private final GuestMemory memory;
+    private final List<KvmCpuidEntry2> cpuid;
+
+    VmConfigSection(VmConfig config, GuestMemory memory, List<KvmCpuidEntry2> cpuid) {
+        this.config = config;
+        this.memory = memory;
+        this.cpuid = cpuid;
+    }
+
+    @Override
+    public SectionSchema<VmConfigState> schema() {
+        return SCHEMA;
+    }
+
+    @Override
+    public String instanceId() {
+        return "";
+    }
+
+    @Override
+    public VmConfigState saveState() {
+        VmConfigState.Builder b = VmConfigState.newBuilder().setVcpuCount(config.vcpus());
+        for (MemoryRegion r : memory.regions()) {
+            b.addRegions(MemoryRegionState.newBuilder().setSlot(r.slot()).setGuestPhysAddr(r.guestPhysAddr())
+                    .setSize(r.size()));
+        }
+        for (KvmCpuidEntry2 e : cpuid) {
+            b.addCpuid(CpuidEntry.newBuilder().setFunction(e.function).setIndex(e.index).setFlags(e.flags)
+                    .setEax(e.eax).setEbx(e.ebx).setEcx(e.ecx).setEdx(e.edx));
+        }
+        WorkloadSpec w = config.workload();
+        b.setWorkload(WorkloadConfig.newBuilder().setWorkingSetBytes(w.workingSetBytes())
+                .setDirtyRateBytesPerSecond(w.dirtyRateBytesPerSecond()).setUnlimited(w.unlimited())
+                .setPattern(w.pattern().cliName()).setReportPeriodUs(w.reportPeriod().toNanos() / 1000)
+                .setSeed(w.seed()));
+        return b.build();
+    }
+
+    @Override
+    public void restoreState(VmConfigState s) throws StateException {
+        VmConfigState mine = saveState();
+        if (s.getVcpuCount() != mine.getVcpuCount() || !s.getRegionsList().equals(mine.getRegionsList())) {
+            throw new StateException(SCHEMA.name(), "", "state is for " + s.getVcpuCount() + " vCPUs and "
+                    + s.getRegionsCount() + " memory regions; the target VM has " + mine.getVcpuCount()
+                    + " vCPUs and " + mine.getRegionsCount() + " regions of another layout");
+        }
+    }
+
+    /** Reads the VM shape out of a saved state, so the target VM can be built before restoring. */
+    static Shape shapeOf(SectionSet sections) throws StateException {
+        var section = sections.get(SCHEMA.name(), "")
+                .orElseThrow(() -> new StateException(SCHEMA.name(), "", "required section is missing"));
+        VmConfigState s = SCHEMA.decode(section);
+        List<GuestMemory.RegionLayout> layout = new ArrayList<>();
+        long gpa = 0;
+        for (MemoryRegionState r : s.getRegionsList()) {
+            if (r.getGuestPhysAddr() != gpa || r.getSize() == 0 || r.getSize() % GuestMemory.SLOT_ALIGN != 0) {
+                throw new StateException(SCHEMA.name(), "", "memory regions must be contiguous from 0 in 2 MiB units");
+            }
+            layout.add(new GuestMemory.RegionLayout(r.getSlot(), r.getGuestPhysAddr(), r.getSize()));
+            gpa += r.getSize();
+        }
+        List<KvmCpuidEntry2> cpuid = new ArrayList<>();
+        for (CpuidEntry e : s.getCpuidList()) {
+            KvmCpuidEntry2 k = new KvmCpuidEntry2();
+            k.function = e.getFunction();
+            k.index = e.getIndex();
+            k.flags = e.getFlags();
+            k.eax = e.getEax();
+            k.ebx = e.getEbx();
+            k.ecx = e.getEcx();
+            k.edx = e.getEdx();
+            cpuid.add(k);
+        }
+        WorkloadConfig w = s.getWorkload();
+        try {
+            WorkloadSpec spec = WorkloadSpec.of(w.getWorkingSetBytes(), w.getDirtyRateBytesPerSecond(), w.getUnlimited())
+                    .withPattern(AccessPattern.parse(w.getPattern()))
+                    .withReportPeriod(Duration.ofNanos(w.getReportPeriodUs() * 1000));
+            spec = new WorkloadSpec(spec.workingSetBytes(), spec.dirtyRateBytesPerSecond(), spec.unlimited(),
+                    spec.pattern(), spec.reportPeriod(), w.getSeed(), spec.hotPermille(), spec.hotWritePermille());
+            VmConfig config = new VmConfig(s.getVcpuCount(), gpa, layout.size(), spec);
+            if (!config.memoryLayout().equals(layout)) {
+                throw new StateException(SCHEMA.name(), "", "memory regions are not an even split this build can rebuild");
+            }
+            return new Shape(config, cpuid);
+        } catch (IllegalArgumentException e) {
+            throw new StateException(SCHEMA.name(), "", "invalid VM shape: " + e.getMessage());
+        }
+    }
+
+    record Shape(VmConfig config, List<KvmCpuidEntry2> cpuid) {}
+}
