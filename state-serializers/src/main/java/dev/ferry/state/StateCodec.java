@@ -223,8 +223,8 @@ public final class StateCodec {
 
     private static StateException notAStateFile(byte[] bytes) {
         byte[] start = Arrays.copyOf(bytes, Math.min(bytes.length, MAGIC.length));
-        return new StateException("not a Ferry state file: starts with " + (start.length == 0 ? "nothing"
-                : "bytes " + HexFormat.ofDelimiter(" ").formatHex(start)) + ", expected the magic \"FERRYST\\0\"");
+        return new StateException("not a Ferry state file: starts with bytes " + HexFormat.ofDelimiter(" ")
+                .formatHex(start) + ", expected the magic \"FERRYST\\0\"");
     }
 
     private static String largest(SectionSet set) {

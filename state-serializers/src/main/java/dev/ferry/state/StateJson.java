@@ -130,8 +130,10 @@ public final class StateJson {
             Message.Builder back = schema.defaultInstance().newBuilderForType();
             STRICT.merge(WRITER.writeValueAsString(tree), back);
             return Payloads.serialize(back.build()).equals(payload) ? tree : null;
-        } catch (InvalidProtocolBufferException | JsonProcessingException e) {
-            return null; // not representable as typed JSON: fall back to base64, which is always exact
+        } catch (InvalidProtocolBufferException | JsonProcessingException | RuntimeException e) {
+            // Not representable as typed JSON (JsonFormat also throws unchecked exceptions on odd input):
+            // fall back to base64, which is always exact. toJson must work on any stream, damaged ones included.
+            return null;
         }
     }
 

@@ -14,7 +14,7 @@ import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 
 /** Binary and JSON round trips over random section sets and random typed messages. */
-class RoundTripProperties {
+class RoundTripPropertyTest {
 
     @Provide
     Arbitrary<SectionSet> sets() {
