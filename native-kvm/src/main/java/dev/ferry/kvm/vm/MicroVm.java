@@ -317,6 +317,11 @@ public final class MicroVm implements AutoCloseable {
         return sum;
     }
 
+    /** Linux thread ids of the vCPU threads, in vCPU order (empty before {@link #start()}). */
+    public synchronized List<Integer> vcpuThreadIds() {
+        return runners.stream().map(VcpuRunner::tid).toList();
+    }
+
     public long vcpuExits() {
         long sum = 0;
         for (VcpuRunner r : runners) {

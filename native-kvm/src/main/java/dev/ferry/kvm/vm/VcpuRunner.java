@@ -56,6 +56,11 @@ final class VcpuRunner implements Runnable {
         return exits;
     }
 
+    /** Linux thread id of the vCPU thread (0 until it runs). */
+    synchronized int tid() {
+        return tid;
+    }
+
     @Override
     public void run() {
         try {
