@@ -1,5 +1,6 @@
 package dev.ferry.state;
 
+import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.core.StreamReadFeature;
@@ -58,18 +59,17 @@ import java.util.Set;
  * unknown fields are refused, because they could not be carried over: convert it with a newer Ferry instead.
  */
 public final class StateJson {
-    private static final JsonMapper MAPPER = JsonMapper.builder()
+    private static final JsonMapper MAPPER = JsonMapper.builder(JsonFactory.builder()
+                    // Base64 of the largest payload StateCodec accepts must fit in one JSON string.
+                    .streamReadConstraints(StreamReadConstraints.builder()
+                            .maxStringLength(StateCodec.MAX_PAYLOAD_BYTES / 3 * 4 + 1024)
+                            .maxNestingDepth(200)
+                            .build())
+                    .build())
             .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
             // Floating-point numbers stay doubles (not BigDecimal, which has no -0.0); integers of any size stay exact.
             .build();
-    static {
-        // Base64 of the largest payload StateCodec accepts must fit in one JSON string.
-        MAPPER.getFactory().setStreamReadConstraints(StreamReadConstraints.builder()
-                .maxStringLength(StateCodec.MAX_PAYLOAD_BYTES / 3 * 4 + 1024)
-                .maxNestingDepth(200)
-                .build());
-    }
     private static final ObjectWriter WRITER = MAPPER.writer(new DefaultPrettyPrinter(Separators.createDefaultInstance()
             .withObjectFieldValueSpacing(Separators.Spacing.AFTER)
             .withObjectEmptySeparator("")
