@@ -150,11 +150,16 @@ public final class Serial16550 implements PortIoDevice, Stateful<SerialState> {
     }
 
     @Override
-    public synchronized void restoreState(SerialState s) throws StateException {
+    public void validateState(SerialState s) throws StateException {
         if (s.getPartialLine().size() > MAX_LINE) {
-            throw new StateException(SCHEMA.name() + "/" + name + ": partial line of " + s.getPartialLine().size()
+            throw new StateException(SCHEMA.name(), name, "partial line of " + s.getPartialLine().size()
                     + " bytes exceeds " + MAX_LINE);
         }
+    }
+
+    @Override
+    public synchronized void restoreState(SerialState s) throws StateException {
+        validateState(s);
         ier = s.getIer() & 0x0F;
         lcr = s.getLcr() & 0xFF;
         mcr = s.getMcr() & 0x1F;

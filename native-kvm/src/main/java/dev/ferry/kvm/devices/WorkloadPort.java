@@ -213,11 +213,16 @@ public final class WorkloadPort implements PortIoDevice, Stateful<WorkloadPortSt
     }
 
     @Override
-    public synchronized void restoreState(WorkloadPortState s) throws StateException {
+    public void validateState(WorkloadPortState s) throws StateException {
         if (s.getPendingCommandsCount() != vcpus) {
-            throw new StateException(SCHEMA.name() + ": state is for " + s.getPendingCommandsCount()
+            throw new StateException(SCHEMA.name(), "", "state is for " + s.getPendingCommandsCount()
                     + " vCPUs, this VM has " + vcpus);
         }
+    }
+
+    @Override
+    public synchronized void restoreState(WorkloadPortState s) throws StateException {
+        validateState(s);
         for (int i = 0; i < vcpus; i++) {
             pendingCommands[i] = s.getPendingCommands(i);
         }

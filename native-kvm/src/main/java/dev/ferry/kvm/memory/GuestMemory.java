@@ -6,7 +6,6 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
-import net.openhft.hashing.LongHashFunction;
 
 /**
  * Guest RAM: contiguous guest-physical memory from 0, split into one or more memory slots, each
@@ -48,6 +47,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Slot, guest-physical base and size of one region, without its backing. */
     public record RegionLayout(int slot, long guestPhysAddr, long size) {}
 
+    /** Splits {@code totalBytes} into {@code slots} slots of at most 1 GiB each, 2 MiB aligned. */
     public static List<RegionLayout> layout(long totalBytes, int slots) {
         if (totalBytes <= 0 || totalBytes % SLOT_ALIGN != 0) {
             throw new IllegalArgumentException("memory size must be a positive multiple of 2 MiB, got " + totalBytes);
@@ -55,6 +55,10 @@ public final class GuestMemory implements AutoCloseable {
         long units = totalBytes / SLOT_ALIGN;
         if (slots < 1 || slots > units) {
             throw new IllegalArgumentException("slot count must be within 1.." + units + ", got " + slots);
+        }
+        if ((units + slots - 1) / slots * SLOT_ALIGN > MemoryRegion.MAX_SIZE) {
+            throw new IllegalArgumentException("each memory slot holds at most 1 GiB: use at least "
+                    + (totalBytes + MemoryRegion.MAX_SIZE - 1) / MemoryRegion.MAX_SIZE + " slots for " + totalBytes + " bytes");
         }
         List<RegionLayout> out = new ArrayList<>();
         long gpa = 0;
@@ -102,7 +106,7 @@ public final class GuestMemory implements AutoCloseable {
         if (gpa + length > r.endGpa()) {
             throw new IllegalArgumentException(String.format("range 0x%x+%d crosses slot %d", gpa, length, r.slot()));
         }
-        return r.mapping().buffer(gpa - r.guestPhysAddr(), length);
+        return r.slice(gpa, length);
     }
 
     public long getLong(long gpa) {
@@ -137,22 +141,9 @@ public final class GuestMemory implements AutoCloseable {
         return pointer(gpa, length).getByteArray(0, length);
     }
 
-    /** XXH3 of one page's content. */
-    public long pageHash(long gpa) {
-        return LongHashFunction.xx3().hashMemory(regionOf(gpa).hostAddress(gpa), PAGE_SIZE);
-    }
-
-    /**
-     * A digest of all guest memory: XXH3 of every region, chained in guest-physical order. Two VMs
-     * with the same digest hold the same bytes (up to hash collisions).
-     */
+    /** Ferry's memory digest of all guest memory as it is now (see {@link PageHashes}). */
     public long digest() {
-        long h = 0;
-        for (MemoryRegion r : regions) {
-            long regionHash = LongHashFunction.xx3().hashMemory(r.mapping().address(), r.size());
-            h = LongHashFunction.xx3(h).hashLongs(new long[] {r.guestPhysAddr(), r.size(), regionHash});
-        }
-        return h;
+        return PageHashes.digestOf(this);
     }
 
     @Override

@@ -209,6 +209,10 @@ public final class KvmVcpu implements AutoCloseable {
      * current mask minus {@code unblockedSignals}. Call it on the vCPU thread after
      * {@link Signals#blockOnCurrentThread(int)}, normally as
      * {@code setSignalMask(Signals.KICK_SIGNAL)}; see {@link Signals} for the whole scheme.
+     *
+     * <p>With no arguments the run mask equals the thread's mask, so a blocked kick signal stays
+     * blocked inside KVM_RUN and cannot interrupt a running guest. For "nothing blocked while in
+     * the guest" use {@link #setRunSignalMask(long) setRunSignalMask(0)}.
      */
     public void setSignalMask(int... unblockedSignals) {
         setRunSignalMask(Signals.currentThreadMask() & ~Signals.kernelSigsetBits(unblockedSignals));

@@ -27,6 +27,10 @@ import com.sun.jna.Native;
  * Only thread-directed signals (tgkill) are used: a process-directed KICK_SIGNAL would be taken by
  * any thread that does not block it and kill the JVM. The JVM itself uses no real-time signals.
  *
+ * <p><b>Never kick a tid whose thread may have exited.</b> Tids are recycled; a new thread that
+ * does not block KICK_SIGNAL would take its default action and terminate the process.
+ * {@link KickTarget} packages the block / kick / retire discipline that rules this out.
+ *
  * <p>Sets: the kernel's sigset_t is 8 bytes on x86-64 (bit n-1 = signal n, what
  * KVM_SET_SIGNAL_MASK wants); glibc's sigset_t is 128 bytes whose first 8 bytes are that same
  * kernel set (what pthread_sigmask / sigtimedwait want).

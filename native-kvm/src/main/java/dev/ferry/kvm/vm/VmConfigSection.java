@@ -68,6 +68,11 @@ final class VmConfigSection implements Stateful<VmConfigState> {
 
     @Override
     public void restoreState(VmConfigState s) throws StateException {
+        validateState(s);
+    }
+
+    @Override
+    public void validateState(VmConfigState s) throws StateException {
         VmConfigState mine = saveState();
         if (s.getVcpuCount() != mine.getVcpuCount() || !s.getRegionsList().equals(mine.getRegionsList())) {
             throw new StateException(SCHEMA.name(), "", "state is for " + s.getVcpuCount() + " vCPUs and "
