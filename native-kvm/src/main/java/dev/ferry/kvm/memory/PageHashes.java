@@ -1,5 +1,7 @@
 package dev.ferry.kvm.memory;
 
+import com.sun.jna.Native;
+import com.sun.jna.Pointer;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicLongArray;
 import net.openhft.hashing.LongHashFunction;
@@ -31,7 +33,13 @@ public final class PageHashes {
         if (isZero(page)) {
             return 0;
         }
-        return LongHashFunction.xx3(gpa).hashBytes(page);
+        LongHashFunction f = LongHashFunction.xx3(gpa);
+        if (page.isDirect()) {
+            // By address: the library's ByteBuffer path needs sun.nio.ch exported to it.
+            long address = Pointer.nativeValue(Native.getDirectBufferPointer(page)) + page.position();
+            return f.hashMemory(address, GuestMemory.PAGE_SIZE);
+        }
+        return f.hashBytes(page.array(), page.arrayOffset() + page.position(), (int) GuestMemory.PAGE_SIZE);
     }
 
     /** True when the 4 KiB in {@code page} (from its position) are all zero. Vectorised by the JIT. */

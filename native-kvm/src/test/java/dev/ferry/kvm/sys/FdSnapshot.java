@@ -58,4 +58,16 @@ public record FdSnapshot(Map<Integer, String> fds, List<String> nativeMappings) 
     public int count() {
         return fds.size();
     }
+
+    /**
+     * Fds of the kinds native bindings create (anon inodes such as kvm-vm / [userfaultfd] /
+     * [eventfd], memfds, /dev/kvm, /dev/userfaultfd). JVM-internal fds (jars, pipes, sockets of the
+     * test launcher) come and go on their own, so leak checks compare this count.
+     */
+    public long nativeCount() {
+        return fds.values().stream()
+                .filter(t -> t.startsWith("anon_inode:") || t.startsWith("/memfd:") || t.startsWith("/dev/kvm")
+                        || t.startsWith("/dev/userfaultfd"))
+                .count();
+    }
 }

@@ -1,0 +1,78 @@
+package dev.ferry.kvm.vm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.state.StateException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Snapshots on disk: a running guest saved, restored in a new VM, and continuing correctly. */
+class SnapshotTest {
+    static final long MIB = 1 << 20;
+    static final Duration T = Duration.ofSeconds(30);
+
+    @TempDir
+    Path dir;
+
+    @BeforeEach
+    void needKvm() {
+        KvmTestSupport.assumeKvm();
+    }
+
+    private long snapshotRunningGuest() throws Exception {
+        VmConfig c = new VmConfig(2, 64 * MIB, 2, WorkloadSpec.of(16 * MIB, 30 * MIB, false));
+        try (MicroVm vm = MicroVm.create(c, l -> { })) {
+            vm.start();
+            assertTrue(vm.workloadPort().awaitFillDone(T));
+            long r = vm.workloadPort().reportStats().reports();
+            assertTrue(vm.workloadPort().awaitReports(r, 10, T));
+            vm.pause();
+            Snapshot.write(vm, dir);
+            return vm.guestCounter();
+        }
+    }
+
+    @Test
+    void restoredSnapshotContinuesWhereTheGuestStopped() throws Exception {
+        long saved = snapshotRunningGuest();
+        try (MicroVm vm = Snapshot.restore(dir, l -> { })) {
+            assertEquals(saved, vm.guestCounter());
+            vm.start();
+            long r = vm.workloadPort().reportStats().reports();
+            assertTrue(vm.workloadPort().awaitReports(r, 10, T));
+            assertTrue(vm.guestCounter() > saved);
+            assertEquals(0, vm.selfCheck(T));
+        }
+    }
+
+    @Test
+    void corruptedMemoryIsRefusedBeforeTheGuestRuns() throws Exception {
+        snapshotRunningGuest();
+        try (RandomAccessFile f = new RandomAccessFile(dir.resolve(Snapshot.MEMORY_FILE).toFile(), "rw")) {
+            f.seek(40 * MIB + 123);
+            int b = f.read();
+            f.seek(40 * MIB + 123);
+            f.write(b ^ 0x10);
+        }
+        StateException e = assertThrows(StateException.class, () -> Snapshot.restore(dir, l -> { }));
+        assertTrue(e.getMessage().contains("digest"), e.getMessage());
+    }
+
+    @Test
+    void truncatedStateIsRefused() throws Exception {
+        snapshotRunningGuest();
+        Path state = dir.resolve(Snapshot.STATE_FILE);
+        byte[] all = Files.readAllBytes(state);
+        Files.write(state, java.util.Arrays.copyOf(all, all.length - 7));
+        assertThrows(StateException.class, () -> Snapshot.restore(dir, l -> { }));
+    }
+}
