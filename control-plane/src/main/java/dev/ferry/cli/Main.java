@@ -1,0 +1,38 @@
+package dev.ferry.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** Entry point of the {@code ferry} command. */
+@Command(name = "ferry", mixinStandardHelpOptions = true, version = "ferry 0.1.0",
+        description = "Live migration of KVM virtual machines.",
+        subcommands = {VmCommand.class, StateCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    public static void main(String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new Main());
+        cl.registerConverter(ByteSize.class, ByteSize::parse);
+        cl.registerConverter(Rate.class, Rate::parse);
+        cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
+            // Bad input and refused operations get one clear line; anything else keeps its trace.
+            if (e instanceof IllegalArgumentException || e instanceof IllegalStateException
+                    || e instanceof dev.ferry.state.StateException || e instanceof java.io.IOException) {
+                cmd.getErr().println("ferry: " + e.getMessage());
+                return 2;
+            }
+            throw e;
+        });
+        return cl;
+    }
+}

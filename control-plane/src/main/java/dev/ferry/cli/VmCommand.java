@@ -1,0 +1,107 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.kvm.guest.AccessPattern;
+import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.kvm.vm.Snapshot;
+import dev.ferry.kvm.vm.VmConfig;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code ferry vm ...}: run a micro-VM in this process. */
+@Command(name = "vm", description = "Run micro-VMs in this process.",
+        subcommands = {VmCommand.Run.class, VmCommand.Restore.class})
+final class VmCommand {
+
+    /** Options every in-process VM run shares. */
+    static final class RunOptions {
+        @Option(names = "--seconds", defaultValue = "3", description = "How long the guest runs (default ${DEFAULT-VALUE}).")
+        double seconds;
+
+        @Option(names = "--json", description = "Print the summary as one JSON object on the last line.")
+        boolean json;
+
+        @Option(names = "--console", description = "Copy the guest's serial console to stderr.")
+        boolean console;
+    }
+
+    @Command(name = "run", mixinStandardHelpOptions = true,
+            description = "Boot the guest workload, let it run, check its memory, print a summary.")
+    static final class Run implements Callable<Integer> {
+        @Option(names = "--memory", defaultValue = "1g", description = "Guest RAM (default ${DEFAULT-VALUE}).")
+        ByteSize memory;
+
+        @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default ${DEFAULT-VALUE}).")
+        int vcpus;
+
+        @Option(names = "--slots", description = "KVM memory slots (default: one per GiB).")
+        Integer slots;
+
+        @Option(names = "--working-set", defaultValue = "256m", description = "Bytes the workload keeps writing (default ${DEFAULT-VALUE}).")
+        ByteSize workingSet;
+
+        @Option(names = "--dirty-rate", defaultValue = "100m",
+                description = "Bytes/s the guest dirties: e.g. 100m, 0 (fill once, then quiet) or unlimited (default ${DEFAULT-VALUE}).")
+        Rate dirtyRate;
+
+        @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
+        String pattern;
+
+        @Option(names = "--report-period", defaultValue = "1ms", description = "Guest progress report period, e.g. 1ms, 500us (default ${DEFAULT-VALUE}).")
+        String reportPeriod;
+
+        @Option(names = "--snapshot", description = "After the run, save a snapshot (memory + state) into this directory.")
+        Path snapshot;
+
+        @picocli.CommandLine.Mixin
+        RunOptions run = new RunOptions();
+
+        @Override
+        public Integer call() throws Exception {
+            WorkloadSpec spec = new WorkloadSpec(workingSet.bytes(), dirtyRate.bytesPerSecond(), dirtyRate.unlimited(),
+                    AccessPattern.parse(pattern), Durations.parse(reportPeriod), 0x5eed, 100, 900);
+            VmConfig config = slots == null ? VmConfig.of(vcpus, memory.bytes(), spec)
+                    : new VmConfig(vcpus, memory.bytes(), slots, spec);
+            try (MicroVm vm = MicroVm.create(config, Console.sink(run.console))) {
+                ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, true);
+                if (snapshot != null) {
+                    vm.pause();
+                    Snapshot.write(vm, snapshot);
+                    out.put("snapshot", snapshot.toAbsolutePath().toString());
+                }
+                Output.print(out, run.json);
+                return out.get("wrong_pages").asLong() == 0 ? 0 : 1;
+            }
+        }
+    }
+
+    @Command(name = "restore", mixinStandardHelpOptions = true,
+            description = "Resume a snapshot written by 'vm run --snapshot', let it run, print the same summary.")
+    static final class Restore implements Callable<Integer> {
+        @Parameters(index = "0", description = "Snapshot directory.")
+        Path dir;
+
+        @picocli.CommandLine.Mixin
+        RunOptions run = new RunOptions();
+
+        @Override
+        public Integer call() throws Exception {
+            try (MicroVm vm = Snapshot.restore(dir, Console.sink(run.console))) {
+                long before = vm.guestCounter();
+                ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, false);
+                out.put("restored_from", dir.toAbsolutePath().toString());
+                out.put("guest_counter_at_restore", before);
+                Output.print(out, run.json);
+                return out.get("wrong_pages").asLong() == 0 && vm.guestCounter() > before ? 0 : 1;
+            }
+        }
+    }
+
+    private VmCommand() {}
+
+
+}

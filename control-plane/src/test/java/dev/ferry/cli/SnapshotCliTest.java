@@ -1,0 +1,93 @@
+package dev.ferry.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.kvm.sys.KvmTestSupport;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.HashSet;
+import java.util.Set;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The debugging tools around snapshots, driven through the real CLI. */
+class SnapshotCliTest {
+    @TempDir
+    Path tmp;
+
+    @BeforeEach
+    void needKvm() {
+        KvmTestSupport.assumeKvm();
+    }
+
+    record Result(int exit, String out) {
+        JsonNode lastJson() throws Exception {
+            String[] lines = out.strip().split("\n");
+            return Output.JSON.readTree(lines[lines.length - 1]);
+        }
+    }
+
+    static synchronized Result ferry(String... args) {
+        PrintStream old = System.out;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+        try {
+            int exit = Main.commandLine().execute(args);
+            return new Result(exit, buf.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(old);
+        }
+    }
+
+    @Test
+    void runSnapshotRestoreDumpAndDiff() throws Exception {
+        Path a = tmp.resolve("a");
+        Path b = tmp.resolve("b");
+        Result run = ferry("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
+                "--seconds", "0.5", "--vcpus", "2", "--snapshot", a.toString(), "--json");
+        assertEquals(0, run.exit(), run.out());
+        JsonNode r = run.lastJson();
+        for (String k : new String[] {"guest_counter", "vcpu_exits", "dirty_pages_per_second", "memory_bytes",
+                "elapsed_ms", "wrong_pages"}) {
+            assertTrue(r.has(k), "vm run JSON has " + k + ": " + r);
+        }
+        assertEquals(0, r.get("wrong_pages").asLong());
+        assertEquals(64L << 20, r.get("memory_bytes").asLong());
+        assertTrue(r.get("dirty_pages_per_second").asLong() > 0, "paced guest dirties pages: " + r);
+
+        Result restored = ferry("vm", "restore", a.toString(), "--seconds", "0.5", "--json");
+        assertEquals(0, restored.exit(), restored.out());
+        JsonNode rr = restored.lastJson();
+        assertEquals(0, rr.get("wrong_pages").asLong());
+        assertTrue(rr.get("guest_counter").asLong() > rr.get("guest_counter_at_restore").asLong());
+        assertTrue(rr.get("guest_counter_at_restore").asLong() >= r.get("guest_counter").asLong(),
+                "restore starts from the snapshot's counter");
+
+        Result dump = ferry("state", "dump", a.toString());
+        assertEquals(0, dump.exit(), dump.out());
+        JsonNode doc = Output.JSON.readTree(dump.out());
+        Set<String> names = new HashSet<>();
+        doc.findValues("name").forEach(n -> names.add(n.asText()));
+        assertTrue(names.containsAll(Set.of("vm.config", "kvm.vm", "kvm.vcpu", "device.serial", "device.workload")),
+                "dump names every section: " + names);
+
+        assertEquals(0, ferry("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
+                "--seconds", "0.3", "--vcpus", "2", "--snapshot", b.toString()).exit());
+        Result same = ferry("state", "diff", a.toString(), a.toString());
+        assertEquals(0, same.exit(), same.out());
+        Result diff = ferry("state", "diff", a.toString(), b.toString());
+        assertEquals(1, diff.exit(), diff.out());
+        assertTrue(diff.out().contains("kvm.vcpu/0"), diff.out());
+    }
+
+    @Test
+    void badInputGetsAClearError() {
+        Result r = ferry("vm", "run", "--memory", "64m", "--working-set", "1g", "--seconds", "0.1");
+        assertTrue(r.exit() != 0);
+    }
+}
