@@ -137,6 +137,21 @@ public final class MicroVm implements AutoCloseable {
         return new MicroVm(shape.config(), shape.cpuid(), console, false);
     }
 
+    /**
+     * An empty VM of the given shape that will receive memory and state from elsewhere (the
+     * destination of a migration). {@code cpuid} is what the guest saw on the source.
+     */
+    public static MicroVm createIncoming(VmConfig config, List<KvmCpuidEntry2> cpuid, Consumer<String> console) {
+        return new MicroVm(config, cpuid, console, false);
+    }
+
+    /** CPUID entries this host's KVM supports, as a fresh VM would see them. */
+    public static List<KvmCpuidEntry2> supportedCpuid() {
+        try (KvmSystem k = KvmSystem.open()) {
+            return k.supportedCpuid().entries();
+        }
+    }
+
     /** The shape of the VM that saved {@code sections}, without creating anything. */
     public static VmConfig configOf(SectionSet sections) throws StateException {
         return VmConfigSection.shapeOf(sections).config();

@@ -5,6 +5,7 @@ import dev.ferry.kvm.sys.Errno;
 import dev.ferry.kvm.sys.KvmIoctls;
 import dev.ferry.kvm.sys.KvmRun;
 import dev.ferry.kvm.sys.KvmVcpu;
+import dev.ferry.kvm.sys.KickTarget;
 import dev.ferry.kvm.sys.Signals;
 import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
@@ -27,7 +28,7 @@ final class VcpuRunner implements Runnable {
     private boolean pauseRequested;
     private boolean stopRequested;
     private State state = State.NEW;
-    private int tid;
+    private KickTarget kickTarget; // null until the thread runs; retired before it exits
 
     private volatile long exits;
     private volatile Thread thread;
@@ -58,19 +59,23 @@ final class VcpuRunner implements Runnable {
 
     /** Linux thread id of the vCPU thread (0 until it runs). */
     synchronized int tid() {
-        return tid;
+        return kickTarget == null ? 0 : kickTarget.tid();
     }
 
     @Override
     public void run() {
         try {
-            Signals.blockOnCurrentThread(Signals.KICK_SIGNAL);
-            vcpu.setSignalMask(); // inside KVM_RUN nothing is blocked, so the kick interrupts it
-            synchronized (this) {
-                tid = Signals.currentThreadId();
+            KickTarget me = KickTarget.forCurrentThread(Signals.KICK_SIGNAL);
+            try {
+                vcpu.setSignalMask(Signals.KICK_SIGNAL); // unblocked only inside KVM_RUN
+                synchronized (this) {
+                    kickTarget = me;
+                }
+                started.countDown();
+                loop();
+            } finally {
+                me.retire(); // no kick may reach this tid once the thread is gone (tids are recycled)
             }
-            started.countDown();
-            loop();
         } catch (Throwable t) {
             started.countDown();
             synchronized (this) {
@@ -94,7 +99,7 @@ final class VcpuRunner implements Runnable {
             }
             int rc = vcpu.runOnce();
             if (rc == -Errno.EINTR || rc == -Errno.EAGAIN) {
-                Signals.consumePending(Signals.KICK_SIGNAL);
+                Signals.drainPending(Signals.KICK_SIGNAL);
                 continue;
             }
             if (rc < 0) {
@@ -173,7 +178,7 @@ final class VcpuRunner implements Runnable {
         if (rc != -Errno.EINTR && rc < 0 && rc != -Errno.EAGAIN) {
             throw new VmFailure("vCPU " + vcpu.id() + ": completing pending I/O failed: " + Errno.name(-rc));
         }
-        Signals.consumePending(Signals.KICK_SIGNAL);
+        Signals.drainPending(Signals.KICK_SIGNAL);
         synchronized (this) {
             state = State.PAUSED;
             notifyAll();
@@ -187,23 +192,30 @@ final class VcpuRunner implements Runnable {
             notifyAll();
         }
         run.setImmediateExit(false);
-        Signals.consumePending(Signals.KICK_SIGNAL);
+        Signals.drainPending(Signals.KICK_SIGNAL);
         return false;
     }
 
     /** Asks the vCPU to stop running guest code; returns at once (see {@link #awaitPaused()}). */
     void requestPause() {
-        int t;
         synchronized (this) {
             pauseRequested = true;
+        }
+        kick();
+    }
+
+    /** Makes KVM_RUN return now, or right at its next entry. */
+    private void kick() {
+        KickTarget t;
+        synchronized (this) {
             if (state == State.PAUSED || state == State.STOPPED) {
                 return;
             }
-            t = tid;
+            t = kickTarget;
         }
         vcpu.run().setImmediateExit(true);
-        if (t != 0) {
-            Signals.kick(t, Signals.KICK_SIGNAL);
+        if (t != null) {
+            t.kick(); // a no-op once the thread retired
         }
     }
 
@@ -223,24 +235,10 @@ final class VcpuRunner implements Runnable {
             stopRequested = true;
             notifyAll();
         }
-        requestPauseForStop();
+        kick();
         Thread t = thread;
         if (t != null) {
             t.join();
-        }
-    }
-
-    private void requestPauseForStop() {
-        int t;
-        synchronized (this) {
-            if (state == State.STOPPED || state == State.PAUSED) {
-                return;
-            }
-            t = tid;
-        }
-        vcpu.run().setImmediateExit(true);
-        if (t != 0) {
-            Signals.kick(t, Signals.KICK_SIGNAL);
         }
     }
 

@@ -87,6 +87,32 @@ class MicroVmTest {
     }
 
     @Test
+    void pauseKicksAGuestThatNeverExitsOnItsOwn() throws Exception {
+        // Reports once a minute: after its fill the guest spins in ring 3 without a single exit, so
+        // only the signal kick can get the vCPU out of KVM_RUN.
+        VmConfig c = new VmConfig(1, 64 * MIB, 1,
+                WorkloadSpec.of(4 * MIB, 0, false).withReportPeriod(Duration.ofSeconds(60)));
+        java.util.concurrent.CountDownLatch quiet = new java.util.concurrent.CountDownLatch(1);
+        try (MicroVm vm = MicroVm.create(c, line -> {
+            if (line.contains("fill done")) {
+                quiet.countDown(); // the guest's last exit before it spins
+            }
+        })) {
+            vm.start();
+            assertTrue(quiet.await(30, java.util.concurrent.TimeUnit.SECONDS));
+            long exits = vm.vcpuExits();
+            org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(Duration.ofSeconds(20), () -> vm.pause(),
+                    "pause must not wait for the guest to exit by itself");
+            assertEquals(exits, vm.vcpuExits(), "no guest exit happened: the kick did it");
+            long frozen = vm.guestCounter();
+            assertEquals(frozen, vm.guestCounter());
+            vm.resume();
+            vm.pause();
+            assertTrue(vm.guestCounter() >= frozen);
+        }
+    }
+
+    @Test
     void stateAndMemoryRestoreIntoASecondVmAndTheGuestContinues() throws Exception {
         VmConfig c = config(2, 24 * MIB, 40 * MIB);
         try (MicroVm src = started(c)) {
