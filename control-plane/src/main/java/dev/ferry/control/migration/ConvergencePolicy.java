@@ -1,0 +1,157 @@
+package dev.ferry.control.migration;
+
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.MigrationPolicy.NoConvergenceAction;
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * A {@link MigrationPolicy} with every default filled in and every field checked, together with the migration
+ * mode it applies to (the defaults and the validity of {@code on_no_convergence} depend on the mode).
+ *
+ * <p>Build it with {@link #of(MigrationMode, MigrationPolicy)}; an {@link IllegalArgumentException} from there is
+ * a bad policy, which CreateMigration answers with {@code INVALID_ARGUMENT}. {@link #toProto()} gives the policy
+ * "with every default filled in" that {@code Migration.policy} reports.
+ *
+ * @param mode                          PRECOPY, POSTCOPY or HYBRID (never UNSPECIFIED: that resolves to PRECOPY)
+ * @param maxDowntime                   longest acceptable downtime; precopy converges once the expected downtime is
+ *                                      at most this. Default {@value #DEFAULT_MAX_DOWNTIME_MILLIS} ms
+ * @param bandwidthLimitBytesPerSecond  cap on the data-plane send rate, 0 for unlimited
+ * @param maxRounds                     precopy rounds (not counting stop-and-copy) before precopy counts as not
+ *                                      converging. Default {@value #DEFAULT_MAX_ROUNDS}
+ * @param maxTotalTime                  time from create_time after which precopy counts as not converging, checked
+ *                                      at the end of each round; {@link Duration#ZERO} for no limit (the default)
+ * @param dataStreams                   data-plane streams, 1 to {@value #MAX_DATA_STREAMS}. Default
+ *                                      {@value #DEFAULT_DATA_STREAMS}
+ * @param onNoConvergence               CONTINUE, FAIL or SWITCH_TO_POSTCOPY (only for HYBRID); never UNSPECIFIED:
+ *                                      that resolves to SWITCH_TO_POSTCOPY for HYBRID and FAIL otherwise
+ * @param verifyMemory                  whether to verify a memory digest; default true
+ */
+public record ConvergencePolicy(
+        MigrationMode mode,
+        Duration maxDowntime,
+        long bandwidthLimitBytesPerSecond,
+        int maxRounds,
+        Duration maxTotalTime,
+        int dataStreams,
+        NoConvergenceAction onNoConvergence,
+        boolean verifyMemory) {
+
+    public static final long DEFAULT_MAX_DOWNTIME_MILLIS = 300;
+    public static final Duration DEFAULT_MAX_DOWNTIME = Duration.ofMillis(DEFAULT_MAX_DOWNTIME_MILLIS);
+    public static final int DEFAULT_MAX_ROUNDS = 30;
+    public static final int DEFAULT_DATA_STREAMS = 4;
+    public static final int MAX_DATA_STREAMS = 64;
+
+    public ConvergencePolicy {
+        Objects.requireNonNull(mode, "mode");
+        Objects.requireNonNull(maxDowntime, "maxDowntime");
+        Objects.requireNonNull(maxTotalTime, "maxTotalTime");
+        Objects.requireNonNull(onNoConvergence, "onNoConvergence");
+        if (mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED || mode == MigrationMode.UNRECOGNIZED) {
+            throw new IllegalArgumentException("mode must be PRECOPY, POSTCOPY or HYBRID, not " + mode);
+        }
+        if (maxDowntime.isNegative() || maxDowntime.isZero()) {
+            throw new IllegalArgumentException("max_downtime must be positive, not " + maxDowntime);
+        }
+        if (bandwidthLimitBytesPerSecond < 0) {
+            throw new IllegalArgumentException("bandwidth_limit_bytes_per_second is too large (above 2^63 - 1)");
+        }
+        if (maxRounds < 1) {
+            throw new IllegalArgumentException("max_rounds must be at least 1, not " + Integer.toUnsignedString(maxRounds));
+        }
+        if (maxTotalTime.isNegative()) {
+            throw new IllegalArgumentException("max_total_time must not be negative, not " + maxTotalTime);
+        }
+        if (dataStreams < 1 || dataStreams > MAX_DATA_STREAMS) {
+            throw new IllegalArgumentException("data_streams must be 1 to " + MAX_DATA_STREAMS + ", not "
+                    + Integer.toUnsignedString(dataStreams));
+        }
+        switch (onNoConvergence) {
+            case CONTINUE, FAIL -> { }
+            case SWITCH_TO_POSTCOPY -> {
+                if (mode != MigrationMode.HYBRID) {
+                    throw new IllegalArgumentException("on_no_convergence SWITCH_TO_POSTCOPY is only valid for mode"
+                            + " HYBRID, not " + mode + " (use FAIL or CONTINUE)");
+                }
+            }
+            default -> throw new IllegalArgumentException("on_no_convergence must be CONTINUE, FAIL or"
+                    + " SWITCH_TO_POSTCOPY, not " + onNoConvergence);
+        }
+    }
+
+    /** The default policy for a mode (what an empty {@link MigrationPolicy} resolves to). */
+    public static ConvergencePolicy defaults(MigrationMode mode) {
+        return of(mode, MigrationPolicy.getDefaultInstance());
+    }
+
+    /**
+     * Resolves a policy as sent in CreateMigration: zero or unset fields take their documented defaults, and
+     * everything else is checked.
+     *
+     * @param mode   the migration's mode; UNSPECIFIED means PRECOPY
+     * @param policy the caller's policy; {@code null} or empty means all defaults
+     * @throws IllegalArgumentException a field is out of range or does not fit the mode ({@code INVALID_ARGUMENT})
+     */
+    public static ConvergencePolicy of(MigrationMode mode, MigrationPolicy policy) {
+        Objects.requireNonNull(mode, "mode");
+        MigrationPolicy p = policy == null ? MigrationPolicy.getDefaultInstance() : policy;
+        MigrationMode m = mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY : mode;
+
+        Duration maxDowntime = p.hasMaxDowntime()
+                ? ProtoTime.fromProto(p.getMaxDowntime(), "max_downtime") : Duration.ZERO;
+        if (maxDowntime.isNegative()) {
+            throw new IllegalArgumentException("max_downtime must not be negative, not " + maxDowntime);
+        }
+        if (maxDowntime.isZero()) {
+            maxDowntime = DEFAULT_MAX_DOWNTIME;
+        }
+        Duration maxTotalTime = p.hasMaxTotalTime()
+                ? ProtoTime.fromProto(p.getMaxTotalTime(), "max_total_time") : Duration.ZERO;
+        // uint32: values above 2^31 - 1 arrive negative; they mean "practically unlimited".
+        int maxRounds = p.getMaxRounds() == 0 ? DEFAULT_MAX_ROUNDS
+                : p.getMaxRounds() < 0 ? Integer.MAX_VALUE : p.getMaxRounds();
+        int dataStreams = p.getDataStreams() == 0 ? DEFAULT_DATA_STREAMS : p.getDataStreams();
+        NoConvergenceAction action = p.getOnNoConvergence();
+        if (action == NoConvergenceAction.NO_CONVERGENCE_ACTION_UNSPECIFIED) {
+            action = m == MigrationMode.HYBRID ? NoConvergenceAction.SWITCH_TO_POSTCOPY : NoConvergenceAction.FAIL;
+        }
+        boolean verify = !p.hasVerifyMemory() || p.getVerifyMemory();
+        return new ConvergencePolicy(m, maxDowntime, p.getBandwidthLimitBytesPerSecond(), maxRounds, maxTotalTime,
+                dataStreams, action, verify);
+    }
+
+    /** Whether a total-time limit is set. */
+    public boolean hasTotalTimeLimit() {
+        return !maxTotalTime.isZero();
+    }
+
+    /** Whether precopy may hand over to postcopy (manual SwitchToPostcopy or on non-convergence): HYBRID only. */
+    public boolean allowsPostcopySwitch() {
+        return mode == MigrationMode.HYBRID;
+    }
+
+    /** Whether the migration starts in precopy (PRECOPY and HYBRID) rather than pausing at once (POSTCOPY). */
+    public boolean startsWithPrecopy() {
+        return mode != MigrationMode.POSTCOPY;
+    }
+
+    /**
+     * The policy with every default filled in, for {@code Migration.policy}. max_total_time stays unset when there
+     * is no limit (the API has no other way to say "no limit").
+     */
+    public MigrationPolicy toProto() {
+        MigrationPolicy.Builder b = MigrationPolicy.newBuilder()
+                .setMaxDowntime(ProtoTime.toProto(maxDowntime))
+                .setBandwidthLimitBytesPerSecond(bandwidthLimitBytesPerSecond)
+                .setMaxRounds(maxRounds)
+                .setDataStreams(dataStreams)
+                .setOnNoConvergence(onNoConvergence)
+                .setVerifyMemory(verifyMemory);
+        if (hasTotalTimeLimit()) {
+            b.setMaxTotalTime(ProtoTime.toProto(maxTotalTime));
+        }
+        return b.build();
+    }
+}

@@ -1,0 +1,268 @@
+package dev.ferry.control.migration;
+
+import dev.ferry.control.migration.Decision.Action;
+import dev.ferry.v1.MigrationPolicy.NoConvergenceAction;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * Decides, after each precopy round, whether to run another round, stop and copy, switch to postcopy or fail.
+ * Pure arithmetic over the rounds it is fed; it reads no clock (the caller passes the time since create_time).
+ *
+ * <h2>Estimates (updated by {@link #recordRound})</h2>
+ * <ul>
+ *   <li><b>Transfer rate</b>: the round's page bytes divided by its time, smoothed as
+ *       {@code rate = a * sample + (1 - a) * rate} with {@code a = }{@link Tuning#rateSmoothing()}. The default
+ *       {@code a = 1} uses the last round alone, which is what {@code MigrationProgress} documents ("during the last
+ *       full round") and what QEMU does; lower it to damp noisy networks. A round that sent less than
+ *       {@link Tuning#minRateSampleBytes()} (default 1 MiB) does not update the transfer rate once one is known: its
+ *       time is dominated by per-batch latency, and the last rounds of a converging migration are exactly such rounds.
+ *       Rounds with no data or no measurable time are never samples. The estimate is then capped at
+ *       {@code bandwidth_limit_bytes_per_second} when one is set, since the sender will not go faster.</li>
+ *   <li><b>Dirty rate</b>: pages dirtied during the round times 4096 divided by the round's time, smoothed the same
+ *       way (every round with a measurable time is a sample).</li>
+ *   <li><b>Remaining</b>: the pages dirtied during the last round, times 4096 (what the next round, or the
+ *       stop-and-copy round, must send; an upper bound, since some of them may go as zero pages).</li>
+ *   <li><b>Expected downtime</b>: {@code remaining / transfer rate + }{@link Tuning#deviceStateOverhead()} (default
+ *       20 ms: sending device state and the switchover round trip). Exactly the overhead when nothing remains;
+ *       unknown (empty) while pages remain and no transfer rate has been measured.</li>
+ *   <li><b>Stall</b>: a round in which the dirty rate is at least the transfer rate. The dirty set then cannot
+ *       shrink: each round lasts {@code remaining / transfer} and leaves {@code dirty * that} behind.</li>
+ * </ul>
+ *
+ * <h2>Decision rules (by {@link #decide}, first match wins)</h2>
+ * <ol>
+ *   <li>A SwitchToPostcopy request is pending (HYBRID only): SWITCH_TO_POSTCOPY.</li>
+ *   <li>Expected downtime known and at most max_downtime: STOP_AND_COPY, converged.</li>
+ *   <li>Not converging, when any of these holds:
+ *     <ul>
+ *       <li>precopy rounds recorded reached max_rounds (default 30);</li>
+ *       <li>max_total_time is set and the time since create_time reached it;</li>
+ *       <li>the last {@link Tuning#stallRounds()} (default {@value Tuning#DEFAULT_STALL_ROUNDS}) rounds in a row
+ *           were stalls. This third trigger goes beyond the two the API names: when the guest dirties memory at
+ *           least as fast as it can be sent, more rounds only repeat the same amount of work, so waiting for
+ *           max_rounds wastes bandwidth and time. Three rounds tolerate a one-off burst. Set 0 to disable.</li>
+ *     </ul>
+ *     Then, per on_no_convergence: FAIL gives FAIL; SWITCH_TO_POSTCOPY (HYBRID only, checked by
+ *     {@link ConvergencePolicy}) gives SWITCH_TO_POSTCOPY; CONTINUE gives STOP_AND_COPY not converged ("pause and
+ *     copy the rest anyway, accepting a downtime longer than max_downtime", as the API defines CONTINUE: the
+ *     migration does not run precopy forever).</li>
+ *   <li>Otherwise CONTINUE_PRECOPY.</li>
+ * </ol>
+ *
+ * <p>Not thread-safe: owned by one {@link SourceMigration}, whose caller serializes events.
+ */
+public final class PrecopyPlanner {
+
+    /**
+     * Planner constants that are not part of the API's policy.
+     *
+     * @param deviceStateOverhead  added to every downtime estimate for device state and the switchover round trip
+     * @param stallRounds          consecutive stalled rounds that count as not converging; 0 disables the trigger
+     * @param rateSmoothing        EWMA weight of the newest sample, in (0, 1]; 1 means the last round alone
+     * @param minRateSampleBytes   smallest round (page bytes) that updates an already known transfer rate
+     */
+    public record Tuning(Duration deviceStateOverhead, int stallRounds, double rateSmoothing, long minRateSampleBytes) {
+        public static final int DEFAULT_STALL_ROUNDS = 3;
+        public static final Tuning DEFAULT = new Tuning(Duration.ofMillis(20), DEFAULT_STALL_ROUNDS, 1.0, 1L << 20);
+
+        public Tuning {
+            Objects.requireNonNull(deviceStateOverhead, "deviceStateOverhead");
+            if (deviceStateOverhead.isNegative()) {
+                throw new IllegalArgumentException("negative device-state overhead");
+            }
+            if (stallRounds < 0) {
+                throw new IllegalArgumentException("negative stallRounds");
+            }
+            if (!(rateSmoothing > 0 && rateSmoothing <= 1)) {
+                throw new IllegalArgumentException("rateSmoothing must be in (0, 1], not " + rateSmoothing);
+            }
+            if (minRateSampleBytes < 0) {
+                throw new IllegalArgumentException("negative minRateSampleBytes");
+            }
+        }
+
+        public Tuning withDeviceStateOverhead(Duration d) {
+            return new Tuning(d, stallRounds, rateSmoothing, minRateSampleBytes);
+        }
+
+        public Tuning withStallRounds(int n) {
+            return new Tuning(deviceStateOverhead, n, rateSmoothing, minRateSampleBytes);
+        }
+
+        public Tuning withRateSmoothing(double a) {
+            return new Tuning(deviceStateOverhead, stallRounds, a, minRateSampleBytes);
+        }
+    }
+
+    /**
+     * The planner's view after the last recorded round.
+     *
+     * @param dirtyRateBytesPerSecond     smoothed dirty rate (0 before the first round)
+     * @param transferRateBytesPerSecond  smoothed transfer rate, capped by the bandwidth limit (0 while unknown)
+     * @param bytesRemaining              page bytes dirtied during the last round
+     * @param expectedDowntime            see the class comment; empty while unknown
+     * @param stalledRounds               consecutive stalled rounds ending with the last one
+     */
+    public record Estimates(long dirtyRateBytesPerSecond, long transferRateBytesPerSecond, long bytesRemaining,
+                            Optional<Duration> expectedDowntime, int stalledRounds) {
+        static final Estimates NONE = new Estimates(0, 0, 0, Optional.empty(), 0);
+    }
+
+    private final ConvergencePolicy policy;
+    private final Tuning tuning;
+
+    private int rounds;
+    /** Smoothed, uncapped transfer rate in bytes per second; NaN while unknown. */
+    private double transferRate = Double.NaN;
+    /** Smoothed dirty rate in bytes per second; NaN while unknown. */
+    private double dirtyRate = Double.NaN;
+    private Estimates estimates = Estimates.NONE;
+
+    public PrecopyPlanner(ConvergencePolicy policy) {
+        this(policy, Tuning.DEFAULT);
+    }
+
+    public PrecopyPlanner(ConvergencePolicy policy, Tuning tuning) {
+        this.policy = Objects.requireNonNull(policy, "policy");
+        this.tuning = Objects.requireNonNull(tuning, "tuning");
+    }
+
+    public ConvergencePolicy policy() {
+        return policy;
+    }
+
+    public Tuning tuning() {
+        return tuning;
+    }
+
+    /** Precopy rounds recorded so far. */
+    public int rounds() {
+        return rounds;
+    }
+
+    /** The estimates after the last recorded round. */
+    public Estimates estimates() {
+        return estimates;
+    }
+
+    /** Feeds one finished precopy round (not the stop-and-copy round) and returns the updated estimates. */
+    public Estimates recordRound(RoundStats round) {
+        Objects.requireNonNull(round, "round");
+        rounds++;
+        double seconds = round.elapsed().toNanos() / 1e9;
+        double a = tuning.rateSmoothing();
+        if (seconds > 0) {
+            double bytes = round.bytesSent();
+            boolean sample = bytes > 0 && (Double.isNaN(transferRate) || bytes >= tuning.minRateSampleBytes());
+            if (sample) {
+                transferRate = smooth(transferRate, bytes / seconds, a);
+            }
+            dirtyRate = smooth(dirtyRate, round.dirtyBytes() / seconds, a);
+        }
+        long transfer = effectiveTransferRate();
+        long dirty = Double.isNaN(dirtyRate) ? 0 : clampToLong(dirtyRate);
+        long remaining = round.dirtyBytes();
+        boolean stalled = transfer > 0 && dirty >= transfer && remaining > 0;
+        int stalledRounds = stalled ? estimates.stalledRounds() + 1 : 0;
+        estimates = new Estimates(dirty, transfer, remaining, downtime(remaining, transfer), stalledRounds);
+        return estimates;
+    }
+
+    /**
+     * Decides what follows the last recorded round (see the class comment for the rules).
+     *
+     * @param sinceCreate              time since the migration's create_time, for max_total_time
+     * @param postcopySwitchRequested  whether SwitchToPostcopy was called (only possible for HYBRID)
+     * @throws IllegalStateException no round was recorded yet
+     */
+    public Decision decide(Duration sinceCreate, boolean postcopySwitchRequested) {
+        Objects.requireNonNull(sinceCreate, "sinceCreate");
+        if (rounds == 0) {
+            throw new IllegalStateException("no precopy round recorded yet");
+        }
+        Optional<Duration> expected = estimates.expectedDowntime();
+        if (postcopySwitchRequested) {
+            if (!policy.allowsPostcopySwitch()) {
+                throw new IllegalStateException("switch to postcopy requested in mode " + policy.mode());
+            }
+            return new Decision(Action.SWITCH_TO_POSTCOPY,
+                    "switching to postcopy after round " + rounds + " as requested by SwitchToPostcopy", false,
+                    expected);
+        }
+        if (expected.isPresent() && expected.get().compareTo(policy.maxDowntime()) <= 0) {
+            return new Decision(Action.STOP_AND_COPY, "precopy converged after round " + rounds + ": expected downtime "
+                    + ProtoTime.format(expected.get()) + " <= max_downtime " + ProtoTime.format(policy.maxDowntime()),
+                    true, expected);
+        }
+        String why = nonConvergence(sinceCreate);
+        if (why == null) {
+            return new Decision(Action.CONTINUE_PRECOPY, "round " + rounds + ": expected downtime "
+                    + describe(expected) + " > max_downtime " + ProtoTime.format(policy.maxDowntime()), false, expected);
+        }
+        String base = "precopy did not converge: " + why + "; expected downtime " + describe(expected)
+                + " > max_downtime " + ProtoTime.format(policy.maxDowntime()) + " (dirty rate "
+                + ProtoTime.formatRate(estimates.dirtyRateBytesPerSecond()) + ", transfer rate "
+                + ProtoTime.formatRate(estimates.transferRateBytesPerSecond()) + ")";
+        NoConvergenceAction action = policy.onNoConvergence();
+        return switch (action) {
+            case FAIL -> new Decision(Action.FAIL, base + "; on_no_convergence is FAIL", false, expected);
+            case SWITCH_TO_POSTCOPY -> new Decision(Action.SWITCH_TO_POSTCOPY,
+                    base + "; on_no_convergence is SWITCH_TO_POSTCOPY", false, expected);
+            case CONTINUE -> new Decision(Action.STOP_AND_COPY,
+                    base + "; on_no_convergence is CONTINUE: pausing anyway, downtime will exceed max_downtime",
+                    false, expected);
+            default -> throw new IllegalStateException("unresolved on_no_convergence " + action);
+        };
+    }
+
+    /** Why precopy counts as not converging now, or null. */
+    private String nonConvergence(Duration sinceCreate) {
+        if (rounds >= policy.maxRounds()) {
+            return "max_rounds " + policy.maxRounds() + " reached";
+        }
+        if (policy.hasTotalTimeLimit() && sinceCreate.compareTo(policy.maxTotalTime()) >= 0) {
+            return "max_total_time " + ProtoTime.format(policy.maxTotalTime()) + " reached ("
+                    + ProtoTime.format(sinceCreate) + " since create)";
+        }
+        if (tuning.stallRounds() > 0 && estimates.stalledRounds() >= tuning.stallRounds()) {
+            return "the guest dirtied memory at least as fast as it was sent for " + estimates.stalledRounds()
+                    + " rounds in a row";
+        }
+        return null;
+    }
+
+    private long effectiveTransferRate() {
+        if (Double.isNaN(transferRate)) {
+            return 0;
+        }
+        long rate = Math.max(1, clampToLong(transferRate));
+        long limit = policy.bandwidthLimitBytesPerSecond();
+        return limit > 0 ? Math.min(rate, limit) : rate;
+    }
+
+    private Optional<Duration> downtime(long remaining, long transferRate) {
+        if (remaining == 0) {
+            return Optional.of(tuning.deviceStateOverhead());
+        }
+        if (transferRate <= 0) {
+            return Optional.empty();
+        }
+        double nanos = remaining * 1e9 / transferRate;
+        long n = nanos >= Long.MAX_VALUE / 2.0 ? Long.MAX_VALUE / 2 : (long) Math.ceil(nanos);
+        return Optional.of(Duration.ofNanos(n).plus(tuning.deviceStateOverhead()));
+    }
+
+    private static double smooth(double old, double sample, double a) {
+        return Double.isNaN(old) ? sample : a * sample + (1 - a) * old;
+    }
+
+    private static long clampToLong(double v) {
+        return v >= Long.MAX_VALUE ? Long.MAX_VALUE : Math.round(v);
+    }
+
+    private static String describe(Optional<Duration> d) {
+        return d.map(ProtoTime::format).orElse("unknown (no transfer rate measured yet)");
+    }
+}

@@ -1,0 +1,704 @@
+package dev.ferry.control.migration;
+
+import static dev.ferry.v1.Migration.Phase.CANCELLED;
+import static dev.ferry.v1.Migration.Phase.COMPLETED;
+import static dev.ferry.v1.Migration.Phase.DEVICE_STATE;
+import static dev.ferry.v1.Migration.Phase.FAILED;
+import static dev.ferry.v1.Migration.Phase.NEGOTIATING;
+import static dev.ferry.v1.Migration.Phase.POSTCOPY;
+import static dev.ferry.v1.Migration.Phase.POSTCOPY_PAUSED;
+import static dev.ferry.v1.Migration.Phase.PRECOPY;
+import static dev.ferry.v1.Migration.Phase.RESUMING_ON_DESTINATION;
+import static dev.ferry.v1.Migration.Phase.STOP_AND_COPY;
+
+import dev.ferry.control.migration.Decision.Action;
+import dev.ferry.v1.CompleteIncomingMigrationResponse;
+import dev.ferry.v1.CompleteIncomingPostcopyResponse;
+import dev.ferry.v1.MemoryDigest;
+import dev.ferry.v1.MemoryRegion;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.Migration.Phase;
+import dev.ferry.v1.MigrationConfig;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationProgress;
+import dev.ferry.v1.MigrationStatistics;
+import dev.ferry.v1.PostcopyStatistics;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.InstantSource;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * The outgoing side of one migration as an explicit state machine over {@link Migration.Phase}: the I/O edge
+ * (gRPC calls, page streams, vCPU pause) reports what happened as events, and the machine refuses every event
+ * that is not valid in its phase with an {@link IllegalTransitionException}, leaving its state unchanged.
+ *
+ * <h2>Transitions</h2>
+ * <pre>
+ * NEGOTIATING  --negotiated--> PRECOPY                       (mode PRECOPY, HYBRID)
+ * NEGOTIATING  --negotiated--> DEVICE_STATE                  (mode POSTCOPY: vCPUs paused at once)
+ * PRECOPY      --roundStarted, batchSent, roundFinished, decideAfterRound, requestSwitchToPostcopy--> PRECOPY
+ * PRECOPY      --decideAfterRound = FAIL--> FAILED            (SOURCE_KEEPS_VM)
+ * PRECOPY      --stopAndCopyStarted--> STOP_AND_COPY         (after decision STOP_AND_COPY; vCPUs paused)
+ * PRECOPY      --deviceStateStarted--> DEVICE_STATE          (after SWITCH_TO_POSTCOPY or a switch request; paused)
+ * STOP_AND_COPY --roundStarted, batchSent, roundFinished--> STOP_AND_COPY   (exactly one round)
+ * STOP_AND_COPY --deviceStateStarted--> DEVICE_STATE         (after that round finished)
+ * DEVICE_STATE --deviceStateSent--> RESUMING_ON_DESTINATION
+ * RESUMING_ON_DESTINATION --destinationResumed--> COMPLETED  (precopy path)
+ * RESUMING_ON_DESTINATION --destinationResumed--> POSTCOPY   (postcopy path)
+ * RESUMING_ON_DESTINATION --switchoverRefused--> FAILED      (SOURCE_KEEPS_VM)
+ * POSTCOPY     --roundStarted, batchSent, roundFinished, postcopyFaultServed, postcopyPagesMissing--> POSTCOPY
+ * POSTCOPY     --postcopyConnectionLost--> POSTCOPY_PAUSED
+ * POSTCOPY_PAUSED --postcopyConnectionRestored--> POSTCOPY
+ * POSTCOPY     --postcopyCompleted--> COMPLETED
+ * NEGOTIATING | PRECOPY | STOP_AND_COPY | DEVICE_STATE --cancelRequested--> CANCELLED   (SOURCE_KEEPS_VM)
+ * CANCELLED    --cancelRequested--> CANCELLED                (no-op, as CancelMigration documents)
+ * any non-terminal phase --failed--> FAILED                  (aftermath depends on the phase, see failed())
+ * </pre>
+ * Cancel is refused in RESUMING_ON_DESTINATION, POSTCOPY, POSTCOPY_PAUSED, COMPLETED and FAILED, with the reason
+ * in the exception. {@link #accepts}/{@link #refusal} answer "would this event be accepted now" without acting, so
+ * the edge can check a precondition before doing I/O (e.g. ResumeMigration before ResumeIncomingMigration).
+ *
+ * <h2>Clock</h2>
+ * Every timestamp (phase history, create/start/end time, pause, downtime) comes from the injected
+ * {@link InstantSource}; rates come from {@link RoundStats#elapsed()} as the edge measured it.
+ *
+ * <p>Not thread-safe: the edge serializes all calls on one migration (one lock per migration), which also makes
+ * the phase check and the transition of each event atomic.
+ */
+public final class SourceMigration {
+
+    /** The events, as named in refusals. */
+    public enum Event {
+        NEGOTIATED, ROUND_STARTED, BATCH_SENT, ROUND_FINISHED, DECIDE_AFTER_ROUND, SWITCH_TO_POSTCOPY_REQUESTED,
+        STOP_AND_COPY_STARTED, DEVICE_STATE_STARTED, DEVICE_STATE_SENT, DESTINATION_RESUMED, SWITCHOVER_REFUSED,
+        POSTCOPY_FAULT_SERVED, POSTCOPY_PAGES_MISSING, POSTCOPY_CONNECTION_LOST, POSTCOPY_CONNECTION_RESTORED,
+        POSTCOPY_COMPLETED, CANCEL, FAIL
+    }
+
+    /** Phases in which each event may be valid; finer conditions are checked in {@link #refusal}. */
+    private static final Map<Event, Set<Phase>> VALID_IN = new EnumMap<>(Event.class);
+
+    /** Phases that end the migration. */
+    public static final Set<Phase> TERMINAL = Collections.unmodifiableSet(EnumSet.of(COMPLETED, FAILED, CANCELLED));
+
+    static {
+        Set<Phase> running = EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION,
+                POSTCOPY, POSTCOPY_PAUSED);
+        VALID_IN.put(Event.NEGOTIATED, EnumSet.of(NEGOTIATING));
+        VALID_IN.put(Event.ROUND_STARTED, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
+        VALID_IN.put(Event.BATCH_SENT, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
+        VALID_IN.put(Event.ROUND_FINISHED, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
+        VALID_IN.put(Event.DECIDE_AFTER_ROUND, EnumSet.of(PRECOPY));
+        VALID_IN.put(Event.SWITCH_TO_POSTCOPY_REQUESTED, EnumSet.of(PRECOPY));
+        VALID_IN.put(Event.STOP_AND_COPY_STARTED, EnumSet.of(PRECOPY));
+        VALID_IN.put(Event.DEVICE_STATE_STARTED, EnumSet.of(PRECOPY, STOP_AND_COPY));
+        VALID_IN.put(Event.DEVICE_STATE_SENT, EnumSet.of(DEVICE_STATE));
+        VALID_IN.put(Event.DESTINATION_RESUMED, EnumSet.of(RESUMING_ON_DESTINATION));
+        VALID_IN.put(Event.SWITCHOVER_REFUSED, EnumSet.of(RESUMING_ON_DESTINATION));
+        VALID_IN.put(Event.POSTCOPY_FAULT_SERVED, EnumSet.of(POSTCOPY, POSTCOPY_PAUSED));
+        VALID_IN.put(Event.POSTCOPY_PAGES_MISSING, EnumSet.of(POSTCOPY, POSTCOPY_PAUSED));
+        VALID_IN.put(Event.POSTCOPY_CONNECTION_LOST, EnumSet.of(POSTCOPY, POSTCOPY_PAUSED));
+        VALID_IN.put(Event.POSTCOPY_CONNECTION_RESTORED, EnumSet.of(POSTCOPY_PAUSED));
+        VALID_IN.put(Event.POSTCOPY_COMPLETED, EnumSet.of(POSTCOPY));
+        VALID_IN.put(Event.CANCEL, EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, CANCELLED));
+        VALID_IN.put(Event.FAIL, running);
+    }
+
+    /** Where the current round stands. */
+    private enum RoundState { IDLE, RUNNING, AWAITING_DECISION }
+
+    private final InstantSource clock;
+    private final ConvergencePolicy policy;
+    private final PrecopyPlanner planner;
+    private final ProgressTracker progress;
+    private final List<PhaseChange<Phase>> history = new ArrayList<>();
+    private final Instant createTime;
+
+    private Phase phase;
+    private MigrationConfig config;
+    private Instant startTime;
+    private Instant pauseTime;
+    private Instant resumeTime;
+    private Instant endTime;
+
+    private RoundState roundState = RoundState.IDLE;
+    private Decision lastDecision;
+    private boolean switchRequested;
+    private boolean postcopyPath;
+    private boolean finalRoundDone;
+    private long passStartRemaining;
+
+    private long deviceStateBytes;
+    private boolean memoryVerified;
+    private MemoryDigest sourceDigest;
+    private MemoryDigest destinationDigest;
+    private Duration guestPause;
+    private PostcopyStatistics postcopyStatistics;
+    private int recoveries;
+
+    private String failureReason;
+    private Aftermath aftermath;
+
+    /** A migration in phase NEGOTIATING, created now. */
+    public SourceMigration(ConvergencePolicy policy, InstantSource clock) {
+        this(policy, PrecopyPlanner.Tuning.DEFAULT, clock);
+    }
+
+    public SourceMigration(ConvergencePolicy policy, PrecopyPlanner.Tuning tuning, InstantSource clock) {
+        this.policy = Objects.requireNonNull(policy, "policy");
+        this.clock = Objects.requireNonNull(clock, "clock");
+        this.planner = new PrecopyPlanner(policy, tuning);
+        this.progress = new ProgressTracker(clock);
+        this.createTime = clock.instant();
+        this.phase = NEGOTIATING;
+        history.add(new PhaseChange<>(NEGOTIATING, createTime, "created"));
+    }
+
+    // ---------------------------------------------------------------------------------------------- queries
+
+    public Phase phase() {
+        return phase;
+    }
+
+    public boolean isTerminal() {
+        return TERMINAL.contains(phase);
+    }
+
+    public ConvergencePolicy policy() {
+        return policy;
+    }
+
+    public MigrationMode mode() {
+        return policy.mode();
+    }
+
+    /** The accepted configuration, once negotiated. */
+    public Optional<MigrationConfig> config() {
+        return Optional.ofNullable(config);
+    }
+
+    /** Every phase entered, oldest first, starting with NEGOTIATING at create time. */
+    public List<PhaseChange<Phase>> history() {
+        return List.copyOf(history);
+    }
+
+    public Instant createTime() {
+        return createTime;
+    }
+
+    public Optional<Instant> startTime() {
+        return Optional.ofNullable(startTime);
+    }
+
+    public Optional<Instant> endTime() {
+        return Optional.ofNullable(endTime);
+    }
+
+    /** The planner's last decision, if any. */
+    public Optional<Decision> lastDecision() {
+        return Optional.ofNullable(lastDecision);
+    }
+
+    /** Whether SwitchToPostcopy was requested; the edge may end the running round early when it sees this. */
+    public boolean postcopySwitchRequested() {
+        return switchRequested;
+    }
+
+    /**
+     * Whether the migration ends by postcopy, that is CompleteIncomingMigration is sent with postcopy = true.
+     * Known once DEVICE_STATE is entered.
+     */
+    public boolean postcopyPath() {
+        return postcopyPath;
+    }
+
+    /** Why the migration failed or was cancelled (FAILED and CANCELLED only). */
+    public Optional<String> failureReason() {
+        return Optional.ofNullable(failureReason);
+    }
+
+    /** What the edge must do with the VM after FAILED or CANCELLED. */
+    public Optional<Aftermath> aftermath() {
+        return Optional.ofNullable(aftermath);
+    }
+
+    /** The planner's current estimates. */
+    public PrecopyPlanner.Estimates estimates() {
+        return planner.estimates();
+    }
+
+    /** Current round number (0 before the first). */
+    public int round() {
+        return progress.round();
+    }
+
+    /** Whether {@code event} would be accepted now. */
+    public boolean accepts(Event event) {
+        return refusal(event).isEmpty();
+    }
+
+    /** Why {@code event} would be refused now, or empty when it would be accepted. */
+    public Optional<String> refusal(Event event) {
+        return Optional.ofNullable(whyNot(event));
+    }
+
+    /** Throws the {@link IllegalTransitionException} that {@code event} would raise now, if any. */
+    public void require(Event event) {
+        String why = whyNot(event);
+        if (why != null) {
+            throw new IllegalTransitionException(phase, event, why);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------- events
+
+    /**
+     * NegotiateMigration succeeded. Mode PRECOPY and HYBRID enter PRECOPY; mode POSTCOPY pauses at once and enters
+     * DEVICE_STATE (the edge pauses the vCPUs just before calling this).
+     *
+     * @param accepted the configuration the destination accepted
+     * @throws IllegalArgumentException the accepted config does not fit the mode (wrong mode, or POSTCOPY feature
+     *                                  missing for POSTCOPY/HYBRID); the phase stays NEGOTIATING
+     */
+    public void negotiated(MigrationConfig accepted) {
+        require(Event.NEGOTIATED);
+        Objects.requireNonNull(accepted, "accepted");
+        MigrationMode acceptedMode = accepted.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED
+                ? MigrationMode.PRECOPY : accepted.getMode();
+        if (acceptedMode != policy.mode()) {
+            throw new IllegalArgumentException("accepted mode " + acceptedMode + " differs from " + policy.mode());
+        }
+        if (policy.mode() != MigrationMode.PRECOPY
+                && !accepted.getFeaturesList().contains(MigrationConfig.Feature.POSTCOPY)) {
+            throw new IllegalArgumentException("mode " + policy.mode() + " needs the POSTCOPY feature, which the"
+                    + " accepted configuration lacks");
+        }
+        long memoryBytes = 0;
+        for (MemoryRegion r : accepted.getMemoryRegionsList()) {
+            memoryBytes = Math.addExact(memoryBytes, r.getSizeBytes());
+        }
+        config = accepted;
+        startTime = clock.instant();
+        progress.bytesRemaining(memoryBytes);
+        if (policy.startsWithPrecopy()) {
+            enter(PRECOPY, "negotiated");
+        } else {
+            postcopyPath = true;
+            pauseTime = startTime;
+            enter(DEVICE_STATE, "mode POSTCOPY: vCPUs paused at once");
+        }
+    }
+
+    /**
+     * A round starts: a precopy round (first, or after decision CONTINUE_PRECOPY), the one stop-and-copy round, or
+     * a postcopy background pass. Returns the round number for {@code PageBatch.round}.
+     */
+    public int roundStarted() {
+        require(Event.ROUND_STARTED);
+        roundState = RoundState.RUNNING;
+        passStartRemaining = progress.bytesRemaining();
+        return progress.roundStarted();
+    }
+
+    /** Live counts of pages sent in the running round (batches acknowledged), for progress snapshots. */
+    public void batchSent(long dataPages, long zeroPages) {
+        require(Event.BATCH_SENT);
+        progress.pagesMoved(dataPages, zeroPages);
+    }
+
+    /**
+     * The running round finished (every stream acknowledged its end_of_round). In PRECOPY the planner updates its
+     * estimates and {@link #decideAfterRound()} must follow before anything else but cancel or fail.
+     */
+    public void roundFinished(RoundStats stats) {
+        require(Event.ROUND_FINISHED);
+        Objects.requireNonNull(stats, "stats");
+        progress.roundFinished(stats);
+        switch (phase) {
+            case PRECOPY -> {
+                progress.estimates(planner.recordRound(stats));
+                roundState = RoundState.AWAITING_DECISION;
+            }
+            case STOP_AND_COPY -> {
+                progress.bytesRemaining(0);
+                finalRoundDone = true;
+                roundState = RoundState.IDLE;
+            }
+            default -> {
+                // POSTCOPY background pass: what it sent is no longer missing (postcopyPagesMissing corrects this
+                // with the destination's own count after a recovery).
+                long sent = Math.multiplyExact(stats.pagesSent() + stats.zeroPages(), RoundStats.PAGE_BYTES);
+                progress.bytesRemaining(Math.max(0, passStartRemaining - sent));
+                roundState = RoundState.IDLE;
+            }
+        }
+    }
+
+    /**
+     * Asks the planner what follows the round that just finished (see {@link PrecopyPlanner} for the rules). The
+     * edge then does what the decision says: {@link #roundStarted()}, {@link #stopAndCopyStarted()} or
+     * {@link #deviceStateStarted()}. On FAIL the migration is already FAILED (aftermath SOURCE_KEEPS_VM) when
+     * this returns, with the decision's reason.
+     */
+    public Decision decideAfterRound() {
+        require(Event.DECIDE_AFTER_ROUND);
+        Decision d = planner.decide(ProtoTime.between(createTime, clock.instant()), switchRequested);
+        lastDecision = d;
+        roundState = RoundState.IDLE;
+        if (d.action() == Action.FAIL) {
+            finish(FAILED, d.reason(), Aftermath.SOURCE_KEEPS_VM);
+        }
+        return d;
+    }
+
+    /**
+     * SwitchToPostcopy: valid for mode HYBRID in phase PRECOPY. It takes effect at the next decision (the edge may
+     * end the running round early, see {@link #postcopySwitchRequested()}), or at once between rounds through
+     * {@link #deviceStateStarted()}. Returns false if it was already requested.
+     */
+    public boolean requestSwitchToPostcopy() {
+        require(Event.SWITCH_TO_POSTCOPY_REQUESTED);
+        boolean first = !switchRequested;
+        switchRequested = true;
+        return first;
+    }
+
+    /** The vCPUs are paused for the final round, after decision STOP_AND_COPY. Downtime starts now. */
+    public void stopAndCopyStarted() {
+        require(Event.STOP_AND_COPY_STARTED);
+        pauseTime = clock.instant();
+        enter(STOP_AND_COPY, lastDecision.reason());
+    }
+
+    /**
+     * Device state is being sent: after the stop-and-copy round (precopy path), or in PRECOPY after decision
+     * SWITCH_TO_POSTCOPY or a switch request (postcopy path; the vCPUs are paused now and downtime starts).
+     */
+    public void deviceStateStarted() {
+        require(Event.DEVICE_STATE_STARTED);
+        if (phase == PRECOPY) {
+            if (lastDecision == null || lastDecision.action() != Action.SWITCH_TO_POSTCOPY) {
+                lastDecision = new Decision(Action.SWITCH_TO_POSTCOPY,
+                        "switching to postcopy between rounds as requested by SwitchToPostcopy", false,
+                        planner.estimates().expectedDowntime());
+            }
+            postcopyPath = true;
+            pauseTime = clock.instant();
+            enter(DEVICE_STATE, lastDecision.reason());
+        } else {
+            enter(DEVICE_STATE, "stop-and-copy round done");
+        }
+    }
+
+    /**
+     * TransferDeviceState succeeded; the source now sends CompleteIncomingMigration (with postcopy =
+     * {@link #postcopyPath()}).
+     *
+     * @param bytes sum of the DeviceStateSection payload sizes
+     */
+    public void deviceStateSent(long bytes) {
+        require(Event.DEVICE_STATE_SENT);
+        if (bytes < 0) {
+            throw new IllegalArgumentException("negative device state size");
+        }
+        deviceStateBytes = bytes;
+        enter(RESUMING_ON_DESTINATION, "device state sent");
+    }
+
+    /**
+     * CompleteIncomingMigration succeeded: the VM runs on the destination and downtime ends. Precopy path:
+     * COMPLETED. Postcopy path: POSTCOPY.
+     *
+     * @param sentDigest the source_memory_digest sent in the request, or null if none
+     * @param response   the destination's answer
+     */
+    public void destinationResumed(MemoryDigest sentDigest, CompleteIncomingMigrationResponse response) {
+        require(Event.DESTINATION_RESUMED);
+        Objects.requireNonNull(response, "response");
+        resumeTime = clock.instant();
+        if (response.hasGuestPause()) {
+            guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
+        }
+        if (postcopyPath) {
+            enter(POSTCOPY, "destination runs the VM; postcopy");
+        } else {
+            sourceDigest = sentDigest;
+            destinationDigest = response.hasDestinationMemoryDigest() ? response.getDestinationMemoryDigest() : null;
+            memoryVerified = response.getMemoryVerified();
+            progress.bytesRemaining(0);
+            finish(COMPLETED, "destination runs the VM", null);
+        }
+    }
+
+    /**
+     * CompleteIncomingMigration failed in a way that guarantees the destination did not run the VM (DATA_LOSS:
+     * digest mismatch; INTERNAL: restore failed; FAILED_PRECONDITION). FAILED, SOURCE_KEEPS_VM. For an answer
+     * that was lost (UNAVAILABLE, DEADLINE_EXCEEDED) retry the call instead, or call {@link #failed} (UNDECIDED).
+     */
+    public Aftermath switchoverRefused(String reason) {
+        require(Event.SWITCHOVER_REFUSED);
+        finish(FAILED, "the destination refused to run the VM: " + Objects.requireNonNull(reason, "reason"),
+                Aftermath.SOURCE_KEEPS_VM);
+        return aftermath;
+    }
+
+    /** A postcopy fault was answered (POSTCOPY; also POSTCOPY_PAUSED, for a reply written as the link broke). */
+    public void postcopyFaultServed(long dataPages, long zeroPages) {
+        require(Event.POSTCOPY_FAULT_SERVED);
+        progress.faultServed(dataPages, zeroPages);
+    }
+
+    /** The destination still misses {@code pages} pages (from ResumeIncomingMigration or the push bookkeeping). */
+    public void postcopyPagesMissing(long pages) {
+        require(Event.POSTCOPY_PAGES_MISSING);
+        progress.bytesRemaining(Math.multiplyExact(pages, RoundStats.PAGE_BYTES));
+    }
+
+    /**
+     * The data plane or pager link was cut during postcopy: POSTCOPY_PAUSED; a running background pass is
+     * abandoned (its pages so far stay counted). Already POSTCOPY_PAUSED: nothing changes and false is returned
+     * (both links break together, and each reports it).
+     */
+    public boolean postcopyConnectionLost(String reason) {
+        require(Event.POSTCOPY_CONNECTION_LOST);
+        if (phase == POSTCOPY_PAUSED) {
+            return false;
+        }
+        progress.roundAbandoned();
+        roundState = RoundState.IDLE;
+        enter(POSTCOPY_PAUSED, Objects.requireNonNull(reason, "reason"));
+        return true;
+    }
+
+    /** ResumeIncomingMigration succeeded: back to POSTCOPY, one more recovery. */
+    public void postcopyConnectionRestored() {
+        require(Event.POSTCOPY_CONNECTION_RESTORED);
+        recoveries++;
+        enter(POSTCOPY, "recovered (" + recoveries + ")");
+    }
+
+    /**
+     * CompleteIncomingPostcopy succeeded: every page is on the destination. COMPLETED.
+     *
+     * @param sentDigest the source_memory_digest sent in the request, or null if none
+     * @param response   the destination's answer (postcopy statistics, verification)
+     */
+    public void postcopyCompleted(MemoryDigest sentDigest, CompleteIncomingPostcopyResponse response) {
+        require(Event.POSTCOPY_COMPLETED);
+        Objects.requireNonNull(response, "response");
+        sourceDigest = sentDigest;
+        destinationDigest = response.hasDestinationMemoryDigest() ? response.getDestinationMemoryDigest() : null;
+        memoryVerified = response.getMemoryVerified();
+        if (response.hasGuestPause()) {
+            guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
+        }
+        if (response.hasPostcopy()) {
+            postcopyStatistics = response.getPostcopy();
+        }
+        progress.bytesRemaining(0);
+        finish(COMPLETED, "every page is on the destination", null);
+    }
+
+    /**
+     * CancelMigration. Before the destination may run the VM (NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE):
+     * CANCELLED, and the VM stays on the source (the edge aborts the destination and resumes the source vCPUs).
+     * Already CANCELLED: changes nothing. Otherwise refused with the reason (the VM may already run on the
+     * destination, or its memory is split between the hosts).
+     */
+    public Aftermath cancelRequested() {
+        require(Event.CANCEL);
+        if (phase != CANCELLED) {
+            finish(CANCELLED, "cancelled by CancelMigration", Aftermath.SOURCE_KEEPS_VM);
+        }
+        return aftermath;
+    }
+
+    /**
+     * The migration failed; the reason is kept for {@code Migration.error}. Returns what becomes of the VM:
+     * SOURCE_KEEPS_VM before RESUMING_ON_DESTINATION; UNDECIDED in RESUMING_ON_DESTINATION (the answer to
+     * CompleteIncomingMigration was not learned); DESTINATION_KEEPS_VM in POSTCOPY and POSTCOPY_PAUSED.
+     */
+    public Aftermath failed(String reason) {
+        require(Event.FAIL);
+        Objects.requireNonNull(reason, "reason");
+        Aftermath a = switch (phase) {
+            case RESUMING_ON_DESTINATION -> Aftermath.UNDECIDED;
+            case POSTCOPY, POSTCOPY_PAUSED -> Aftermath.DESTINATION_KEEPS_VM;
+            default -> Aftermath.SOURCE_KEEPS_VM;
+        };
+        finish(FAILED, reason, a);
+        return a;
+    }
+
+    // ---------------------------------------------------------------------------------------------- output
+
+    /** A progress snapshot now (elapsed up to end_time once terminal). */
+    public MigrationProgress progress() {
+        return progress.snapshot(elapsed());
+    }
+
+    /**
+     * Statistics as known now; complete once COMPLETED, partial on FAILED and CANCELLED. downtime runs from the
+     * vCPU pause to the destination's successful answer (or to the end, if the source took the VM back).
+     */
+    public MigrationStatistics statistics() {
+        MigrationStatistics.Builder b = progress.statistics(startTime)
+                .setTotalTime(ProtoTime.toProto(elapsed()))
+                .setDeviceStateBytes(deviceStateBytes)
+                .setMemoryVerified(memoryVerified);
+        if (pauseTime != null) {
+            Instant until = resumeTime != null ? resumeTime : endTime != null ? endTime : clock.instant();
+            b.setDowntime(ProtoTime.toProto(ProtoTime.between(pauseTime, until)));
+        }
+        if (guestPause != null) {
+            b.setGuestPause(ProtoTime.toProto(guestPause));
+        }
+        if (sourceDigest != null) {
+            b.setSourceMemoryDigest(sourceDigest);
+        }
+        if (destinationDigest != null) {
+            b.setDestinationMemoryDigest(destinationDigest);
+        }
+        if (postcopyStatistics != null) {
+            b.setPostcopy(postcopyStatistics.getRecoveries() >= recoveries ? postcopyStatistics
+                    : postcopyStatistics.toBuilder().setRecoveries(recoveries).build());
+        } else if (postcopyPath && resumeTime != null) {
+            b.setPostcopy(PostcopyStatistics.newBuilder().setRecoveries(recoveries).build());
+        }
+        return b.build();
+    }
+
+    /**
+     * Fills the fields of a {@link Migration} record that this machine owns: role, phase, mode, policy (defaults
+     * filled in), config, progress, statistics (terminal phases only) and the times. The edge adds the names,
+     * addresses and {@code error} (with the status code it chose, and {@link #failureReason()} as message).
+     */
+    public Migration.Builder writeTo(Migration.Builder b) {
+        b.setRole(Migration.Role.SOURCE)
+                .setPhase(phase)
+                .setMode(policy.mode())
+                .setPolicy(policy.toProto())
+                .setProgress(progress())
+                .setCreateTime(ProtoTime.toProto(createTime));
+        if (config != null) {
+            b.setConfig(config);
+        }
+        if (startTime != null) {
+            b.setStartTime(ProtoTime.toProto(startTime));
+        }
+        if (endTime != null) {
+            b.setEndTime(ProtoTime.toProto(endTime));
+            b.setStatistics(statistics());
+        }
+        return b;
+    }
+
+    // ---------------------------------------------------------------------------------------------- internals
+
+    private Duration elapsed() {
+        return ProtoTime.between(createTime, endTime != null ? endTime : clock.instant());
+    }
+
+    private void enter(Phase next, String note) {
+        phase = next;
+        history.add(new PhaseChange<>(next, clock.instant(), note));
+    }
+
+    private void finish(Phase terminal, String reason, Aftermath a) {
+        enter(terminal, reason);
+        endTime = history.get(history.size() - 1).at();
+        roundState = RoundState.IDLE;
+        if (terminal != COMPLETED) {
+            failureReason = reason;
+            aftermath = a;
+        }
+    }
+
+    /** The single place that knows when each event is valid: null if accepted, else why not. */
+    private String whyNot(Event e) {
+        if (e == Event.CANCEL) {
+            String why = cancelRefusal();
+            if (why != null) {
+                return why;
+            }
+        }
+        if (!VALID_IN.get(e).contains(phase)) {
+            return isTerminal() ? "the migration has already ended (" + phase + ")"
+                    : "valid only in " + VALID_IN.get(e);
+        }
+        return switch (e) {
+            case ROUND_STARTED -> roundStartRefusal();
+            case BATCH_SENT, ROUND_FINISHED -> roundState == RoundState.RUNNING ? null : "no round is running";
+            case DECIDE_AFTER_ROUND -> roundState == RoundState.AWAITING_DECISION ? null
+                    : roundState == RoundState.RUNNING ? "round " + progress.round() + " is still running"
+                    : "no finished round awaits a decision";
+            case SWITCH_TO_POSTCOPY_REQUESTED -> policy.allowsPostcopySwitch() ? null
+                    : "mode is " + policy.mode() + "; only a HYBRID migration can switch to postcopy";
+            case STOP_AND_COPY_STARTED -> roundState != RoundState.IDLE ? pendingRoundRefusal()
+                    : lastDecision == null || lastDecision.action() != Action.STOP_AND_COPY
+                    ? "the planner has not decided STOP_AND_COPY (last decision: " + lastDecisionName() + ")" : null;
+            case DEVICE_STATE_STARTED -> deviceStateRefusal();
+            case POSTCOPY_COMPLETED -> roundState == RoundState.RUNNING
+                    ? "background pass " + progress.round() + " is still running" : null;
+            default -> null;
+        };
+    }
+
+    private String roundStartRefusal() {
+        if (roundState != RoundState.IDLE) {
+            return pendingRoundRefusal();
+        }
+        if (phase == PRECOPY && lastDecision != null && lastDecision.action() != Action.CONTINUE_PRECOPY) {
+            return "the last decision was " + lastDecision.action() + ", not CONTINUE_PRECOPY";
+        }
+        if (phase == STOP_AND_COPY && finalRoundDone) {
+            return "the stop-and-copy round has already run";
+        }
+        return null;
+    }
+
+    private String deviceStateRefusal() {
+        if (phase == STOP_AND_COPY) {
+            return finalRoundDone ? null : roundState == RoundState.RUNNING
+                    ? "the stop-and-copy round is still running" : "the stop-and-copy round has not run";
+        }
+        if (roundState != RoundState.IDLE) {
+            return pendingRoundRefusal();
+        }
+        boolean decidedSwitch = lastDecision != null && lastDecision.action() == Action.SWITCH_TO_POSTCOPY;
+        return decidedSwitch || switchRequested ? null
+                : "no switch to postcopy was decided or requested (last decision: " + lastDecisionName() + ")";
+    }
+
+    private String pendingRoundRefusal() {
+        return roundState == RoundState.RUNNING ? "round " + progress.round() + " is still running"
+                : "round " + progress.round() + " awaits decideAfterRound";
+    }
+
+    private String lastDecisionName() {
+        return lastDecision == null ? "none" : lastDecision.action().name();
+    }
+
+    private String cancelRefusal() {
+        return switch (phase) {
+            case RESUMING_ON_DESTINATION -> "the source has asked the destination to run the VM"
+                    + " (CompleteIncomingMigration) and it may already be running there; cancelling could lose it";
+            case POSTCOPY, POSTCOPY_PAUSED -> "the VM already runs on the destination and the guest's memory is"
+                    + " split between the hosts (pages not yet copied exist only on the source), so neither host"
+                    + " can run it alone; let postcopy complete"
+                    + (phase == POSTCOPY_PAUSED ? " (ResumeMigration reconnects the hosts)" : "");
+            case COMPLETED -> "the migration has completed; the VM runs on the destination";
+            case FAILED -> "the migration has already failed: " + failureReason;
+            default -> null;
+        };
+    }
+}
