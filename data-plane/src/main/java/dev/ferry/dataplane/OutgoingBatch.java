@@ -1,0 +1,384 @@
+package dev.ferry.dataplane;
+
+import com.google.protobuf.CodedOutputStream;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.memory.PageHashes;
+import io.grpc.Drainable;
+import io.grpc.KnownLength;
+import io.grpc.MethodDescriptor;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+
+/**
+ * A PageBatch on the source side, before serialization: the header fields plus references to the guest pages whose
+ * bytes make up {@code data}. Nothing is copied until gRPC serializes it ({@link #MARSHALLER}): then the header is
+ * written, and the pages are copied from guest memory straight to gRPC's output, hashed on the way.
+ *
+ * <p>The encoding is exactly the generated PageBatch encoding (fields in number order, proto3 defaults omitted),
+ * with {@code data} (field 15) last.
+ *
+ * <p>Immutable once built; each {@link BatchStream} has its own read position.
+ */
+final class OutgoingBatch {
+    /** Request marshaller of the source's StreamPages calls. */
+    static final MethodDescriptor.Marshaller<OutgoingBatch> MARSHALLER = new MethodDescriptor.Marshaller<>() {
+        @Override
+        public InputStream stream(OutgoingBatch value) {
+            return value.new BatchStream();
+        }
+
+        @Override
+        public OutgoingBatch parse(InputStream stream) {
+            throw new UnsupportedOperationException("the source does not receive PageBatch messages");
+        }
+    };
+
+    /** Pages copied from guest memory per step of {@link BatchStream#drainTo}: 64 KiB stays in L2 between copy, hash and write. */
+    static final int STAGE_PAGES = 16;
+
+    private final MemoryLayout layout;
+    private final PageHashes hashes;
+    private final MemoryFence fence;
+    final int streamIndex;
+    final int round;
+    final boolean endOfRound;
+    private final long[] runGpa;
+    private final int[] runPages;
+    private final long[] zeroGpa;
+    private final int[] zeroPages;
+    final int dataPages;
+    final long zeroPageCount;
+    private final byte[] header;
+
+    private OutgoingBatch(Builder b, boolean endOfRound) {
+        this.layout = b.layout;
+        this.hashes = b.hashes;
+        this.fence = b.fence;
+        this.streamIndex = b.streamIndex;
+        this.round = b.round;
+        this.endOfRound = endOfRound;
+        this.runGpa = Arrays.copyOf(b.runGpa, b.runCount);
+        this.runPages = Arrays.copyOf(b.runPages, b.runCount);
+        this.zeroGpa = Arrays.copyOf(b.zeroGpa, b.zeroCount);
+        this.zeroPages = Arrays.copyOf(b.zeroPages, b.zeroCount);
+        this.dataPages = b.dataPages;
+        this.zeroPageCount = b.zeroPageCount;
+        this.header = encodeHeader();
+    }
+
+    int dataBytes() {
+        return dataPages * PageWire.PAGE_SIZE;
+    }
+
+    /** The serialized size of the whole PageBatch message. */
+    int serializedSize() {
+        return header.length + dataBytes();
+    }
+
+    int runCount() {
+        return runGpa.length;
+    }
+
+    int zeroRangeCount() {
+        return zeroGpa.length;
+    }
+
+    private byte[] encodeHeader() {
+        int size = 0;
+        if (streamIndex != 0) {
+            size += CodedOutputStream.computeUInt32Size(PageWire.STREAM_INDEX, streamIndex);
+        }
+        if (round != 0) {
+            size += CodedOutputStream.computeUInt32Size(PageWire.ROUND, round);
+        }
+        for (int i = 0; i < runGpa.length; i++) {
+            size += rangeFieldSize(PageWire.PAGE_RUNS, runGpa[i], runPages[i]);
+        }
+        for (int i = 0; i < zeroGpa.length; i++) {
+            size += rangeFieldSize(PageWire.ZERO_RANGES, zeroGpa[i], zeroPages[i]);
+        }
+        if (endOfRound) {
+            size += CodedOutputStream.computeBoolSize(PageWire.END_OF_ROUND, true);
+        }
+        int data = dataBytes();
+        if (data > 0) {
+            size += CodedOutputStream.computeTagSize(PageWire.DATA) + CodedOutputStream.computeUInt32SizeNoTag(data);
+        }
+        byte[] out = new byte[size];
+        CodedOutputStream c = CodedOutputStream.newInstance(out);
+        try {
+            if (streamIndex != 0) {
+                c.writeUInt32(PageWire.STREAM_INDEX, streamIndex);
+            }
+            if (round != 0) {
+                c.writeUInt32(PageWire.ROUND, round);
+            }
+            for (int i = 0; i < runGpa.length; i++) {
+                writeRange(c, PageWire.PAGE_RUNS, runGpa[i], runPages[i]);
+            }
+            for (int i = 0; i < zeroGpa.length; i++) {
+                writeRange(c, PageWire.ZERO_RANGES, zeroGpa[i], zeroPages[i]);
+            }
+            if (endOfRound) {
+                c.writeBool(PageWire.END_OF_ROUND, true);
+            }
+            if (data > 0) {
+                c.writeTag(PageWire.DATA, PageWire.WIRETYPE_LENGTH_DELIMITED);
+                c.writeUInt32NoTag(data);
+            }
+            c.checkNoSpaceLeft();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e); // cannot happen: the array is sized exactly
+        }
+        return out;
+    }
+
+    private static int rangeSize(long gpa, int pages) {
+        return (gpa != 0 ? CodedOutputStream.computeUInt64Size(PageWire.RANGE_GPA, gpa) : 0)
+                + (pages != 0 ? CodedOutputStream.computeUInt32Size(PageWire.RANGE_PAGE_COUNT, pages) : 0);
+    }
+
+    private static int rangeFieldSize(int field, long gpa, int pages) {
+        int m = rangeSize(gpa, pages);
+        return CodedOutputStream.computeTagSize(field) + CodedOutputStream.computeUInt32SizeNoTag(m) + m;
+    }
+
+    private static void writeRange(CodedOutputStream c, int field, long gpa, int pages) throws IOException {
+        c.writeTag(field, PageWire.WIRETYPE_LENGTH_DELIMITED);
+        c.writeUInt32NoTag(rangeSize(gpa, pages));
+        if (gpa != 0) {
+            c.writeUInt64(PageWire.RANGE_GPA, gpa);
+        }
+        if (pages != 0) {
+            c.writeUInt32(PageWire.RANGE_PAGE_COUNT, pages);
+        }
+    }
+
+    /** Per-thread staging area of {@link BatchStream#drainTo}: the only place page bytes pass through the heap. */
+    private static final class Stage {
+        final byte[] bytes = new byte[STAGE_PAGES * PageWire.PAGE_SIZE];
+        final ByteBuffer view = ByteBuffer.wrap(bytes);
+    }
+
+    private static final ThreadLocal<Stage> STAGE = ThreadLocal.withInitial(Stage::new);
+
+    /**
+     * The serialized batch. gRPC's Netty transport calls {@link #drainTo} (with {@link #available} as the length);
+     * the in-process transport hands this stream to the receiver, which reads it. Either way each page is copied out
+     * of guest memory exactly once, hashed from the copy, and that hash is recorded in {@link PageHashes}, so the
+     * recorded hash is the hash of exactly the bytes that went on the wire even if the guest writes the page
+     * concurrently.
+     */
+    final class BatchStream extends InputStream implements Drainable, KnownLength {
+        private int headerPos;
+        private int run;           // current data run
+        private int runOffset;     // bytes of the current run already staged
+        private int remaining = serializedSize();
+        private byte[] page;       // read() path: one staged page
+        private ByteBuffer pageView;
+        private int pagePos = PageWire.PAGE_SIZE;
+
+        @Override
+        public int available() {
+            return remaining;
+        }
+
+        @Override
+        public int drainTo(OutputStream target) throws IOException {
+            int written = 0;
+            if (headerPos < header.length) {
+                target.write(header, headerPos, header.length - headerPos);
+                written += header.length - headerPos;
+                headerPos = header.length;
+            }
+            if (page != null && pagePos < PageWire.PAGE_SIZE) {
+                target.write(page, pagePos, PageWire.PAGE_SIZE - pagePos);
+                written += PageWire.PAGE_SIZE - pagePos;
+                pagePos = PageWire.PAGE_SIZE;
+            }
+            Stage stage = STAGE.get();
+            while (run < runGpa.length) {
+                int runBytes = runPages[run] * PageWire.PAGE_SIZE;
+                while (runOffset < runBytes) {
+                    int n = Math.min(stage.bytes.length, runBytes - runOffset);
+                    stageFromMemory(runGpa[run] + runOffset, stage.bytes, stage.view, n);
+                    target.write(stage.bytes, 0, n);
+                    runOffset += n;
+                    written += n;
+                }
+                run++;
+                runOffset = 0;
+            }
+            remaining = 0;
+            return written;
+        }
+
+        @Override
+        public int read() throws IOException {
+            if (remaining == 0) {
+                return -1;
+            }
+            remaining--;
+            if (headerPos < header.length) {
+                return header[headerPos++] & 0xff;
+            }
+            if (pagePos == PageWire.PAGE_SIZE) {
+                stageNextPage();
+            }
+            return page[pagePos++] & 0xff;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            if (len == 0) {
+                return 0;
+            }
+            if (remaining == 0) {
+                return -1;
+            }
+            int total = 0;
+            while (len > 0 && remaining > 0) {
+                int n;
+                if (headerPos < header.length) {
+                    n = Math.min(len, header.length - headerPos);
+                    System.arraycopy(header, headerPos, b, off, n);
+                    headerPos += n;
+                } else {
+                    if (pagePos == PageWire.PAGE_SIZE) {
+                        stageNextPage();
+                    }
+                    n = Math.min(len, PageWire.PAGE_SIZE - pagePos);
+                    System.arraycopy(page, pagePos, b, off, n);
+                    pagePos += n;
+                }
+                off += n;
+                len -= n;
+                total += n;
+                remaining -= n;
+            }
+            return total;
+        }
+
+        private void stageNextPage() throws IOException {
+            if (page == null) {
+                page = new byte[PageWire.PAGE_SIZE];
+                pageView = ByteBuffer.wrap(page);
+            }
+            while (runOffset == runPages[run] * PageWire.PAGE_SIZE) {
+                run++;
+                runOffset = 0;
+            }
+            stageFromMemory(runGpa[run] + runOffset, page, pageView, PageWire.PAGE_SIZE);
+            runOffset += PageWire.PAGE_SIZE;
+            pagePos = 0;
+        }
+
+        /** Copies {@code n} bytes (whole pages, one region) at {@code gpa} into {@code dst} and records each page's hash. */
+        private void stageFromMemory(long gpa, byte[] dst, ByteBuffer dstView, int n) throws IOException {
+            if (!fence.enter()) {
+                throw new IOException("page sender closed: guest memory may no longer be read");
+            }
+            try {
+                MemoryRegion r = layout.regionAt(gpa);
+                r.view().get((int) (gpa - r.guestPhysAddr()), dst, 0, n);
+            } finally {
+                fence.exit();
+            }
+            for (int o = 0; o < n; o += PageWire.PAGE_SIZE) {
+                dstView.clear().position(o).limit(o + PageWire.PAGE_SIZE);
+                hashes.set(gpa + o, PageHashes.hashPage(dstView, gpa + o));
+            }
+        }
+    }
+
+    /**
+     * Accumulates the pages of one batch in ascending order per call site, merging adjacent pages of one region
+     * into runs. Not thread-safe (one per stream worker).
+     */
+    static final class Builder {
+        private final MemoryLayout layout;
+        private final PageHashes hashes;
+        private final MemoryFence fence;
+        private final int streamIndex;
+        private final int round;
+        private long[] runGpa = new long[16];
+        private int[] runPages = new int[16];
+        private int runCount;
+        private long[] zeroGpa = new long[16];
+        private int[] zeroPages = new int[16];
+        private int zeroCount;
+        private int dataPages;
+        private long zeroPageCount;
+
+        Builder(MemoryLayout layout, PageHashes hashes, MemoryFence fence, int streamIndex, int round) {
+            this.layout = layout;
+            this.hashes = hashes;
+            this.fence = fence;
+            this.streamIndex = streamIndex;
+            this.round = round;
+        }
+
+        int dataPages() {
+            return dataPages;
+        }
+
+        long totalPages() {
+            return dataPages + zeroPageCount;
+        }
+
+        int rangeCount() {
+            return runCount + zeroCount;
+        }
+
+        boolean isEmpty() {
+            return runCount == 0 && zeroCount == 0;
+        }
+
+        void addDataPage(long gpa) {
+            if (runCount > 0 && runGpa[runCount - 1] + (long) runPages[runCount - 1] * PageWire.PAGE_SIZE == gpa
+                    && layout.sameRegion(runGpa[runCount - 1], gpa)) {
+                runPages[runCount - 1]++;
+            } else {
+                if (runCount == runGpa.length) {
+                    runGpa = Arrays.copyOf(runGpa, runCount * 2);
+                    runPages = Arrays.copyOf(runPages, runCount * 2);
+                }
+                runGpa[runCount] = gpa;
+                runPages[runCount] = 1;
+                runCount++;
+            }
+            dataPages++;
+        }
+
+        void addZeroPage(long gpa) {
+            if (zeroCount > 0 && zeroGpa[zeroCount - 1] + (long) zeroPages[zeroCount - 1] * PageWire.PAGE_SIZE == gpa
+                    && layout.sameRegion(zeroGpa[zeroCount - 1], gpa)) {
+                zeroPages[zeroCount - 1]++;
+            } else {
+                if (zeroCount == zeroGpa.length) {
+                    zeroGpa = Arrays.copyOf(zeroGpa, zeroCount * 2);
+                    zeroPages = Arrays.copyOf(zeroPages, zeroCount * 2);
+                }
+                zeroGpa[zeroCount] = gpa;
+                zeroPages[zeroCount] = 1;
+                zeroCount++;
+            }
+            zeroPageCount++;
+            hashes.set(gpa, 0);
+        }
+
+        /** The batch so far; the builder is reset for the next batch. */
+        OutgoingBatch build(boolean endOfRound) {
+            OutgoingBatch b = new OutgoingBatch(this, endOfRound);
+            runCount = 0;
+            zeroCount = 0;
+            dataPages = 0;
+            zeroPageCount = 0;
+            return b;
+        }
+    }
+}
