@@ -1,0 +1,52 @@
+package dev.ferry.cli;
+
+import dev.ferry.control.agent.Agent;
+import dev.ferry.control.migration.MigrationServices;
+import java.net.InetSocketAddress;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code ferry agent}: serve VMs and migrations until terminated. */
+@Command(name = "agent", mixinStandardHelpOptions = true,
+        description = "Run a Ferry agent: VM and migration services on --control, page transfer on --data.")
+final class AgentCommand implements Callable<Integer> {
+    @Option(names = "--control", required = true, description = "Control-plane listen address HOST:PORT (port 0 = any).")
+    String control;
+
+    @Option(names = "--data", required = true, description = "Data-plane listen address HOST:PORT (port 0 = any).")
+    String data;
+
+    @Option(names = "--name", defaultValue = "agent", description = "Agent name, used in logs (default ${DEFAULT-VALUE}).")
+    String name;
+
+    @Option(names = "--console", description = "Copy guests' serial consoles to stderr.")
+    boolean console;
+
+    static InetSocketAddress parseAddress(String s) {
+        int i = s.lastIndexOf(':');
+        if (i <= 0 || i == s.length() - 1) {
+            throw new IllegalArgumentException("address '" + s + "' must be HOST:PORT");
+        }
+        try {
+            return new InetSocketAddress(s.substring(0, i), Integer.parseInt(s.substring(i + 1)));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("address '" + s + "' has a bad port");
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        Agent agent = Agent.start(name, parseAddress(control), parseAddress(data), Console.sink(console),
+                MigrationServices::new);
+        Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
+        // One machine-readable line so a parent process (demo, tests) learns the bound ports.
+        var ready = Output.object().put("event", "ready").put("name", name)
+                .put("control", agent.controlAddress()).put("data", agent.dataAddress())
+                .put("pid", ProcessHandle.current().pid());
+        System.out.println(Output.JSON.writeValueAsString(ready));
+        System.out.flush();
+        agent.awaitTermination();
+        return 0;
+    }
+}

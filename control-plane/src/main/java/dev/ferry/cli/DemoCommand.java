@@ -1,0 +1,186 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.CheckVmMemoryResponse;
+import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.CreateVmRequest;
+import dev.ferry.v1.GetVmRequest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.VmServiceGrpc;
+import dev.ferry.v1.WatchMigrationRequest;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code ferry demo}: two agents as separate processes on loopback, a VM on the source, a live
+ * migration to the destination, and proof that the guest kept running and lost nothing.
+ */
+@Command(name = "demo", mixinStandardHelpOptions = true,
+        description = "Start two agents on loopback, run a guest on one, migrate it live to the other, verify it.")
+final class DemoCommand implements Callable<Integer> {
+    @Option(names = "--mode", defaultValue = "precopy", description = "precopy (default), postcopy or hybrid.")
+    String mode;
+
+    @Option(names = "--memory", defaultValue = "1g", description = "Guest RAM (default ${DEFAULT-VALUE}).")
+    ByteSize memory;
+
+    @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs (default ${DEFAULT-VALUE}).")
+    int vcpus;
+
+    @Option(names = "--working-set", defaultValue = "256m", description = "Bytes the guest keeps writing (default ${DEFAULT-VALUE}).")
+    ByteSize workingSet;
+
+    @Option(names = "--dirty-rate", defaultValue = "100m", description = "Guest dirty rate: 100m, 0 or unlimited (default ${DEFAULT-VALUE}).")
+    Rate dirtyRate;
+
+    @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
+    String pattern;
+
+    @Option(names = "--max-downtime", defaultValue = "300ms", description = "Policy: longest acceptable pause (default ${DEFAULT-VALUE}).")
+    String maxDowntime;
+
+    @Option(names = "--streams", defaultValue = "4", description = "Parallel data-plane streams (default ${DEFAULT-VALUE}).")
+    int streams;
+
+    @Option(names = "--bandwidth", defaultValue = "0", description = "Bandwidth limit in bytes/s, e.g. 500m; 0 = none.")
+    ByteSize bandwidth;
+
+    @Option(names = "--settle", defaultValue = "1s", description = "How long the guest runs before migrating (default ${DEFAULT-VALUE}).")
+    String settle;
+
+    @Option(names = "--after", defaultValue = "1s", description = "How long to watch the guest on the destination (default ${DEFAULT-VALUE}).")
+    String after;
+
+    @Option(names = "--json", description = "Print the result as one JSON object on the last line.")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+        MigrationMode m = switch (mode.toLowerCase(Locale.ROOT)) {
+            case "precopy" -> MigrationMode.PRECOPY;
+            case "postcopy" -> MigrationMode.POSTCOPY;
+            case "hybrid" -> MigrationMode.HYBRID;
+            default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid");
+        };
+        Path logs = Files.createTempDirectory("ferry-demo-");
+        say("starting two agents (logs in %s)", logs);
+        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), List.of());
+                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), List.of())) {
+            say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
+            say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
+            var srcVms = VmServiceGrpc.newBlockingStub(src.channel());
+            var dstVms = VmServiceGrpc.newBlockingStub(dst.channel());
+            dev.ferry.v1.WorkloadSpec.Builder w = dev.ferry.v1.WorkloadSpec.newBuilder()
+                    .setWorkingSetBytes(workingSet.bytes())
+                    .setAccessPattern(dev.ferry.v1.WorkloadSpec.AccessPattern.valueOf(
+                            pattern.toUpperCase(Locale.ROOT).replace('-', '_')));
+            if (dirtyRate.unlimited()) {
+                w.setUnlimitedDirtyRate(true);
+            } else {
+                w.setDirtyRateBytesPerSecond(dirtyRate.bytesPerSecond());
+            }
+            Vm vm = srcVms.createVm(CreateVmRequest.newBuilder().setVmId("demo").setVm(Vm.newBuilder()
+                    .setVcpuCount(vcpus).setMemoryBytes(memory.bytes()).setWorkload(w)).build());
+            say("created %s on the source: %d MiB, %d vCPU, working set %d MiB, dirty rate %s", vm.getName(),
+                    memory.bytes() >> 20, vcpus, workingSet.bytes() >> 20,
+                    dirtyRate.unlimited() ? "unlimited" : (dirtyRate.bytesPerSecond() >> 20) + " MiB/s");
+            Thread.sleep(Durations.parse(settle).toMillis()); // let the workload run for the requested time
+            long before = srcVms.getVm(GetVmRequest.newBuilder().setName(vm.getName()).build()).getGuestProgress();
+
+            var migrations = MigrationServiceGrpc.newBlockingStub(src.channel());
+            MigrationPolicy policy = MigrationPolicy.newBuilder()
+                    .setMaxDowntime(dev.ferry.control.vm.VmProtos.duration(Durations.parse(maxDowntime).toNanos()))
+                    .setDataStreams(streams).setBandwidthLimitBytesPerSecond(bandwidth.bytes()).build();
+            Migration created = migrations.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("demo")
+                    .setMigration(Migration.newBuilder().setVm(vm.getName()).setDestinationAddress(dst.controlAddress())
+                            .setMode(m).setPolicy(policy)).build());
+            Migration result = watch(migrations, created.getName());
+
+            ObjectNode o = Output.object();
+            o.put("mode", mode.toLowerCase(Locale.ROOT));
+            o.put("memory_bytes", memory.bytes());
+            o.put("phase", result.getPhase().name());
+            var st = result.getStatistics();
+            o.put("total_ms", millis(st.getTotalTime()));
+            o.put("downtime_ms", millis(st.getDowntime()));
+            o.put("guest_pause_ms", millis(st.getGuestPause()));
+            o.put("transferred_bytes", st.getTransferredBytes());
+            o.put("zero_pages", result.getProgress().getZeroPages());
+            o.put("rounds", st.getRounds());
+            o.put("throughput_mib_s", Math.round(st.getThroughputBytesPerSecond() / 1048576.0 * 10) / 10.0);
+            o.put("device_state_bytes", st.getDeviceStateBytes());
+            o.put("memory_digest_verified", st.getMemoryVerified());
+            boolean verified = false;
+            if (result.getPhase() == Migration.Phase.COMPLETED) {
+                String dstVm = result.getDestinationVm();
+                long c1 = dstVms.getVm(GetVmRequest.newBuilder().setName(dstVm).build()).getGuestProgress();
+                Thread.sleep(Durations.parse(after).toMillis()); // watch the guest run on the destination
+                long c2 = dstVms.getVm(GetVmRequest.newBuilder().setName(dstVm).build()).getGuestProgress();
+                CheckVmMemoryResponse check = dstVms.checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(dstVm).build());
+                say("guest on the destination: progress %d -> %d (before migration %d); self-check: %d wrong of %d pages",
+                        c1, c2, before, check.getWrongPages(), check.getCheckedPages());
+                o.put("guest_progress_before", before);
+                o.put("guest_progress_after", c2);
+                o.put("wrong_pages", check.getWrongPages());
+                verified = st.getMemoryVerified() && c2 > c1 && c1 >= before && check.getWrongPages() == 0;
+            } else {
+                say("migration ended %s: %s", result.getPhase(), result.getError().getMessage());
+            }
+            o.put("verified", verified);
+            if (!json) {
+                say("downtime %.1f ms, guest pause %.1f ms, %d rounds, %.0f MiB/s, verified: %s",
+                        o.get("downtime_ms").asDouble(), o.get("guest_pause_ms").asDouble(), st.getRounds(),
+                        o.get("throughput_mib_s").asDouble(), verified);
+            }
+            Output.print(o, json);
+            return verified ? 0 : 1;
+        }
+    }
+
+    private static double millis(com.google.protobuf.Duration d) {
+        return Math.round((d.getSeconds() * 1e3 + d.getNanos() / 1e6) * 100) / 100.0;
+    }
+
+    private Migration watch(MigrationServiceGrpc.MigrationServiceBlockingStub stub, String name) {
+        Migration last = null;
+        try (ProgressBar bar = new ProgressBarBuilder().setTaskName("migrating").setInitialMax(100)
+                .setStyle(ProgressBarStyle.ASCII).setUnit(" MiB", 1).setConsumer(new me.tongfei.progressbar.ConsoleProgressBarConsumer(System.err))
+                .build()) {
+            Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(name)
+                    .setProgressInterval(dev.ferry.control.vm.VmProtos.duration(100_000_000L)).build());
+            while (it.hasNext()) {
+                last = it.next();
+                var p = last.getProgress();
+                long sentMib = p.getBytesSent() >> 20;
+                bar.maxHint(sentMib + (p.getBytesRemaining() >> 20));
+                bar.stepTo(sentMib);
+                bar.setExtraMessage(String.format(" %s round %d, %d MiB/s", last.getPhase(), p.getRound(),
+                        p.getTransferRateBytesPerSecond() >> 20));
+            }
+        }
+        return last;
+    }
+
+    private void say(String fmt, Object... args) {
+        if (!json) {
+            System.out.println(String.format(fmt, args));
+        } else {
+            System.err.println(String.format(fmt, args));
+        }
+    }
+}

@@ -1,0 +1,130 @@
+package dev.ferry.control.agent;
+
+import dev.ferry.control.vm.VmRegistry;
+import dev.ferry.control.vm.VmServiceImpl;
+import io.grpc.Server;
+import io.grpc.ServerBuilder;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * One Ferry agent: the VM and migration services on the control listener, page transfer and the
+ * postcopy pager on the data listener (so pages can travel on a dedicated migration network, as
+ * with KubeVirt). Both listeners serve gRPC health checking and server reflection.
+ */
+public final class Agent implements AutoCloseable {
+    /** Control-plane messages carry device state: allow a few MiB (see migration_service.proto). */
+    public static final int CONTROL_MAX_MESSAGE = 16 << 20;
+    /** Data-plane batches are about 1 MiB of pages plus a small header. */
+    public static final int DATA_MAX_MESSAGE = 8 << 20;
+
+    private final String name;
+    private final VmRegistry vms = new VmRegistry();
+    private final AgentServices services;
+    private final HealthStatusManager controlHealth = new HealthStatusManager();
+    private final HealthStatusManager dataHealth = new HealthStatusManager();
+    private final Server control;
+    private final Server data;
+
+    private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, Consumer<String> console,
+            AgentServices.Factory servicesFactory) {
+        this.name = name;
+        this.services = servicesFactory.create(this);
+        controlBuilder.addService(new VmServiceImpl(vms, console));
+        for (ServerServiceDefinition s : services.controlServices()) {
+            controlBuilder.addService(s);
+        }
+        controlBuilder.addService(controlHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
+        for (ServerServiceDefinition s : services.dataServices()) {
+            dataBuilder.addService(s);
+        }
+        dataBuilder.addService(dataHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
+        this.control = controlBuilder.build();
+        this.data = dataBuilder.build();
+    }
+
+    /** Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port). */
+    public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
+            AgentServices.Factory services) throws IOException {
+        return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
+                NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE), console, services);
+    }
+
+    /** Starts an agent on the given server builders (tests pass in-process builders). */
+    public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, Consumer<String> console,
+            AgentServices.Factory services) throws IOException {
+        Agent a = new Agent(name, control, data, console, services);
+        a.control.start();
+        try {
+            a.data.start();
+        } catch (IOException e) {
+            a.control.shutdownNow();
+            throw e;
+        }
+        a.controlHealth.setStatus("", ServingStatus.SERVING);
+        a.dataHealth.setStatus("", ServingStatus.SERVING);
+        return a;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public VmRegistry vms() {
+        return vms;
+    }
+
+    /** host:port of the control listener. */
+    public String controlAddress() {
+        return address(control);
+    }
+
+    /** host:port of the data listener. */
+    public String dataAddress() {
+        return address(data);
+    }
+
+    private static String address(Server s) {
+        List<? extends java.net.SocketAddress> l = s.getListenSockets();
+        if (!l.isEmpty() && l.get(0) instanceof InetSocketAddress i) {
+            return i.getHostString() + ":" + i.getPort();
+        }
+        return l.isEmpty() ? "" : l.get(0).toString();
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        control.awaitTermination();
+        data.awaitTermination();
+    }
+
+    /** Stops serving, aborts migrations, and frees every VM. */
+    @Override
+    public void close() {
+        controlHealth.enterTerminalState();
+        dataHealth.enterTerminalState();
+        control.shutdown();
+        data.shutdown();
+        services.close();
+        try {
+            if (!control.awaitTermination(5, TimeUnit.SECONDS)) {
+                control.shutdownNow();
+            }
+            if (!data.awaitTermination(5, TimeUnit.SECONDS)) {
+                data.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            control.shutdownNow();
+            data.shutdownNow();
+            Thread.currentThread().interrupt();
+        }
+        vms.close();
+    }
+}

@@ -1,0 +1,122 @@
+package dev.ferry.control.agent;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A Ferry agent in its own JVM on loopback, started from this JVM's classpath: what the demo and the
+ * integration tests use to get real, separate source and destination processes.
+ */
+public final class AgentProcess implements AutoCloseable {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final String name;
+    private final Process process;
+    private final String control;
+    private final String data;
+    private final Path log;
+    private ManagedChannel channel;
+
+    private AgentProcess(String name, Process process, String control, String data, Path log) {
+        this.name = name;
+        this.process = process;
+        this.control = control;
+        this.data = data;
+        this.log = log;
+    }
+
+    /**
+     * Starts {@code ferry agent} on free loopback ports and waits for its "ready" line. The agent's
+     * own log goes to {@code log}.
+     */
+    public static AgentProcess start(String name, Path log, List<String> jvmArgs) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(jvmArgs);
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add("dev.ferry.cli.Main");
+        cmd.add("agent");
+        cmd.add("--name");
+        cmd.add(name);
+        cmd.add("--control");
+        cmd.add("127.0.0.1:0");
+        cmd.add("--data");
+        cmd.add("127.0.0.1:0");
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+        String line;
+        while ((line = out.readLine()) != null) {
+            if (line.startsWith("{")) {
+                JsonNode ready = JSON.readTree(line);
+                if ("ready".equals(ready.path("event").asText())) {
+                    return new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(), log);
+                }
+            }
+        }
+        p.destroyForcibly();
+        throw new IOException("agent " + name + " exited before it was ready; see " + log);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public String controlAddress() {
+        return control;
+    }
+
+    public String dataAddress() {
+        return data;
+    }
+
+    public Path log() {
+        return log;
+    }
+
+    public long pid() {
+        return process.pid();
+    }
+
+    public boolean isAlive() {
+        return process.isAlive();
+    }
+
+    /** A channel to the agent's control listener (created once). */
+    public synchronized ManagedChannel channel() {
+        if (channel == null) {
+            channel = NettyChannelBuilder.forTarget(control).usePlaintext().maxInboundMessageSize(16 << 20).build();
+        }
+        return channel;
+    }
+
+    /** SIGKILL: the agent dies without any cleanup, as a crashed host would. */
+    public void kill() throws InterruptedException {
+        process.destroyForcibly();
+        process.waitFor(30, TimeUnit.SECONDS);
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        synchronized (this) {
+            if (channel != null) {
+                channel.shutdownNow();
+            }
+        }
+        process.destroy(); // SIGTERM: the agent's shutdown hook frees its VMs
+        if (!process.waitFor(15, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+            process.waitFor(15, TimeUnit.SECONDS);
+        }
+    }
+}

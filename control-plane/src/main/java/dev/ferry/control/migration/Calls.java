@@ -1,0 +1,43 @@
+package dev.ferry.control.migration;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+
+/** Runs a unary call body and answers with its value or a gRPC status, never a bare exception. */
+final class Calls {
+    private static final System.Logger LOG = System.getLogger(Calls.class.getName());
+
+    private Calls() {}
+
+    @FunctionalInterface
+    interface Body<T> {
+        T run() throws Exception;
+    }
+
+    static <T> void unary(StreamObserver<T> out, Body<T> body) {
+        T value;
+        try {
+            value = body.run();
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+            return;
+        } catch (IllegalTransitionException e) {
+            out.onError(Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        } catch (IllegalArgumentException e) {
+            out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            out.onError(Status.CANCELLED.withDescription("interrupted").asRuntimeException());
+            return;
+        } catch (Exception | Error e) {
+            LOG.log(System.Logger.Level.ERROR, "internal error", e);
+            out.onError(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e).asRuntimeException());
+            return;
+        }
+        out.onNext(value);
+        out.onCompleted();
+    }
+}

@@ -1,0 +1,353 @@
+package dev.ferry.control.migration;
+
+import com.google.protobuf.Any;
+import com.google.protobuf.Empty;
+import dev.ferry.control.vm.ManagedVm;
+import dev.ferry.control.vm.Pages;
+import dev.ferry.control.vm.VmProtos;
+import dev.ferry.control.vm.VmRegistry;
+import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.v1.AbortIncomingMigrationRequest;
+import dev.ferry.v1.CancelMigrationRequest;
+import dev.ferry.v1.CompleteIncomingMigrationRequest;
+import dev.ferry.v1.CompleteIncomingMigrationResponse;
+import dev.ferry.v1.CompleteIncomingPostcopyRequest;
+import dev.ferry.v1.CompleteIncomingPostcopyResponse;
+import dev.ferry.v1.CpuidEntry;
+import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.GetMigrationRequest;
+import dev.ferry.v1.IncompatibilityDetails;
+import dev.ferry.v1.ListMigrationsRequest;
+import dev.ferry.v1.ListMigrationsResponse;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.NegotiateMigrationRequest;
+import dev.ferry.v1.NegotiateMigrationResponse;
+import dev.ferry.v1.ResumeIncomingMigrationRequest;
+import dev.ferry.v1.ResumeIncomingMigrationResponse;
+import dev.ferry.v1.ResumeMigrationRequest;
+import dev.ferry.v1.SwitchToPostcopyRequest;
+import dev.ferry.v1.TransferDeviceStateRequest;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.WatchMigrationRequest;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.time.Duration;
+import java.time.InstantSource;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.UUID;
+
+/** ferry.v1.MigrationService: the gRPC edge over {@link OutgoingMigration} and {@link IncomingSession}. */
+final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceImplBase {
+    static final String PREFIX = "migrations/";
+    private static final Duration DEFAULT_WATCH_INTERVAL = Duration.ofMillis(200);
+
+    private final MigrationServices m;
+
+    MigrationServiceImpl(MigrationServices m) {
+        this.m = m;
+    }
+
+    // ------------------------------------------------------------------ caller -> source
+
+    @Override
+    public void createMigration(CreateMigrationRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> {
+            Migration spec = req.getMigration();
+            String id = req.getMigrationId().isEmpty() ? "mig-" + UUID.randomUUID().toString().substring(0, 8)
+                    : req.getMigrationId();
+            VmRegistry.nameOf(id); // same id rules as VMs
+            String name = PREFIX + id;
+            if (spec.getVm().isEmpty() || spec.getDestinationAddress().isEmpty()) {
+                throw Status.INVALID_ARGUMENT.withDescription("migration.vm and migration.destination_address are required")
+                        .asRuntimeException();
+            }
+            MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
+                    : spec.getMode();
+            if (mode != MigrationMode.PRECOPY) {
+                throw Status.UNIMPLEMENTED.withDescription("mode " + mode + " is not available on this agent yet; use PRECOPY")
+                        .asRuntimeException();
+            }
+            ConvergencePolicy policy;
+            try {
+                policy = ConvergencePolicy.of(mode, spec.getPolicy());
+            } catch (IllegalArgumentException e) {
+                throw Status.INVALID_ARGUMENT.withDescription("policy: " + e.getMessage()).asRuntimeException();
+            }
+            ManagedVm vm = m.agent.vms().get(spec.getVm());
+            if (vm.state() != Vm.State.RUNNING) {
+                throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is " + vm.state()
+                        + "; only a RUNNING VM can be migrated").asRuntimeException();
+            }
+            if (m.outgoing.containsKey(name) || m.incoming.containsKey(name)) {
+                throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();
+            }
+            if (!vm.hold(name, Vm.State.MIGRATING_OUT)) {
+                throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is already held by " + vm.migration())
+                        .asRuntimeException();
+            }
+            String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())
+                    : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
+            OutgoingMigration job = new OutgoingMigration(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
+                    m.agent.controlAddress(), policy, m.channels);
+            m.outgoing.put(name, job);
+            job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
+            Thread t = new Thread(job, "migration-" + id);
+            t.setDaemon(true);
+            t.start();
+            return job.snapshot();
+        });
+    }
+
+    @Override
+    public void getMigration(GetMigrationRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> find(req.getName()));
+    }
+
+    private Migration find(String name) {
+        OutgoingMigration o = m.outgoing.get(name);
+        if (o != null) {
+            return o.snapshot();
+        }
+        IncomingSession s = m.incoming.get(name);
+        if (s != null) {
+            return s.snapshot();
+        }
+        throw Status.NOT_FOUND.withDescription(name + " not found on this agent").asRuntimeException();
+    }
+
+    @Override
+    public void listMigrations(ListMigrationsRequest req, StreamObserver<ListMigrationsResponse> out) {
+        Calls.unary(out, () -> {
+            List<Migration> all = m.list();
+            int start = Pages.start(req.getPageToken(), all.size());
+            int size = Pages.size(req.getPageSize());
+            ListMigrationsResponse.Builder b = ListMigrationsResponse.newBuilder()
+                    .addAllMigrations(all.subList(start, Math.min(all.size(), start + size)));
+            if (start + size < all.size()) {
+                b.setNextPageToken(Pages.token(start + size));
+            }
+            return b.build();
+        });
+    }
+
+    @Override
+    public void cancelMigration(CancelMigrationRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> {
+            OutgoingMigration o = m.outgoing.get(req.getName());
+            if (o == null) {
+                if (m.incoming.containsKey(req.getName())) {
+                    throw Status.FAILED_PRECONDITION.withDescription(req.getName()
+                            + " is incoming here: cancel it on its source agent").asRuntimeException();
+                }
+                throw Status.NOT_FOUND.withDescription(req.getName() + " not found on this agent").asRuntimeException();
+            }
+            o.cancel();
+            return o.snapshot();
+        });
+    }
+
+    @Override
+    public void watchMigration(WatchMigrationRequest req, StreamObserver<Migration> out) {
+        ServerCallStreamObserver<Migration> call = (ServerCallStreamObserver<Migration>) out;
+        Duration interval = req.hasProgressInterval() ? VmProtos.toJava(req.getProgressInterval()) : DEFAULT_WATCH_INTERVAL;
+        if (interval.isNegative() || interval.isZero()) {
+            interval = DEFAULT_WATCH_INTERVAL;
+        }
+        try {
+            OutgoingMigration o = m.outgoing.get(req.getName());
+            if (o == null) {
+                find(req.getName()); // NOT_FOUND, or an incoming one: send its one snapshot
+                IncomingSession s = m.incoming.get(req.getName());
+                while (!call.isCancelled()) {
+                    out.onNext(s.snapshot());
+                    if (s.isTerminal()) {
+                        break;
+                    }
+                    Thread.sleep(interval.toMillis()); // polling cadence the caller asked for
+                }
+                out.onCompleted();
+                return;
+            }
+            long seen = -1;
+            while (!call.isCancelled()) {
+                out.onNext(o.snapshot());
+                if (o.isTerminal()) {
+                    break;
+                }
+                seen = o.awaitChange(seen, interval);
+            }
+            out.onCompleted();
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            out.onError(Status.CANCELLED.withDescription("interrupted").asRuntimeException());
+        }
+    }
+
+    @Override
+    public void switchToPostcopy(SwitchToPostcopyRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> {
+            find(req.getName());
+            throw Status.UNIMPLEMENTED.withDescription("postcopy is not available on this agent yet").asRuntimeException();
+        });
+    }
+
+    @Override
+    public void resumeMigration(ResumeMigrationRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> {
+            find(req.getName());
+            throw Status.FAILED_PRECONDITION.withDescription("only a postcopy migration in POSTCOPY_PAUSED can be resumed")
+                    .asRuntimeException();
+        });
+    }
+
+    // ------------------------------------------------------------------ source -> destination
+
+    @Override
+    public void negotiateMigration(NegotiateMigrationRequest req, StreamObserver<NegotiateMigrationResponse> out) {
+        Calls.unary(out, () -> {
+            if (!req.getMigration().startsWith(PREFIX)) {
+                throw Status.INVALID_ARGUMENT.withDescription("migration must be named migrations/{id}").asRuntimeException();
+            }
+            if (m.incoming.containsKey(req.getMigration()) || m.outgoing.containsKey(req.getMigration())) {
+                throw Status.ALREADY_EXISTS.withDescription(req.getMigration() + " already exists on this agent")
+                        .asRuntimeException();
+            }
+            String vmName = VmRegistry.nameOf(req.getDestinationVmId().isEmpty()
+                    ? req.getSourceVm().replaceFirst("^" + VmRegistry.PREFIX, "") : req.getDestinationVmId());
+            if (m.agent.vms().exists(vmName)) {
+                throw Status.ALREADY_EXISTS.withDescription(vmName + " already exists on the destination").asRuntimeException();
+            }
+            Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(
+                    MicroVm.supportedCpuid(), MicroVm.schemas(), Set.of(MigrationMode.PRECOPY)));
+            long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
+            VmConfig config = null;
+            List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
+            if (r.compatible()) {
+                try {
+                    WorkloadSpec w = VmProtos.fromProto(req.getWorkload(), 0);
+                    config = new VmConfig(req.getProposed().getVcpuCount(), memory,
+                            req.getProposed().getMemoryRegionsCount(), w);
+                    if (!config.memoryLayout().equals(layoutOf(req.getProposed()))) {
+                        mismatches.add(Compatibility.mismatch("memory_regions", "uneven slots", "equal slots",
+                                "this agent builds memory as equal slots"));
+                    }
+                } catch (IllegalArgumentException | StatusRuntimeException e) {
+                    mismatches.add(Compatibility.mismatch("workload", req.getWorkload().toString().replace('\n', ' '), "",
+                            e.getMessage()));
+                }
+            }
+            if (!mismatches.isEmpty()) {
+                throw incompatible(mismatches);
+            }
+            MicroVm vm = MicroVm.createIncoming(config, cpuidOf(req.getProposed().getCpuidEntriesList()), line -> { });
+            ManagedVm managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
+            managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
+            String token = SessionTokens.newToken();
+            IncomingSession s = new IncomingSession(req.getMigration(), token, req.getSourceAddress(), m.agent.vms(),
+                    managed, new IncomingMigration(r.accepted(), InstantSource.system()), MicroVm.schemas());
+            m.addIncoming(s);
+            return NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName).setAccepted(r.accepted())
+                    .addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token).build();
+        });
+    }
+
+    private static List<GuestMemory.RegionLayout> layoutOf(dev.ferry.v1.MigrationConfig c) {
+        List<GuestMemory.RegionLayout> l = new ArrayList<>();
+        for (dev.ferry.v1.MemoryRegion r : c.getMemoryRegionsList()) {
+            l.add(new GuestMemory.RegionLayout(r.getSlot(), r.getGuestPhysicalAddress(), r.getSizeBytes()));
+        }
+        return l;
+    }
+
+    private static List<KvmCpuidEntry2> cpuidOf(List<CpuidEntry> entries) {
+        List<KvmCpuidEntry2> out = new ArrayList<>();
+        for (CpuidEntry e : entries) {
+            KvmCpuidEntry2 k = new KvmCpuidEntry2();
+            k.function = e.getFunction();
+            k.index = e.getIndex();
+            k.flags = e.getFlags();
+            k.eax = e.getEax();
+            k.ebx = e.getEbx();
+            k.ecx = e.getEcx();
+            k.edx = e.getEdx();
+            out.add(k);
+        }
+        return out;
+    }
+
+    private static StatusRuntimeException incompatible(List<dev.ferry.v1.Mismatch> mismatches) {
+        StringBuilder msg = new StringBuilder("incompatible migration: ");
+        for (int i = 0; i < mismatches.size(); i++) {
+            var x = mismatches.get(i);
+            msg.append(i == 0 ? "" : "; ").append(x.getField()).append(" (source ").append(x.getSourceValue())
+                    .append(", destination ").append(x.getDestinationValue()).append("): ").append(x.getReason());
+        }
+        com.google.rpc.Status st = com.google.rpc.Status.newBuilder().setCode(Status.Code.FAILED_PRECONDITION.value())
+                .setMessage(msg.toString())
+                .addDetails(Any.pack(IncompatibilityDetails.newBuilder().addAllMismatches(mismatches).build())).build();
+        return StatusProto.toStatusRuntimeException(st);
+    }
+
+    private IncomingSession session(String name) {
+        IncomingSession s = m.incoming.get(name);
+        if (s == null) {
+            throw Status.NOT_FOUND.withDescription("no incoming migration " + name + " on this agent").asRuntimeException();
+        }
+        return s;
+    }
+
+    @Override
+    public void transferDeviceState(TransferDeviceStateRequest req, StreamObserver<Empty> out) {
+        Calls.unary(out, () -> {
+            session(req.getMigration()).transferDeviceState(req);
+            return Empty.getDefaultInstance();
+        });
+    }
+
+    @Override
+    public void completeIncomingMigration(CompleteIncomingMigrationRequest req,
+            StreamObserver<CompleteIncomingMigrationResponse> out) {
+        Calls.unary(out, () -> session(req.getMigration()).complete(req));
+    }
+
+    @Override
+    public void completeIncomingPostcopy(CompleteIncomingPostcopyRequest req,
+            StreamObserver<CompleteIncomingPostcopyResponse> out) {
+        Calls.unary(out, () -> {
+            session(req.getMigration());
+            throw Status.FAILED_PRECONDITION.withDescription(req.getMigration() + " is not in postcopy").asRuntimeException();
+        });
+    }
+
+    @Override
+    public void resumeIncomingMigration(ResumeIncomingMigrationRequest req,
+            StreamObserver<ResumeIncomingMigrationResponse> out) {
+        Calls.unary(out, () -> {
+            session(req.getMigration());
+            throw Status.FAILED_PRECONDITION.withDescription(req.getMigration() + " is not in postcopy").asRuntimeException();
+        });
+    }
+
+    @Override
+    public void abortIncomingMigration(AbortIncomingMigrationRequest req, StreamObserver<Empty> out) {
+        Calls.unary(out, () -> {
+            IncomingSession s = session(req.getMigration());
+            SessionTokens.require(s.token);
+            s.abort(req.hasReason() ? req.getReason().getMessage() : "aborted by the source");
+            return Empty.getDefaultInstance();
+        });
+    }
+}

@@ -1,0 +1,97 @@
+package dev.ferry.control.migration;
+
+import dev.ferry.control.agent.Agent;
+import dev.ferry.control.agent.AgentServices;
+import dev.ferry.dataplane.IncomingPages;
+import dev.ferry.dataplane.PageTransferServer;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The migrations of one agent, outgoing and incoming, and the services that expose them: the
+ * MigrationService on the control listener and PageTransferService on the data listener.
+ */
+public final class MigrationServices implements AgentServices {
+    final Agent agent;
+    final Channels channels = new Channels();
+    // Concurrent maps: gRPC threads, migration threads and the janitor all look migrations up.
+    final ConcurrentMap<String, OutgoingMigration> outgoing = new ConcurrentHashMap<>();
+    final ConcurrentMap<String, IncomingSession> incoming = new ConcurrentHashMap<>();
+    private final ConcurrentMap<String, IncomingSession> byToken = new ConcurrentHashMap<>();
+    private final ScheduledExecutorService janitor = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "migration-janitor");
+        t.setDaemon(true);
+        return t;
+    });
+
+    public MigrationServices(Agent agent) {
+        this.agent = agent;
+        janitor.scheduleWithFixedDelay(this::discardIdleSessions, 5, 5, TimeUnit.SECONDS);
+    }
+
+    @Override
+    public List<ServerServiceDefinition> controlServices() {
+        return List.of(ServerInterceptors.intercept(new MigrationServiceImpl(this), SessionTokens.serverInterceptor()));
+    }
+
+    @Override
+    public List<ServerServiceDefinition> dataServices() {
+        return List.of(PageTransferServer.service(this::pagesFor));
+    }
+
+    private Optional<IncomingPages> pagesFor(String token) {
+        IncomingSession s = byToken.get(token);
+        return s != null && s.acceptsPages() ? Optional.of(s) : Optional.empty();
+    }
+
+    void addIncoming(IncomingSession s) {
+        incoming.put(s.name, s);
+        byToken.put(s.token, s);
+    }
+
+    /** Every migration this agent takes part in, oldest first. */
+    List<dev.ferry.v1.Migration> list() {
+        List<dev.ferry.v1.Migration> all = new ArrayList<>();
+        outgoing.values().forEach(m -> all.add(m.snapshot()));
+        incoming.values().forEach(s -> all.add(s.snapshot()));
+        all.sort(Comparator.comparing((dev.ferry.v1.Migration m) -> m.getCreateTime().getSeconds())
+                .thenComparing(m -> m.getCreateTime().getNanos()).thenComparing(dev.ferry.v1.Migration::getName));
+        return all;
+    }
+
+    private void discardIdleSessions() {
+        for (IncomingSession s : incoming.values()) {
+            try {
+                s.checkIdle();
+            } catch (RuntimeException e) {
+                System.getLogger(MigrationServices.class.getName()).log(System.Logger.Level.WARNING,
+                        "idle check of " + s.name, e);
+            }
+            if (s.isTerminal()) {
+                byToken.remove(s.token);
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        janitor.shutdownNow();
+        for (OutgoingMigration m : outgoing.values()) {
+            try {
+                m.cancel();
+            } catch (RuntimeException e) {
+                // already past the point of no return, or finished
+            }
+        }
+        channels.close();
+    }
+}

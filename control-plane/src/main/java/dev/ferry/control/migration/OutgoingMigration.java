@@ -1,0 +1,375 @@
+package dev.ferry.control.migration;
+
+import dev.ferry.control.vm.ManagedVm;
+import dev.ferry.control.vm.VmProtos;
+import dev.ferry.control.vm.VmRegistry;
+import dev.ferry.dataplane.BandwidthLimiter;
+import dev.ferry.dataplane.PageSender;
+import dev.ferry.dataplane.PageTransferException;
+import dev.ferry.kvm.memory.DirtyBitmap;
+import dev.ferry.kvm.memory.DirtyLog;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.state.Section;
+import dev.ferry.state.SectionSchema;
+import dev.ferry.state.SectionSet;
+import dev.ferry.v1.AbortIncomingMigrationRequest;
+import dev.ferry.v1.CompleteIncomingMigrationRequest;
+import dev.ferry.v1.CompleteIncomingMigrationResponse;
+import dev.ferry.v1.CpuidEntry;
+import dev.ferry.v1.DeviceStateSection;
+import dev.ferry.v1.MemoryDigest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationConfig;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.NegotiateMigrationRequest;
+import dev.ferry.v1.NegotiateMigrationResponse;
+import dev.ferry.v1.StateSectionVersion;
+import dev.ferry.v1.TransferDeviceStateRequest;
+import dev.ferry.v1.Vm;
+import io.grpc.Channel;
+import io.grpc.ClientInterceptors;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.time.Duration;
+import java.time.InstantSource;
+import java.util.concurrent.TimeUnit;
+import java.util.zip.CRC32C;
+
+/**
+ * The source's side of one migration: negotiation, precopy rounds, stop-and-copy, device state and
+ * switchover, driving {@link SourceMigration} with what actually happened. Runs on its own thread;
+ * any failure or cancel before the destination resumed leaves the source VM running as it was.
+ */
+final class OutgoingMigration implements Runnable {
+    private static final System.Logger LOG = System.getLogger(OutgoingMigration.class.getName());
+    private static final long CALL_DEADLINE_SECONDS = 60;
+    private static final int SWITCHOVER_ATTEMPTS = 3;
+
+    final String name;
+    final String destination;
+    private final ManagedVm vm;
+    private final VmRegistry vms;
+    private final Channels channels;
+    private final String sourceAddress;
+    private final String destinationVmId;
+    private final SourceMigration machine; // guarded by this
+    private volatile boolean cancelRequested;
+    private String token;
+    private String destinationVm = "";
+    private MigrationConfig accepted;
+    private long version; // guarded by this: bumped on every change, for watchers
+
+    OutgoingMigration(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
+            String sourceAddress, ConvergencePolicy policy, Channels channels) {
+        this.name = name;
+        this.vm = vm;
+        this.vms = vms;
+        this.destination = destination;
+        this.destinationVmId = destinationVmId;
+        this.sourceAddress = sourceAddress;
+        this.channels = channels;
+        this.machine = new SourceMigration(policy, InstantSource.system());
+    }
+
+    private MigrationServiceGrpc.MigrationServiceBlockingStub control() {
+        Channel ch = channels.get(destination);
+        if (token != null) {
+            ch = ClientInterceptors.intercept(ch, SessionTokens.attach(token));
+        }
+        return MigrationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(CALL_DEADLINE_SECONDS, TimeUnit.SECONDS);
+    }
+
+    /** NegotiateMigration with the destination; on refusal the migration is FAILED and the status rethrown. */
+    void negotiate() {
+        MicroVm v = vm.vm();
+        MigrationConfig.Builder proposed = MigrationConfig.newBuilder().setVcpuCount(v.config().vcpus())
+                .setTscKhz(0).setPageSizeBytes(4096).setMode(machine.mode())
+                .setDataStreamCount(machine.policy().dataStreams())
+                .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
+                .addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT)
+                .addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
+        for (MemoryRegion r : v.memory().regions()) {
+            proposed.addMemoryRegions(dev.ferry.v1.MemoryRegion.newBuilder().setGuestPhysicalAddress(r.guestPhysAddr())
+                    .setSizeBytes(r.size()).setSlot(r.slot()).setPageSizeBytes(4096));
+        }
+        for (KvmCpuidEntry2 e : v.cpuid()) {
+            proposed.addCpuidEntries(CpuidEntry.newBuilder().setFunction(e.function).setIndex(e.index).setFlags(e.flags)
+                    .setEax(e.eax).setEbx(e.ebx).setEcx(e.ecx).setEdx(e.edx));
+        }
+        for (SectionSchema<?> s : MicroVm.schemas()) {
+            proposed.addStateSections(StateSectionVersion.newBuilder().setName(s.name()).setVersion(s.version())
+                    .setMinReaderVersion(s.minReaderVersion()).setRequired(s.required()));
+        }
+        NegotiateMigrationRequest req = NegotiateMigrationRequest.newBuilder().setMigration(name).setSourceVm(vm.name())
+                .setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress).setProposed(proposed)
+                .setWorkload(VmProtos.toProto(v.config().workload())).build();
+        NegotiateMigrationResponse resp;
+        try {
+            resp = control().negotiateMigration(req);
+        } catch (StatusRuntimeException e) {
+            fail("negotiation with " + destination + " failed: " + e.getStatus().getCode() + ": "
+                    + e.getStatus().getDescription());
+            throw e;
+        }
+        synchronized (this) {
+            token = resp.getSessionToken();
+            destinationVm = resp.getDestinationVm();
+            accepted = resp.getAccepted();
+            machine.negotiated(accepted);
+            changed();
+        }
+        if (resp.getDataPlaneAddressesCount() == 0) {
+            abortDestination("destination offered no data-plane address");
+            fail("destination offered no data-plane address");
+            throw Status.FAILED_PRECONDITION.withDescription("destination offered no data-plane address").asRuntimeException();
+        }
+        dataAddress = resp.getDataPlaneAddresses(0);
+    }
+
+    private String dataAddress;
+
+    @Override
+    public void run() {
+        MicroVm v = vm.vm();
+        DirtyLog log = v.dirtyLog();
+        boolean paused = false;
+        PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
+        try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
+                accepted.getDataStreamCount(), limiter())) {
+            log.enable();
+            log.fetchAndClear(); // from here on, every guest write shows up in the log
+            DirtyBitmap pages = DirtyBitmap.full(v.memory());
+            while (true) {
+                dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
+                DirtyBitmap next = log.fetchAndClear();
+                Decision d;
+                synchronized (this) {
+                    machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), next.count(),
+                            Duration.ofNanos(rs.nanos())));
+                    d = machine.decideAfterRound();
+                    changed();
+                }
+                LOG.log(System.Logger.Level.DEBUG, "{0}: round {1}: {2} pages, {3} zero; {4} dirtied -> {5}", name,
+                        rs.round(), rs.pagesSent(), rs.zeroPages(), next.count(), d.action());
+                if (d.action() == Decision.Action.FAIL) {
+                    abortDestination(d.reason());
+                    return;
+                }
+                pages = next;
+                if (d.action() == Decision.Action.STOP_AND_COPY) {
+                    break;
+                }
+                if (d.action() != Decision.Action.CONTINUE_PRECOPY) {
+                    throw new IllegalStateException("decision " + d.action() + " is not supported by this agent");
+                }
+            }
+            // Stop and copy: the guest stops; what it wrote since the last harvest goes out last.
+            synchronized (this) {
+                checkCancelled();
+                v.pause();
+                paused = true;
+                machine.stopAndCopyStarted();
+                changed();
+            }
+            pages.or(log.fetchAndClear());
+            dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
+            synchronized (this) {
+                machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
+                machine.deviceStateStarted();
+                changed();
+            }
+            long deviceBytes = sendDeviceState(v.saveState());
+            MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
+            synchronized (this) {
+                machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
+                changed();
+            }
+            CompleteIncomingMigrationResponse resp = switchover(digest);
+            synchronized (this) {
+                machine.destinationResumed(digest, resp);
+                changed();
+            }
+            log.disable();
+            vms.remove(vm.name()); // the guest lives on the destination now
+            LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
+        } catch (Throwable t) {
+            recover(t, paused);
+        }
+    }
+
+    private BandwidthLimiter limiter() {
+        long bps = machine.policy().bandwidthLimitBytesPerSecond();
+        return bps == 0 ? BandwidthLimiter.unlimited() : BandwidthLimiter.bytesPerSecond(bps);
+    }
+
+    private dev.ferry.dataplane.RoundStats sendRound(PageSender sender, DirtyBitmap pages)
+            throws PageTransferException, InterruptedException {
+        int round;
+        synchronized (this) {
+            checkCancelled();
+            round = machine.roundStarted();
+            changed();
+        }
+        dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, pages, () -> cancelRequested);
+        checkCancelled();
+        return rs;
+    }
+
+    private long sendDeviceState(SectionSet state) {
+        TransferDeviceStateRequest.Builder b = TransferDeviceStateRequest.newBuilder().setMigration(name);
+        CRC32C crc = new CRC32C();
+        long bytes = 0;
+        for (Section s : state) {
+            b.addSections(DeviceStateSection.newBuilder().setName(s.name()).setInstanceId(s.instanceId())
+                    .setVersion(s.version()).setMinReaderVersion(s.minReaderVersion()).setRequired(s.required())
+                    .setPayload(s.payload()));
+            s.payload().asReadOnlyByteBufferList().forEach(crc::update);
+            bytes += s.payload().size();
+        }
+        b.setCrc32C((int) crc.getValue());
+        control().transferDeviceState(b.build());
+        return bytes;
+    }
+
+    /** CompleteIncomingMigration, retried when only the answer was lost (the call is idempotent). */
+    private CompleteIncomingMigrationResponse switchover(MemoryDigest digest) {
+        CompleteIncomingMigrationRequest req = CompleteIncomingMigrationRequest.newBuilder().setMigration(name)
+                .setPostcopy(false).setSourceMemoryDigest(digest).build();
+        StatusRuntimeException last = null;
+        for (int i = 0; i < SWITCHOVER_ATTEMPTS; i++) {
+            try {
+                return control().completeIncomingMigration(req);
+            } catch (StatusRuntimeException e) {
+                Status.Code c = e.getStatus().getCode();
+                if (c != Status.Code.UNAVAILABLE && c != Status.Code.DEADLINE_EXCEEDED) {
+                    throw new SwitchoverRefused(e);
+                }
+                last = e;
+            }
+        }
+        throw last;
+    }
+
+    /** The destination answered and did not run the VM. */
+    private static final class SwitchoverRefused extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        SwitchoverRefused(StatusRuntimeException cause) {
+            super(cause.getStatus().getCode() + ": " + cause.getStatus().getDescription(), cause);
+        }
+    }
+
+    /** Puts everything back as it was before the migration: destination discarded, source VM running. */
+    private void recover(Throwable t, boolean paused) {
+        String reason = cancelRequested ? "cancelled" : describe(t);
+        synchronized (this) {
+            if (t instanceof SwitchoverRefused && machine.accepts(SourceMigration.Event.SWITCHOVER_REFUSED)) {
+                machine.switchoverRefused(t.getMessage());
+            } else if (!machine.isTerminal()) {
+                machine.failed(reason);
+            }
+            changed();
+        }
+        if (!(t instanceof CancelledException)) {
+            LOG.log(System.Logger.Level.WARNING, name + ": " + reason, t);
+        }
+        abortDestination(reason);
+        MicroVm v = vm.vm();
+        v.dirtyLog().disable();
+        if (paused) {
+            v.resume();
+        }
+        vm.hold("", Vm.State.RUNNING);
+    }
+
+    private static String describe(Throwable t) {
+        if (t instanceof PageTransferException p) {
+            return "page transfer failed: " + p.status().getCode() + ": " + p.status().getDescription();
+        }
+        if (t instanceof StatusRuntimeException s) {
+            return s.getStatus().getCode() + ": " + s.getStatus().getDescription();
+        }
+        return t.getClass().getSimpleName() + ": " + t.getMessage();
+    }
+
+    private void abortDestination(String reason) {
+        if (token == null) {
+            return;
+        }
+        try {
+            control().withDeadlineAfter(5, TimeUnit.SECONDS).abortIncomingMigration(AbortIncomingMigrationRequest
+                    .newBuilder().setMigration(name)
+                    .setReason(com.google.rpc.Status.newBuilder().setCode(Status.Code.ABORTED.value()).setMessage(reason))
+                    .build());
+        } catch (StatusRuntimeException e) {
+            // The destination may be gone; its idle timeout discards the half-received VM.
+            LOG.log(System.Logger.Level.INFO, "{0}: abort on {1}: {2}", name, destination, e.getStatus());
+        }
+    }
+
+    /** CancelMigration: accepted before the destination resumed (then the source keeps the VM). */
+    synchronized void cancel() {
+        try {
+            machine.cancelRequested();
+        } catch (IllegalTransitionException e) {
+            throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+        }
+        cancelRequested = true;
+        changed();
+    }
+
+    private void checkCancelled() {
+        if (cancelRequested) {
+            throw new CancelledException();
+        }
+    }
+
+    private static final class CancelledException extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        CancelledException() {
+            super("cancelled", null, false, false);
+        }
+    }
+
+    private void fail(String reason) {
+        synchronized (this) {
+            if (!machine.isTerminal()) {
+                machine.failed(reason);
+            }
+            changed();
+        }
+        vm.hold("", Vm.State.RUNNING);
+    }
+
+    private void changed() {
+        version++;
+        notifyAll();
+    }
+
+    synchronized boolean isTerminal() {
+        return machine.isTerminal();
+    }
+
+    /** Waits until something changed after {@code seen} or {@code timeout} passed; returns the new version. */
+    synchronized long awaitChange(long seen, Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (version == seen && !machine.isTerminal()) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                break;
+            }
+            TimeUnit.NANOSECONDS.timedWait(this, left);
+        }
+        return version;
+    }
+
+    synchronized Migration snapshot() {
+        Migration.Builder b = Migration.newBuilder().setName(name).setRole(Migration.Role.SOURCE).setVm(vm.name())
+                .setSourceAddress(sourceAddress).setDestinationAddress(destination).setDestinationVm(destinationVm);
+        return machine.writeTo(b).build();
+    }
+}

@@ -1,0 +1,78 @@
+package dev.ferry.control.vm;
+
+import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.v1.Vm;
+import io.grpc.Status;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.regex.Pattern;
+
+/** The VMs on this agent, by resource name {@code vms/{id}}. */
+public final class VmRegistry implements AutoCloseable {
+    public static final String PREFIX = "vms/";
+    private static final Pattern ID = Pattern.compile("[a-z]([a-z0-9-]{0,61}[a-z0-9])?");
+
+    // Concurrent map: lookups come from every gRPC thread; creation/removal are atomic per name.
+    private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
+
+    /** Checks an id against RFC 1123 label rules (what Kubernetes names allow). */
+    public static String nameOf(String id) {
+        if (id == null || !ID.matcher(id).matches()) {
+            throw Status.INVALID_ARGUMENT.withDescription("VM id '" + id
+                    + "' must be 1-63 lowercase letters, digits or '-', starting with a letter").asRuntimeException();
+        }
+        return PREFIX + id;
+    }
+
+    /** Registers {@code vm} under {@code name}; closes it and fails with ALREADY_EXISTS if taken. */
+    public ManagedVm add(String name, MicroVm vm, Vm.State state) {
+        ManagedVm m = new ManagedVm(name, vm, state);
+        if (vms.putIfAbsent(name, m) != null) {
+            vm.close();
+            throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();
+        }
+        return m;
+    }
+
+    public boolean exists(String name) {
+        return vms.containsKey(name);
+    }
+
+    public Optional<ManagedVm> find(String name) {
+        return Optional.ofNullable(vms.get(name));
+    }
+
+    /** The VM or NOT_FOUND. */
+    public ManagedVm get(String name) {
+        ManagedVm m = vms.get(name);
+        if (m == null) {
+            throw Status.NOT_FOUND.withDescription(name + " not found on this agent").asRuntimeException();
+        }
+        return m;
+    }
+
+    public List<ManagedVm> list() {
+        List<ManagedVm> l = new ArrayList<>(vms.values());
+        l.sort(Comparator.comparing(ManagedVm::createTime).thenComparing(ManagedVm::name));
+        return l;
+    }
+
+    /** Removes and closes the VM (its vCPU threads, fds and memory). */
+    public void remove(String name) {
+        ManagedVm m = vms.remove(name);
+        if (m != null) {
+            m.vm().close();
+        }
+    }
+
+    @Override
+    public void close() {
+        for (String n : List.copyOf(vms.keySet())) {
+            remove(n);
+        }
+    }
+}

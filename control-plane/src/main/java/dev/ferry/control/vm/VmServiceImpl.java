@@ -1,0 +1,202 @@
+package dev.ferry.control.vm;
+
+import com.google.protobuf.Empty;
+import dev.ferry.kvm.guest.GuestLayout;
+import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.CheckVmMemoryResponse;
+import dev.ferry.v1.CreateVmRequest;
+import dev.ferry.v1.DeleteVmRequest;
+import dev.ferry.v1.GetVmRequest;
+import dev.ferry.v1.ListVmsRequest;
+import dev.ferry.v1.ListVmsResponse;
+import dev.ferry.v1.PauseVmRequest;
+import dev.ferry.v1.ResumeVmRequest;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.VmServiceGrpc;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.time.Duration;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
+
+/** ferry.v1.VmService: create, inspect, pause, resume, delete and self-check VMs on this agent. */
+public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
+    private static final System.Logger LOG = System.getLogger(VmServiceImpl.class.getName());
+    private static final long DEFAULT_MEMORY = 1L << 30;
+    private static final Duration FILL_TIMEOUT = Duration.ofSeconds(120);
+    private static final Duration CHECK_TIMEOUT = Duration.ofSeconds(120);
+
+    private final VmRegistry vms;
+    private final Consumer<String> console;
+
+    public VmServiceImpl(VmRegistry vms, Consumer<String> console) {
+        this.vms = vms;
+        this.console = console;
+    }
+
+    @Override
+    public void createVm(CreateVmRequest req, StreamObserver<Vm> out) {
+        call(out, () -> {
+            String id = req.getVmId().isEmpty() ? "vm-" + UUID.randomUUID().toString().substring(0, 8) : req.getVmId();
+            String name = VmRegistry.nameOf(id);
+            if (vms.exists(name)) {
+                throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();
+            }
+            Vm spec = req.getVm();
+            long memory = spec.getMemoryBytes() == 0 ? DEFAULT_MEMORY : spec.getMemoryBytes();
+            int vcpus = spec.getVcpuCount() == 0 ? 1 : spec.getVcpuCount();
+            WorkloadSpec workload = VmProtos.fromProto(spec.getWorkload(),
+                    Math.min(256L << 20, GuestLayout.maxWorkingSet(memory) / 4096 * 4096));
+            VmConfig config;
+            try {
+                List<Long> slotSizes = spec.getMemorySlotSizesBytesList();
+                if (!slotSizes.isEmpty()) {
+                    long first = slotSizes.get(0);
+                    if (slotSizes.stream().mapToLong(Long::longValue).sum() != memory
+                            || slotSizes.stream().anyMatch(s -> s != first)) {
+                        throw new IllegalArgumentException("memory_slot_sizes_bytes must be equal sizes summing to memory_bytes");
+                    }
+                    config = new VmConfig(vcpus, memory, slotSizes.size(), workload);
+                } else {
+                    config = VmConfig.of(vcpus, memory, workload);
+                }
+            } catch (IllegalArgumentException e) {
+                throw Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
+            }
+            MicroVm vm = MicroVm.create(config, console);
+            ManagedVm m = vms.add(name, vm, Vm.State.CREATING);
+            try {
+                vm.start();
+                if (!vm.workloadPort().awaitFillDone(FILL_TIMEOUT)) {
+                    vm.throwIfFailed();
+                    throw Status.DEADLINE_EXCEEDED.withDescription("guest did not finish its fill").asRuntimeException();
+                }
+            } catch (RuntimeException | InterruptedException e) {
+                vms.remove(name);
+                throw e;
+            }
+            m.setState(Vm.State.RUNNING);
+            LOG.log(System.Logger.Level.INFO, "created {0}: {1} vCPUs, {2} MiB", name, vcpus, memory >> 20);
+            return VmProtos.toProto(m);
+        });
+    }
+
+    @Override
+    public void getVm(GetVmRequest req, StreamObserver<Vm> out) {
+        call(out, () -> VmProtos.toProto(vms.get(req.getName())));
+    }
+
+    @Override
+    public void listVms(ListVmsRequest req, StreamObserver<ListVmsResponse> out) {
+        call(out, () -> {
+            List<ManagedVm> all = vms.list();
+            int start = Pages.start(req.getPageToken(), all.size());
+            int size = Pages.size(req.getPageSize());
+            ListVmsResponse.Builder b = ListVmsResponse.newBuilder();
+            for (int i = start; i < Math.min(all.size(), start + size); i++) {
+                b.addVms(VmProtos.toProto(all.get(i)));
+            }
+            if (start + size < all.size()) {
+                b.setNextPageToken(Pages.token(start + size));
+            }
+            return b.build();
+        });
+    }
+
+    @Override
+    public void pauseVm(PauseVmRequest req, StreamObserver<Vm> out) {
+        call(out, () -> {
+            ManagedVm m = requireIdle(req.getName(), "pause");
+            m.vm().pause();
+            m.setState(Vm.State.PAUSED);
+            return VmProtos.toProto(m);
+        });
+    }
+
+    @Override
+    public void resumeVm(ResumeVmRequest req, StreamObserver<Vm> out) {
+        call(out, () -> {
+            ManagedVm m = requireIdle(req.getName(), "resume");
+            m.vm().resume();
+            m.setState(Vm.State.RUNNING);
+            return VmProtos.toProto(m);
+        });
+    }
+
+    @Override
+    public void deleteVm(DeleteVmRequest req, StreamObserver<Empty> out) {
+        call(out, () -> {
+            requireIdle(req.getName(), "delete");
+            vms.remove(req.getName());
+            return Empty.getDefaultInstance();
+        });
+    }
+
+    @Override
+    public void checkVmMemory(CheckVmMemoryRequest req, StreamObserver<CheckVmMemoryResponse> out) {
+        call(out, () -> {
+            ManagedVm m = vms.get(req.getName());
+            if (m.state() != Vm.State.RUNNING && m.state() != Vm.State.MIGRATING_OUT) {
+                throw Status.FAILED_PRECONDITION.withDescription(req.getName() + " is " + m.state()
+                        + ": the guest checks its own memory, so it must be running").asRuntimeException();
+            }
+            long t0 = System.nanoTime();
+            long wrong;
+            try {
+                wrong = m.vm().selfCheck(CHECK_TIMEOUT);
+            } catch (TimeoutException e) {
+                throw Status.DEADLINE_EXCEEDED.withDescription("guest self-check did not finish").asRuntimeException();
+            }
+            return CheckVmMemoryResponse.newBuilder()
+                    .setCheckedPages(m.vm().config().workload().workingSetPages()).setWrongPages(wrong)
+                    .setDuration(VmProtos.duration(System.nanoTime() - t0)).build();
+        });
+    }
+
+    private ManagedVm requireIdle(String name, String what) {
+        ManagedVm m = vms.get(name);
+        if (!m.migration().isEmpty()) {
+            throw Status.FAILED_PRECONDITION.withDescription("cannot " + what + " " + name + ": "
+                    + m.migration() + " holds it").asRuntimeException();
+        }
+        return m;
+    }
+
+    /** Runs {@code body} and answers with its value or a gRPC status; never a bare exception. */
+    static <T> void call(StreamObserver<T> out, GrpcBody<T> body) {
+        T value;
+        try {
+            value = body.run();
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+            return;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            out.onError(Status.CANCELLED.withDescription("interrupted").asRuntimeException());
+            return;
+        } catch (IllegalArgumentException e) {
+            out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        } catch (IllegalStateException e) {
+            out.onError(Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        } catch (Exception | Error e) {
+            LOG.log(System.Logger.Level.ERROR, "internal error", e);
+            out.onError(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e).asRuntimeException());
+            return;
+        }
+        out.onNext(value);
+        out.onCompleted();
+    }
+
+    @FunctionalInterface
+    interface GrpcBody<T> {
+        T run() throws Exception;
+    }
+}
