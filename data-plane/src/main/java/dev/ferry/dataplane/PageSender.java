@@ -13,15 +13,13 @@ import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.protobuf.ProtoUtils;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.BooleanSupplier;
@@ -80,6 +78,8 @@ public final class PageSender implements AutoCloseable {
     private final PageHashes hashes;
     private final BandwidthLimiter limiter;
     private final MemoryFence fence = new MemoryFence();
+    /** Serialized bytes handed to gRPC (sendMessage) so far, for flow-control tests and metrics. */
+    private final LongAdder bytesHandedToGrpc = new LongAdder();
     private final Stream[] streams;
     private final ExecutorService workers;
 
@@ -95,7 +95,6 @@ public final class PageSender implements AutoCloseable {
     private Status failure;
     private int lastRound;
     private int workersRunning;
-    private final List<Future<?>> running = new ArrayList<>();
 
     public PageSender(Channel dataChannel, String sessionToken, GuestMemory memory, PageHashes hashes, int streams,
             BandwidthLimiter limiter) {
@@ -156,11 +155,10 @@ public final class PageSender implements AutoCloseable {
             }
             state = State.SENDING;
             workersRunning = streams.length;
-            running.clear();
             for (Stream s : streams) {
                 s.roundTotals = null;
                 s.roundError = null;
-                running.add(workers.submit(() -> s.runRound(round, cursor, cancelled)));
+                workers.execute(() -> s.runRound(round, cursor, cancelled));
             }
         } finally {
             lock.unlock();
@@ -226,9 +224,11 @@ public final class PageSender implements AutoCloseable {
         }
     }
 
-    /** Fails the sender: cancels every call (the destination sees CANCELLED) and interrupts the workers. */
+    /**
+     * Fails the sender: cancels every call (the destination sees CANCELLED) and interrupts the workers that are
+     * running (one may be sleeping in the limiter); workers not started yet see the failure and return at once.
+     */
     private void abort(Status why) {
-        List<Future<?>> toCancel;
         lock.lock();
         try {
             if (failure == null) {
@@ -237,16 +237,17 @@ public final class PageSender implements AutoCloseable {
             if (state != State.CLOSED) {
                 state = State.FAILED;
             }
-            toCancel = new ArrayList<>(running);
+            for (Stream s : streams) {
+                if (s.worker != null) {
+                    s.worker.interrupt(); // only while it runs runRound: see there
+                }
+            }
             changed.signalAll();
         } finally {
             lock.unlock();
         }
         for (Stream s : streams) {
             s.cancel(why);
-        }
-        for (Future<?> f : toCancel) {
-            f.cancel(true);
         }
     }
 
@@ -313,6 +314,10 @@ public final class PageSender implements AutoCloseable {
         fence.close();
     }
 
+    long bytesHandedToGrpc() {
+        return bytesHandedToGrpc.sum();
+    }
+
     private static String describe(Status s) {
         return s.getCode() + (s.getDescription() == null ? "" : ": " + s.getDescription());
     }
@@ -341,6 +346,7 @@ public final class PageSender implements AutoCloseable {
         private boolean halfClosed;
         private Totals roundTotals;
         private Status roundError;
+        private Thread worker; // the thread running runRound, so abort() interrupts nothing else
 
         Stream(int index, ClientCall<OutgoingBatch, PageAck> call) {
             this.index = index;
@@ -399,7 +405,14 @@ public final class PageSender implements AutoCloseable {
             long zeroPages = 0;
             long wireBytes = 0;
             Status error = null;
+            lock.lock();
             try {
+                worker = Thread.currentThread();
+            } finally {
+                lock.unlock();
+            }
+            try {
+                checkRunning(round, cancelled);
                 StreamPlanner planner = new StreamPlanner(layout, hashes, fence, cursor, index, round);
                 OutgoingBatch batch;
                 while ((batch = planner.next()) != null) {
@@ -409,6 +422,7 @@ public final class PageSender implements AutoCloseable {
                     synchronized (callLock) {
                         call.sendMessage(batch);
                     }
+                    bytesHandedToGrpc.add(batch.serializedSize());
                     pages += batch.dataPages;
                     zeroPages += batch.zeroPageCount;
                     wireBytes += batch.serializedSize();
@@ -422,6 +436,9 @@ public final class PageSender implements AutoCloseable {
             }
             lock.lock();
             try {
+                worker = null;
+                // An interrupt from abort() that arrived after the work ended must not leak into the pool thread.
+                Thread.interrupted();
                 if (error != null) {
                     roundError = error;
                 } else {

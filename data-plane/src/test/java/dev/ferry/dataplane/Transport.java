@@ -10,7 +10,8 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /** The two transports the data plane is tested on: in-process, and Netty over loopback TCP (port 0). */
@@ -22,7 +23,10 @@ enum Transport {
      * so {@link Endpoint#close()} can wait until no handler runs before the test unmaps guest memory.
      */
     Endpoint start(ServerServiceDefinition service) throws IOException {
-        ExecutorService executor = Executors.newCachedThreadPool();
+        // Like newCachedThreadPool, but tasks arriving after shutdown (Netty can report a stream closed after the
+        // server terminated) are dropped instead of logged as rejected.
+        ExecutorService executor = new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60, TimeUnit.SECONDS,
+                new SynchronousQueue<>(), new ThreadPoolExecutor.DiscardPolicy());
         if (this == IN_PROCESS) {
             String name = InProcessServerBuilder.generateName();
             Server server = InProcessServerBuilder.forName(name).executor(executor).addService(service).build().start();
