@@ -44,7 +44,8 @@ public final class AgentProcess implements AutoCloseable {
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(jvmArgs);
         cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
+        // Under Surefire java.class.path is a manifest-only jar; the real test classpath is here.
+        cmd.add(System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")));
         cmd.add("dev.ferry.cli.Main");
         cmd.add("agent");
         cmd.add("--name");

@@ -51,6 +51,8 @@ import java.util.UUID;
 final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceImplBase {
     static final String PREFIX = "migrations/";
     private static final Duration DEFAULT_WATCH_INTERVAL = Duration.ofMillis(200);
+    /** CancelMigration returns once the source VM runs again; this bounds the wait. */
+    private static final Duration CANCEL_WAIT = Duration.ofSeconds(30);
 
     private final MigrationServices m;
 
@@ -101,7 +103,12 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             OutgoingMigration job = new OutgoingMigration(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
                     m.agent.controlAddress(), policy, m.channels);
             m.outgoing.put(name, job);
-            job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
+            try {
+                job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
+            } catch (RuntimeException e) {
+                job.settleWithoutRunning();
+                throw e;
+            }
             Thread t = new Thread(job, "migration-" + id);
             t.setDaemon(true);
             t.start();
@@ -152,7 +159,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 }
                 throw Status.NOT_FOUND.withDescription(req.getName() + " not found on this agent").asRuntimeException();
             }
-            o.cancel();
+            o.cancel(CANCEL_WAIT);
             return o.snapshot();
         });
     }

@@ -87,7 +87,9 @@ public final class MigrationServices implements AgentServices {
         janitor.shutdownNow();
         for (OutgoingMigration m : outgoing.values()) {
             try {
-                m.cancel();
+                m.cancel(java.time.Duration.ofSeconds(5));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             } catch (RuntimeException e) {
                 // already past the point of no return, or finished
             }

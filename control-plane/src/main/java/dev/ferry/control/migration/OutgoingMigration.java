@@ -61,6 +61,7 @@ final class OutgoingMigration implements Runnable {
     private String destinationVm = "";
     private MigrationConfig accepted;
     private long version; // guarded by this: bumped on every change, for watchers
+    private boolean settled; // guarded by this: terminal AND the VM is where the outcome says (cleanup done)
 
     OutgoingMigration(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, ConvergencePolicy policy, Channels channels) {
@@ -156,6 +157,8 @@ final class OutgoingMigration implements Runnable {
                         rs.round(), rs.pagesSent(), rs.zeroPages(), next.count(), d.action());
                 if (d.action() == Decision.Action.FAIL) {
                     abortDestination(d.reason());
+                    log.disable();
+                    vm.hold("", Vm.State.RUNNING);
                     return;
                 }
                 pages = next;
@@ -197,6 +200,11 @@ final class OutgoingMigration implements Runnable {
             LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
         } catch (Throwable t) {
             recover(t, paused);
+        } finally {
+            synchronized (this) {
+                settled = true;
+                changed();
+            }
         }
     }
 
@@ -310,14 +318,39 @@ final class OutgoingMigration implements Runnable {
         }
     }
 
-    /** CancelMigration: accepted before the destination resumed (then the source keeps the VM). */
-    synchronized void cancel() {
-        try {
-            machine.cancelRequested();
-        } catch (IllegalTransitionException e) {
-            throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+    /**
+     * CancelMigration: accepted before the destination resumed. Returns once the source VM runs again
+     * and the destination was told to discard its copy (or {@code timeout} passed).
+     */
+    void cancel(Duration timeout) throws InterruptedException {
+        synchronized (this) {
+            try {
+                machine.cancelRequested();
+            } catch (IllegalTransitionException e) {
+                throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+            }
+            cancelRequested = true;
+            changed();
         }
-        cancelRequested = true;
+        awaitSettled(timeout);
+    }
+
+    /** Waits until the migration ended and its cleanup is done; false on timeout. */
+    synchronized boolean awaitSettled(Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (!settled) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            TimeUnit.NANOSECONDS.timedWait(this, left);
+        }
+        return true;
+    }
+
+    /** Marks a migration that never started its thread (negotiation failed) as settled. */
+    synchronized void settleWithoutRunning() {
+        settled = true;
         changed();
     }
 
@@ -350,14 +383,15 @@ final class OutgoingMigration implements Runnable {
         notifyAll();
     }
 
+    /** Terminal and cleaned up: what watchers wait for before their last snapshot. */
     synchronized boolean isTerminal() {
-        return machine.isTerminal();
+        return machine.isTerminal() && settled;
     }
 
     /** Waits until something changed after {@code seen} or {@code timeout} passed; returns the new version. */
     synchronized long awaitChange(long seen, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
-        while (version == seen && !machine.isTerminal()) {
+        while (version == seen && !(machine.isTerminal() && settled)) {
             long left = deadline - System.nanoTime();
             if (left <= 0) {
                 break;
@@ -370,6 +404,23 @@ final class OutgoingMigration implements Runnable {
     synchronized Migration snapshot() {
         Migration.Builder b = Migration.newBuilder().setName(name).setRole(Migration.Role.SOURCE).setVm(vm.name())
                 .setSourceAddress(sourceAddress).setDestinationAddress(destination).setDestinationVm(destinationVm);
-        return machine.writeTo(b).build();
+        machine.writeTo(b);
+        if (machine.isTerminal() && !settled) {
+            // A terminal phase is shown only once it holds (source VM running again, destination told to
+            // discard its copy), so a caller that sees CANCELLED or FAILED can rely on it at once.
+            var h = machine.history();
+            for (int i = h.size() - 1; i >= 0; i--) {
+                if (!SourceMigration.TERMINAL.contains(h.get(i).phase())) {
+                    b.setPhase(h.get(i).phase());
+                    break;
+                }
+            }
+            b.clearEndTime().clearStatistics();
+            return b.build();
+        }
+        machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
+                .setCode((machine.phase() == Migration.Phase.CANCELLED ? Status.Code.CANCELLED : Status.Code.ABORTED).value())
+                .setMessage(r)));
+        return b.build();
     }
 }

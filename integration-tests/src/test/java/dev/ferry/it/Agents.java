@@ -1,0 +1,113 @@
+package dev.ferry.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.control.vm.VmProtos;
+import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.CheckVmMemoryResponse;
+import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.CreateVmRequest;
+import dev.ferry.v1.GetVmRequest;
+import dev.ferry.v1.ListVmsRequest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.VmServiceGrpc;
+import dev.ferry.v1.WatchMigrationRequest;
+import dev.ferry.v1.WorkloadSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+
+/** Test helpers over two real agent processes. */
+final class Agents {
+    static final long MIB = 1 << 20;
+
+    private Agents() {}
+
+    static AgentProcess start(String name) throws IOException {
+        Path dir = Path.of("target", "agent-logs");
+        Files.createDirectories(dir);
+        return AgentProcess.start(name, dir.resolve(name + "-" + ProcessHandle.current().pid() + ".log"), List.of());
+    }
+
+    static VmServiceGrpc.VmServiceBlockingStub vms(AgentProcess a) {
+        return VmServiceGrpc.newBlockingStub(a.channel()).withDeadlineAfter(120, TimeUnit.SECONDS);
+    }
+
+    static MigrationServiceGrpc.MigrationServiceBlockingStub migrations(AgentProcess a) {
+        return MigrationServiceGrpc.newBlockingStub(a.channel()).withDeadlineAfter(120, TimeUnit.SECONDS);
+    }
+
+    static Vm createVm(AgentProcess a, String id, long memory, long workingSet, long rate, boolean unlimited) {
+        WorkloadSpec.Builder w = WorkloadSpec.newBuilder().setWorkingSetBytes(workingSet)
+                .setAccessPattern(WorkloadSpec.AccessPattern.RANDOM);
+        if (unlimited) {
+            w.setUnlimitedDirtyRate(true);
+        } else {
+            w.setDirtyRateBytesPerSecond(rate);
+        }
+        return vms(a).createVm(CreateVmRequest.newBuilder().setVmId(id)
+                .setVm(Vm.newBuilder().setMemoryBytes(memory).setVcpuCount(1).setWorkload(w)).build());
+    }
+
+    static MigrationPolicy.Builder policy() {
+        return MigrationPolicy.newBuilder();
+    }
+
+    static Migration startMigration(AgentProcess src, AgentProcess dst, String id, String vm, MigrationPolicy policy) {
+        return migrations(src).createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id)
+                .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress(dst.controlAddress())
+                        .setMode(MigrationMode.PRECOPY).setPolicy(policy)).build());
+    }
+
+    /** Follows the migration's progress stream until {@code until} holds; returns that snapshot. */
+    static Migration watchUntil(AgentProcess src, String name, Predicate<Migration> until) {
+        Iterator<Migration> it = migrations(src).watchMigration(WatchMigrationRequest.newBuilder().setName(name)
+                .setProgressInterval(VmProtos.duration(20_000_000L)).build());
+        Migration last = null;
+        while (it.hasNext()) {
+            last = it.next();
+            if (until.test(last)) {
+                return last;
+            }
+        }
+        fail("stream ended before the condition held; last: " + last);
+        return last;
+    }
+
+    static Migration watchToEnd(AgentProcess src, String name) {
+        return watchUntil(src, name, m -> m.getPhase() == Migration.Phase.COMPLETED
+                || m.getPhase() == Migration.Phase.FAILED || m.getPhase() == Migration.Phase.CANCELLED);
+    }
+
+    /**
+     * Proves the guest runs on {@code a} and lost nothing: its own self-check (which it can only
+     * answer by executing) finds no wrong page, and its progress counter moved meanwhile.
+     */
+    static void assertGuestRunsIntact(AgentProcess a, String vm) {
+        long p1 = vms(a).getVm(GetVmRequest.newBuilder().setName(vm).build()).getGuestProgress();
+        CheckVmMemoryResponse check = vms(a).checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(vm).build());
+        long p2 = vms(a).getVm(GetVmRequest.newBuilder().setName(vm).build()).getGuestProgress();
+        assertEquals(0, check.getWrongPages(), "guest self-check on " + a.name());
+        assertTrue(check.getCheckedPages() > 0);
+        assertTrue(p2 > p1, "guest progress moves on " + a.name() + ": " + p1 + " -> " + p2);
+        Vm v = vms(a).getVm(GetVmRequest.newBuilder().setName(vm).build());
+        assertEquals(Vm.State.RUNNING, v.getState());
+        assertEquals("", v.getMigration(), "no migration holds the VM any more");
+    }
+
+    static boolean hasVm(AgentProcess a, String vm) {
+        return vms(a).listVms(ListVmsRequest.getDefaultInstance()).getVmsList().stream()
+                .anyMatch(v -> v.getName().equals(vm));
+    }
+}

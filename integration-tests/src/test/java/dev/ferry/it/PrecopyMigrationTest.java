@@ -1,0 +1,208 @@
+package dev.ferry.it;
+
+import static dev.ferry.it.Agents.MIB;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.v1.CancelMigrationRequest;
+import dev.ferry.v1.GetVmRequest;
+import dev.ferry.v1.IncompatibilityDetails;
+import dev.ferry.v1.MemoryRegion;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationConfig;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.Mismatch;
+import dev.ferry.v1.NegotiateMigrationRequest;
+import dev.ferry.v1.PageAck;
+import dev.ferry.v1.PageBatch;
+import dev.ferry.v1.PageTransferServiceGrpc;
+import dev.ferry.v1.FerryMetadata;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.MetadataUtils;
+import io.grpc.stub.StreamObserver;
+import com.google.protobuf.ByteString;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Precopy between two agent processes on loopback, each test ending with the guest verified. */
+class PrecopyMigrationTest {
+    static AgentProcess src;
+    static AgentProcess dst;
+
+    @BeforeAll
+    static void agents() throws Exception {
+        KvmTestSupport.assumeKvm();
+        src = Agents.start("it-source");
+        dst = Agents.start("it-destination");
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (src != null) {
+            src.close();
+        }
+        if (dst != null) {
+            dst.close();
+        }
+    }
+
+    private static void assertMovedAndVerified(Migration m, String vm) {
+        assertEquals(Migration.Phase.COMPLETED, m.getPhase(), m.getError().getMessage());
+        assertTrue(m.getStatistics().getMemoryVerified(), "memory digests matched at switchover");
+        assertEquals(m.getStatistics().getSourceMemoryDigest(), m.getStatistics().getDestinationMemoryDigest());
+        assertTrue(m.getStatistics().hasDowntime());
+        assertFalse(Agents.hasVm(src, vm), "the source released the VM");
+        Agents.assertGuestRunsIntact(dst, m.getDestinationVm());
+    }
+
+    @Test
+    void idleGuestMigrates() {
+        String vm = Agents.createVm(src, "idle", 256 * MIB, 64 * MIB, 0, false).getName();
+        Migration m = Agents.startMigration(src, dst, "idle", vm, Agents.policy().build());
+        Migration end = Agents.watchToEnd(src, m.getName());
+        assertMovedAndVerified(end, vm);
+        assertTrue(end.getProgress().getZeroPages() > 0, "untouched memory travels as zero ranges");
+    }
+
+    @Test
+    void busyGuestMigrates() {
+        String vm = Agents.createVm(src, "busy", 256 * MIB, 64 * MIB, 40 * MIB, false).getName();
+        Migration m = Agents.startMigration(src, dst, "busy", vm, Agents.policy().build());
+        Migration end = Agents.watchToEnd(src, m.getName());
+        assertMovedAndVerified(end, vm);
+        assertTrue(end.getStatistics().getRounds() >= 2, "a dirtying guest needs more than one round");
+    }
+
+    @Test
+    void guestThatNeverConvergesFailsWhenThePolicySaysFailAndKeepsRunningAtTheSource() {
+        String vm = Agents.createVm(src, "noconv", 256 * MIB, 64 * MIB, 0, true).getName();
+        MigrationPolicy p = Agents.policy().setBandwidthLimitBytesPerSecond(16 * MIB).setMaxRounds(3)
+                .setOnNoConvergence(MigrationPolicy.NoConvergenceAction.FAIL)
+                .setMaxDowntime(com.google.protobuf.Duration.newBuilder().setNanos(10_000_000)).build();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "noconv", vm, p).getName());
+        assertEquals(Migration.Phase.FAILED, end.getPhase());
+        assertFalse(end.getError().getMessage().isEmpty(), "the failure says why");
+        Agents.assertGuestRunsIntact(src, vm);
+        assertFalse(Agents.hasVm(dst, end.getDestinationVm()), "destination discarded its copy");
+    }
+
+    @Test
+    void guestThatNeverConvergesIsStoppedAndCopiedWhenThePolicySaysContinue() {
+        String vm = Agents.createVm(src, "forced", 256 * MIB, 32 * MIB, 0, true).getName();
+        MigrationPolicy p = Agents.policy().setMaxRounds(3)
+                .setOnNoConvergence(MigrationPolicy.NoConvergenceAction.CONTINUE)
+                .setMaxDowntime(com.google.protobuf.Duration.newBuilder().setNanos(1_000_000)).build();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "forced", vm, p).getName());
+        assertMovedAndVerified(end, vm);
+    }
+
+    @Test
+    void cancelDuringPrecopyLeavesTheSourceRunningAndTheDestinationEmpty() {
+        String vm = Agents.createVm(src, "cancelme", 256 * MIB, 128 * MIB, 10 * MIB, false).getName();
+        MigrationPolicy slow = Agents.policy().setBandwidthLimitBytesPerSecond(8 * MIB).build();
+        Migration m = Agents.startMigration(src, dst, "cancelme", vm, slow);
+        Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.PRECOPY
+                && x.getProgress().getRound() >= 1);
+        Migration c = Agents.migrations(src).cancelMigration(CancelMigrationRequest.newBuilder().setName(m.getName()).build());
+        assertEquals(Migration.Phase.CANCELLED, c.getPhase());
+        Agents.watchToEnd(src, m.getName());
+        Agents.assertGuestRunsIntact(src, vm);
+        // cancelling twice is harmless; cancelling a finished migration elsewhere is refused
+        assertEquals(Migration.Phase.CANCELLED, Agents.migrations(src)
+                .cancelMigration(CancelMigrationRequest.newBuilder().setName(m.getName()).build()).getPhase());
+    }
+
+    @Test
+    void cancelAfterCompletionIsRefused() {
+        String vm = Agents.createVm(src, "done", 128 * MIB, 16 * MIB, 0, false).getName();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "done", vm, Agents.policy().build()).getName());
+        assertEquals(Migration.Phase.COMPLETED, end.getPhase());
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> Agents.migrations(src)
+                .cancelMigration(CancelMigrationRequest.newBuilder().setName(end.getName()).build()));
+        assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
+    }
+
+    @Test
+    void incompatibleProposalIsRefusedWithTheMismatches() {
+        NegotiateMigrationRequest bad = NegotiateMigrationRequest.newBuilder().setMigration("migrations/bogus")
+                .setSourceVm("vms/bogus").setProposed(MigrationConfig.newBuilder().setVcpuCount(0).setPageSizeBytes(8192)
+                        .addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(3 * MIB)))
+                .build();
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                () -> Agents.migrations(dst).negotiateMigration(bad));
+        assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
+        com.google.rpc.Status st = StatusProto.fromThrowable(e);
+        IncompatibilityDetails d = st.getDetailsList().stream().filter(x -> x.is(IncompatibilityDetails.class))
+                .map(x -> {
+                    try {
+                        return x.unpack(IncompatibilityDetails.class);
+                    } catch (Exception ex) {
+                        throw new AssertionError(ex);
+                    }
+                }).findFirst().orElseThrow();
+        assertTrue(d.getMismatchesList().stream().map(Mismatch::getField).toList()
+                .containsAll(java.util.List.of("page_size_bytes", "vcpu_count")), d.toString());
+        assertFalse(Agents.hasVm(dst, "vms/bogus"));
+    }
+
+    @Test
+    void pagesWithAWrongSessionTokenAreRefusedAndTheMigrationStillVerifies() throws Exception {
+        String vm = Agents.createVm(src, "token", 256 * MIB, 64 * MIB, 5 * MIB, false).getName();
+        Migration m = Agents.startMigration(src, dst, "token", vm,
+                Agents.policy().setBandwidthLimitBytesPerSecond(64 * MIB).build());
+        Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.PRECOPY && x.getProgress().getRound() >= 1);
+        ManagedChannel data = NettyChannelBuilder.forTarget(dst.dataAddress()).usePlaintext().build();
+        try {
+            Metadata md = new Metadata();
+            md.put(FerryMetadata.SESSION_TOKEN, "not-the-token");
+            var stub = PageTransferServiceGrpc.newStub(data).withInterceptors(MetadataUtils.newAttachHeadersInterceptor(md));
+            CompletableFuture<Throwable> done = new CompletableFuture<>();
+            StreamObserver<PageBatch> req = stub.streamPages(new StreamObserver<PageAck>() {
+                @Override
+                public void onNext(PageAck value) {}
+
+                @Override
+                public void onError(Throwable t) {
+                    done.complete(t);
+                }
+
+                @Override
+                public void onCompleted() {
+                    done.complete(null);
+                }
+            });
+            // A page of garbage at guest-physical 1 MiB: had it landed, the digest check would fail.
+            req.onNext(PageBatch.newBuilder().setRound(1).addPageRuns(dev.ferry.v1.PageRange.newBuilder()
+                    .setGuestPhysicalAddress(MIB).setPageCount(1)).setData(ByteString.copyFrom(new byte[4096]))
+                    .build());
+            req.onCompleted();
+            Throwable t = done.get(30, TimeUnit.SECONDS);
+            assertEquals(Status.Code.UNAUTHENTICATED, Status.fromThrowable(t).getCode());
+        } finally {
+            data.shutdownNow();
+        }
+        assertMovedAndVerified(Agents.watchToEnd(src, m.getName()), vm);
+    }
+
+    @Test
+    void unknownVmAndBadRequestsGetClearStatuses() {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> Agents.startMigration(src, dst,
+                "ghost", "vms/ghost", Agents.policy().build()));
+        assertEquals(Status.Code.NOT_FOUND, e.getStatus().getCode());
+        e = assertThrows(StatusRuntimeException.class,
+                () -> Agents.vms(src).getVm(GetVmRequest.newBuilder().setName("vms/ghost").build()));
+        assertEquals(Status.Code.NOT_FOUND, e.getStatus().getCode());
+    }
+}
