@@ -126,7 +126,10 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
             if (why != null) {
                 return "page_runs[" + i + "]: " + why;
             }
-            pages += b.runPages[i]; // each at most 2^32, and at most 2^31 runs: cannot overflow
+            pages += b.runPages[i];
+            if (pages > Integer.MAX_VALUE / PageWire.PAGE_SIZE) { // data is at most 2 GiB: no overflow below
+                return "page_runs cover more pages than a message can carry";
+            }
         }
         for (int i = 0; i < b.zeroCount; i++) {
             String why = layout.checkRange(b.zeroGpa[i], b.zeroPages[i]);
