@@ -23,6 +23,9 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--console", description = "Copy guests' serial consoles to stderr.")
     boolean console;
 
+    @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
+    boolean noWarmup;
+
     static InetSocketAddress parseAddress(String s) {
         int i = s.lastIndexOf(':');
         if (i <= 0 || i == s.length() - 1) {
@@ -40,6 +43,9 @@ final class AgentCommand implements Callable<Integer> {
         Agent agent = Agent.start(name, parseAddress(control), parseAddress(data), Console.sink(console),
                 MigrationServices::new);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
+        if (!noWarmup) {
+            dev.ferry.control.agent.Warmup.run(agent);
+        }
         // One machine-readable line so a parent process (demo, tests) learns the bound ports.
         var ready = Output.object().put("event", "ready").put("name", name)
                 .put("control", agent.controlAddress()).put("data", agent.dataAddress())

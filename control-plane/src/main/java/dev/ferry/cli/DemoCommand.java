@@ -51,7 +51,7 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
     String pattern;
 
-    @Option(names = "--max-downtime", defaultValue = "300ms", description = "Policy: longest acceptable pause (default ${DEFAULT-VALUE}).")
+    @Option(names = "--max-downtime", defaultValue = "50ms", description = "Policy: longest acceptable pause (default ${DEFAULT-VALUE}; the API default is 300ms).")
     String maxDowntime;
 
     @Option(names = "--streams", defaultValue = "4", description = "Parallel data-plane streams (default ${DEFAULT-VALUE}).")

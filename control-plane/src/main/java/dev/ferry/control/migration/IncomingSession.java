@@ -34,8 +34,9 @@ import java.util.zip.CRC32C;
  */
 final class IncomingSession implements IncomingPages {
     private static final System.Logger LOG = System.getLogger(IncomingSession.class.getName());
-    /** How long CompleteIncomingMigration waits for the guest's first progress report after resume. */
-    private static final Duration FIRST_REPORT_WAIT = Duration.ofSeconds(2);
+    /** CompleteIncomingMigration waits this much beyond two report periods for the guest's first report. */
+    private static final Duration FIRST_REPORT_SLACK = Duration.ofMillis(500);
+    private static final Duration FIRST_REPORT_MAX_WAIT = Duration.ofSeconds(5);
 
     final String name;
     final String token;
@@ -152,6 +153,7 @@ final class IncomingSession implements IncomingPages {
             return completed;
         }
         requireAccepts(IncomingMigration.Event.COMPLETE);
+        long received = System.nanoTime();
         long dest = writer.hashes().digest();
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
                 .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
@@ -172,23 +174,28 @@ final class IncomingSession implements IncomingPages {
             throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
         }
         long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
-        long t0 = System.nanoTime();
         v.start();
+        long resumed = System.nanoTime();
         machine.completeRequested(false);
-        resp.setResumeDuration(VmProtos.duration(System.nanoTime() - t0));
+        resp.setResumeDuration(VmProtos.duration(resumed - received));
         vm.hold("", Vm.State.RUNNING);
-        // The pause the guest felt: its last report on the source to its first here (same host clock).
+        // The pause the guest felt: its last report on the source to its first here (one host clock),
+        // less one report period (the gap between two reports when nothing stops the guest).
         WorkloadPort port = v.workloadPort();
+        long period = v.config().workload().reportPeriod().toNanos();
         try {
-            if (sourceLastReport != 0 && port.awaitReports(port.reportStats().reports(), 1, FIRST_REPORT_WAIT)) {
+            Duration wait = FIRST_REPORT_SLACK.plusNanos(2 * period);
+            if (sourceLastReport != 0 && port.awaitReports(port.reportStats().reports(), 1,
+                    wait.compareTo(FIRST_REPORT_MAX_WAIT) < 0 ? wait : FIRST_REPORT_MAX_WAIT)) {
                 long first = port.reportStats().firstReportAfterResetNanos();
                 if (first > sourceLastReport) {
-                    resp.setGuestPause(VmProtos.duration(first - sourceLastReport));
+                    resp.setGuestPause(VmProtos.duration(Math.max(0, first - sourceLastReport - period)));
                 }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
         completed = resp.build();
         LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here", name, vm.name());
         return completed;

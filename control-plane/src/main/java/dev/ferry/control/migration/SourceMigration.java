@@ -425,6 +425,13 @@ public final class SourceMigration {
         require(Event.DESTINATION_RESUMED);
         Objects.requireNonNull(response, "response");
         resumeTime = clock.instant();
+        if (response.hasAnsweredAfterResume()) {
+            // Downtime ends when the destination ran the VM, not when its answer arrived.
+            Duration late = ProtoTime.fromProto(response.getAnsweredAfterResume(), "answered_after_resume");
+            if (pauseTime != null && late.compareTo(ProtoTime.between(pauseTime, resumeTime)) < 0) {
+                resumeTime = resumeTime.minus(late);
+            }
+        }
         if (response.hasGuestPause()) {
             guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
         }

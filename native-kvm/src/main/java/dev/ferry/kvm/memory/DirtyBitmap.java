@@ -38,6 +38,40 @@ public final class DirtyBitmap {
         return d;
     }
 
+    /**
+     * The pages that hold data: every page outside the holes of each region's memfd (SEEK_DATA /
+     * SEEK_HOLE). A page in a hole was never written and reads as zero, so it need not be read,
+     * let alone sent, to a destination whose fresh memory is zero too.
+     */
+    public static DirtyBitmap populated(GuestMemory memory) {
+        DirtyBitmap d = empty(memory);
+        for (int i = 0; i < d.bits.length; i++) {
+            MemoryRegion r = memory.regions().get(i);
+            int fd = r.mapping().fd();
+            long off = 0;
+            while (off < r.size()) {
+                long data = dev.ferry.kvm.sys.LibC.lseek(fd, off, dev.ferry.kvm.sys.LibC.SEEK_DATA);
+                if (data < 0) {
+                    int errno = com.sun.jna.Native.getLastError();
+                    if (errno == dev.ferry.kvm.sys.Errno.ENXIO) {
+                        break; // no data after off
+                    }
+                    throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_DATA)", errno);
+                }
+                long hole = dev.ferry.kvm.sys.LibC.lseek(fd, data, dev.ferry.kvm.sys.LibC.SEEK_HOLE);
+                if (hole < 0) {
+                    throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_HOLE)", com.sun.jna.Native.getLastError());
+                }
+                long end = Math.min(hole, r.size());
+                for (long p = data / GuestMemory.PAGE_SIZE; p < (end + GuestMemory.PAGE_SIZE - 1) / GuestMemory.PAGE_SIZE; p++) {
+                    d.bits[i][(int) (p >>> 6)] |= 1L << (p & 63);
+                }
+                off = end;
+            }
+        }
+        return d;
+    }
+
     public long count() {
         long n = 0;
         for (long[] b : bits) {

@@ -27,6 +27,8 @@ public final class LibC {
     public static final int O_RDONLY = 00;
     public static final int O_WRONLY = 01;
     public static final int O_RDWR = 02;
+    public static final int SEEK_DATA = 3; /* seek to the next data */
+    public static final int SEEK_HOLE = 4; /* seek to the next hole */
     public static final int O_NONBLOCK = 04000;
     public static final int O_CLOEXEC = 02000000; /* set close_on_exec */
 
@@ -106,6 +108,9 @@ public final class LibC {
     public static native int madvise(Pointer addr, long length, int advice);
 
     public static native int memfd_create(String name, int flags);
+
+    /** lseek(2); with {@link #SEEK_DATA}/{@link #SEEK_HOLE} it finds the populated extents of a memfd. */
+    public static native long lseek(int fd, long offset, int whence);
 
     public static native int ftruncate(int fd, long length);
 
