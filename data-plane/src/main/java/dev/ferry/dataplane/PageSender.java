@@ -112,14 +112,15 @@ public final class PageSender implements AutoCloseable {
             throw new IllegalArgumentException("need at least one stream, got " + streams);
         }
         this.workers = Executors.newFixedThreadPool(streams, daemonThreads());
-        Metadata headers = new Metadata();
-        headers.put(FerryMetadata.SESSION_TOKEN, sessionToken);
         CallOptions callOptions = CallOptions.DEFAULT.withOnReadyThreshold(options.onReadyThresholdBytes());
         this.streams = new Stream[streams];
         for (int i = 0; i < streams; i++) {
             this.streams[i] = new Stream(i, dataChannel.newCall(METHOD, callOptions));
         }
         for (Stream s : this.streams) {
+            // One Metadata per call: gRPC adds its own headers to the object it is given while starting.
+            Metadata headers = new Metadata();
+            headers.put(FerryMetadata.SESSION_TOKEN, sessionToken);
             s.start(headers);
         }
     }
