@@ -1,0 +1,109 @@
+package dev.ferry.k8s;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.MappingIterator;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.google.protobuf.ProtocolMessageEnum;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+
+/** Offline checks of the manifests: well-formed, and in step with the ferry.v1 API they front. */
+class ManifestsTest {
+    static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+
+    static List<JsonNode> docs() throws IOException {
+        List<JsonNode> out = new ArrayList<>();
+        try (Stream<Path> files = Files.list(Path.of("manifests"))) {
+            for (Path p : files.filter(f -> f.toString().endsWith(".yaml")).sorted().toList()) {
+                try (MappingIterator<JsonNode> it = YAML.readerFor(JsonNode.class).readValues(p.toFile())) {
+                    while (it.hasNext()) {
+                        out.add(it.next());
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    static JsonNode kind(String kind) throws IOException {
+        return docs().stream().filter(d -> d.path("kind").asText().equals(kind)).findFirst()
+                .orElseThrow(() -> new AssertionError("no " + kind));
+    }
+
+    @Test
+    void everyDocumentIsAKubernetesObject() throws IOException {
+        List<JsonNode> d = docs();
+        assertTrue(d.size() >= 6);
+        for (JsonNode n : d) {
+            assertFalse(n.path("apiVersion").asText().isEmpty(), n.toString());
+            assertFalse(n.path("kind").asText().isEmpty(), n.toString());
+            assertTrue(n.path("metadata").path("name").asText().matches("[a-z0-9.-]+"), n.toString());
+        }
+    }
+
+    private static Set<String> enumValues(JsonNode n) {
+        Set<String> s = new HashSet<>();
+        n.path("enum").forEach(v -> s.add(v.asText()));
+        return s;
+    }
+
+    private static Set<String> protoValues(ProtocolMessageEnum[] values) {
+        Set<String> s = new HashSet<>();
+        Arrays.stream(values).filter(v -> !v.toString().endsWith("UNSPECIFIED") && !v.toString().equals("UNRECOGNIZED"))
+                .forEach(v -> s.add(v.toString()));
+        return s;
+    }
+
+    @Test
+    void crdEnumsMatchTheApi() throws IOException {
+        JsonNode crd = kind("CustomResourceDefinition");
+        assertEquals(crd.at("/spec/names/plural").asText() + "." + crd.at("/spec/group").asText(),
+                crd.at("/metadata/name").asText());
+        JsonNode schema = crd.at("/spec/versions/0/schema/openAPIV3Schema/properties");
+        assertEquals(protoValues(MigrationMode.values()), enumValues(schema.at("/spec/properties/mode")));
+        assertEquals(protoValues(MigrationPolicy.NoConvergenceAction.values()),
+                enumValues(schema.at("/spec/properties/policy/properties/onNoConvergence")));
+        assertEquals(protoValues(Migration.Phase.values()), enumValues(schema.at("/status/properties/phase")));
+        // every policy field of the API is settable from the resource
+        Set<String> crdPolicy = new HashSet<>();
+        schema.at("/spec/properties/policy/properties").fieldNames().forEachRemaining(crdPolicy::add);
+        Set<String> apiPolicy = new HashSet<>();
+        MigrationPolicy.getDescriptor().getFields().forEach(f -> apiPolicy.add(f.getJsonName()));
+        assertEquals(apiPolicy, crdPolicy);
+    }
+
+    @Test
+    void daemonSetRunsTheAgentOnItsDeclaredPortsWithKvm() throws IOException {
+        JsonNode ds = kind("DaemonSet");
+        JsonNode c = ds.at("/spec/template/spec/containers/0");
+        List<String> args = new ArrayList<>();
+        c.path("args").forEach(a -> args.add(a.asText()));
+        assertEquals("agent", args.get(0));
+        Set<String> ports = new HashSet<>();
+        c.path("ports").forEach(p -> ports.add(p.path("containerPort").asText()));
+        assertTrue(ports.contains(args.get(args.indexOf("--control") + 1).split(":")[1]));
+        assertTrue(ports.contains(args.get(args.indexOf("--data") + 1).split(":")[1]));
+        assertEquals(ds.at("/spec/selector/matchLabels"), ds.at("/spec/template/metadata/labels"));
+        Set<String> mounts = new HashSet<>();
+        c.path("volumeMounts").forEach(m -> mounts.add(m.path("mountPath").asText()));
+        assertTrue(mounts.containsAll(Set.of("/dev/kvm", "/dev/userfaultfd")));
+        assertEquals(kind("ServiceAccount").at("/metadata/name").asText(),
+                ds.at("/spec/template/spec/serviceAccountName").asText());
+    }
+}
