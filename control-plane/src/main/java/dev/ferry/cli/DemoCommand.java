@@ -69,6 +69,9 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print the result as one JSON object on the last line.")
     boolean json;
 
+    @Option(names = "--agent-jvm-arg", description = "Extra JVM argument for both agents (repeatable), e.g. to profile them.")
+    List<String> agentJvmArgs = new java.util.ArrayList<>();
+
     @Override
     public Integer call() throws Exception {
         MigrationMode m = switch (mode.toLowerCase(Locale.ROOT)) {
@@ -79,8 +82,8 @@ final class DemoCommand implements Callable<Integer> {
         };
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
-        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), List.of());
-                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), List.of())) {
+        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs);
+                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs)) {
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
             var srcVms = VmServiceGrpc.newBlockingStub(src.channel());

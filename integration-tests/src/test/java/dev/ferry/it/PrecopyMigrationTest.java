@@ -119,9 +119,26 @@ class PrecopyMigrationTest {
         assertEquals(Migration.Phase.CANCELLED, c.getPhase());
         Agents.watchToEnd(src, m.getName());
         Agents.assertGuestRunsIntact(src, vm);
+        assertFalse(Agents.hasVm(dst, m.getDestinationVm()), "destination discarded its copy");
         // cancelling twice is harmless; cancelling a finished migration elsewhere is refused
         assertEquals(Migration.Phase.CANCELLED, Agents.migrations(src)
                 .cancelMigration(CancelMigrationRequest.newBuilder().setName(m.getName()).build()).getPhase());
+    }
+
+    @Test
+    void cancelDuringStopAndCopyResumesTheSourceGuest() {
+        // The guest rewrites its 32 MiB as fast as it can; after one round the policy forces
+        // stop-and-copy, whose 32 MiB take seconds at 8 MiB/s: time enough to cancel with the
+        // source vCPUs paused.
+        String vm = Agents.createVm(src, "stopcancel", 128 * MIB, 32 * MIB, 0, true).getName();
+        MigrationPolicy p = Agents.policy().setBandwidthLimitBytesPerSecond(8 * MIB).setMaxRounds(1)
+                .setOnNoConvergence(MigrationPolicy.NoConvergenceAction.CONTINUE).build();
+        Migration m = Agents.startMigration(src, dst, "stopcancel", vm, p);
+        Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.STOP_AND_COPY);
+        Migration c = Agents.migrations(src).cancelMigration(CancelMigrationRequest.newBuilder().setName(m.getName()).build());
+        assertEquals(Migration.Phase.CANCELLED, c.getPhase());
+        Agents.assertGuestRunsIntact(src, vm);
+        assertFalse(Agents.hasVm(dst, m.getDestinationVm()), "destination discarded its copy");
     }
 
     @Test

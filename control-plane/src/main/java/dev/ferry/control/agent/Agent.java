@@ -25,6 +25,12 @@ public final class Agent implements AutoCloseable {
     public static final int CONTROL_MAX_MESSAGE = 16 << 20;
     /** Data-plane batches are about 1 MiB of pages plus a small header. */
     public static final int DATA_MAX_MESSAGE = 8 << 20;
+    /**
+     * HTTP/2 receive window of the data listener. With the default 1 MiB each ~1 MiB batch waits a
+     * window update, one round trip, which on a busy host costs milliseconds: several batches must
+     * be in flight.
+     */
+    public static final int DATA_FLOW_CONTROL_WINDOW = 32 << 20;
 
     private final String name;
     private final VmRegistry vms = new VmRegistry();
@@ -55,7 +61,8 @@ public final class Agent implements AutoCloseable {
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
             AgentServices.Factory services) throws IOException {
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
-                NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE), console, services);
+                NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
+                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), console, services);
     }
 
     /** Starts an agent on the given server builders (tests pass in-process builders). */

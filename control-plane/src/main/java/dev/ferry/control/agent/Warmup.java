@@ -26,7 +26,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class Warmup {
     private static final System.Logger LOG = System.getLogger(Warmup.class.getName());
-    private static final int ROUND_TRIPS = 2;
+    private static final int ROUND_TRIPS = Integer.getInteger("ferry.warmup.roundTrips", 2);
+    private static final long WORKING_SET = Long.getLong("ferry.warmup.workingSetMiB", 32) << 20;
 
     private Warmup() {}
 
@@ -39,9 +40,9 @@ public final class Warmup {
             ManagedChannel b = NettyChannelBuilder.forTarget(peer.controlAddress()).usePlaintext().build();
             try {
                 VmServiceGrpc.newBlockingStub(a).withDeadlineAfter(60, TimeUnit.SECONDS).createVm(CreateVmRequest
-                        .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setMemoryBytes(64L << 20)
-                                .setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(32L << 20)
-                                        .setDirtyRateBytesPerSecond(32L << 20)))
+                        .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setMemoryBytes(2 * WORKING_SET)
+                                .setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(WORKING_SET)
+                                        .setDirtyRateBytesPerSecond(WORKING_SET)))
                         .build());
                 ManagedChannel from = a;
                 String fromAddr = agent.controlAddress();
