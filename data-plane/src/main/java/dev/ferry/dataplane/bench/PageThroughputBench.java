@@ -26,7 +26,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * Streams a guest memory (1 GiB by default, mostly non-zero) from a {@link PageSender} to a
  * {@link PageTransferServer} over Netty on loopback, in one JVM, with 1, 2 and 4 streams, and prints MiB/s per round.
- * Not a unit test: run it by hand.
+ * Not a unit test: run it by hand, or through {@code ferry bench}, which also measures iperf3 on loopback in the
+ * same run for comparison.
  *
  * <pre>
  * java -cp ... dev.ferry.dataplane.bench.PageThroughputBench [--mib=1024] [--streams=1,2,4] [--rounds=3]
@@ -117,8 +118,46 @@ public final class PageThroughputBench {
         }
     }
 
+    /** Median and best page-data MiB/s of {@code rounds} full rounds after one warm-up round. */
+    public record Result(long mib, int streams, double medianMibPerSecond, double bestMibPerSecond, boolean digestsEqual) {}
+
+    /**
+     * Streams {@code mib} MiB of mostly non-zero memory (3% zero pages) over Netty on loopback with
+     * {@code streams} streams: one warm-up round, then {@code rounds} measured ones.
+     */
+    public static Result measure(long mib, int streams, int rounds) throws Exception {
+        long bytes = mib << 20;
+        int slots = Math.max(1, (int) ((bytes + (1L << 30) - 1) >> 30));
+        try (GuestMemory src = GuestMemory.allocate(bytes, slots); GuestMemory dst = GuestMemory.allocate(bytes, slots)) {
+            fill(src, 3);
+            PageHashes dstHashes = new PageHashes(dst);
+            MemoryPageWriter writer = new MemoryPageWriter(dst, dstHashes);
+            Server server = PageTransferServer.start(NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+                    .flowControlWindow(32 << 20), t -> "bench".equals(t) ? Optional.of(writer) : Optional.empty());
+            ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext()
+                    .flowControlWindow(16 << 20).build();
+            double[] rates = new double[rounds];
+            PageHashes srcHashes = new PageHashes(src);
+            try (PageSender sender = new PageSender(channel, "bench", src, srcHashes, streams, BandwidthLimiter.unlimited())) {
+                sender.sendRound(1, DirtyBitmap.full(src), () -> false);
+                for (int r = 0; r < rounds; r++) {
+                    rates[r] = rate(sender.sendRound(r + 2, DirtyBitmap.full(src), () -> false));
+                }
+            } finally {
+                channel.shutdownNow();
+                server.shutdownNow();
+                channel.awaitTermination(5, TimeUnit.SECONDS);
+                server.awaitTermination(5, TimeUnit.SECONDS);
+                writer.close();
+            }
+            Arrays.sort(rates);
+            return new Result(mib, streams, rates[rates.length / 2], rates[rates.length - 1],
+                    srcHashes.digest() == dstHashes.digest() && src.digest() == dst.digest());
+        }
+    }
+
     /** Page data MiB per second of a round (zero pages and headers not counted). */
-    private static double rate(RoundStats s) {
+    static double rate(RoundStats s) {
         return s.dataBytes() / 1048576.0 / (s.nanos() / 1e9);
     }
 
