@@ -2,6 +2,7 @@ package dev.ferry.control.migration;
 
 import com.google.protobuf.Any;
 import com.google.protobuf.Empty;
+import dev.ferry.control.grpc.Calls;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.Pages;
 import dev.ferry.control.vm.VmProtos;
@@ -282,15 +283,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     private static List<KvmCpuidEntry2> cpuidOf(List<CpuidEntry> entries) {
         List<KvmCpuidEntry2> out = new ArrayList<>();
         for (CpuidEntry e : entries) {
-            KvmCpuidEntry2 k = new KvmCpuidEntry2();
-            k.function = e.getFunction();
-            k.index = e.getIndex();
-            k.flags = e.getFlags();
-            k.eax = e.getEax();
-            k.ebx = e.getEbx();
-            k.ecx = e.getEcx();
-            k.edx = e.getEdx();
-            out.add(k);
+            out.add(KvmCpuidEntry2.of(e.getFunction(), e.getIndex(), e.getFlags(), e.getEax(), e.getEbx(), e.getEcx(),
+                    e.getEdx()));
         }
         return out;
     }

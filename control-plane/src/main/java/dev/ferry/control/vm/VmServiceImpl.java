@@ -1,6 +1,7 @@
 package dev.ferry.control.vm;
 
 import com.google.protobuf.Empty;
+import dev.ferry.control.grpc.Calls;
 import dev.ferry.kvm.guest.GuestLayout;
 import dev.ferry.kvm.guest.WorkloadSpec;
 import dev.ferry.kvm.vm.MicroVm;
@@ -17,7 +18,6 @@ import dev.ferry.v1.ResumeVmRequest;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.List;
@@ -42,7 +42,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void createVm(CreateVmRequest req, StreamObserver<Vm> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             String id = req.getVmId().isEmpty() ? "vm-" + UUID.randomUUID().toString().substring(0, 8) : req.getVmId();
             String name = VmRegistry.nameOf(id);
             if (vms.exists(name)) {
@@ -89,12 +89,12 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void getVm(GetVmRequest req, StreamObserver<Vm> out) {
-        call(out, () -> VmProtos.toProto(vms.get(req.getName())));
+        Calls.unary(out, () -> VmProtos.toProto(vms.get(req.getName())));
     }
 
     @Override
     public void listVms(ListVmsRequest req, StreamObserver<ListVmsResponse> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             List<ManagedVm> all = vms.list();
             int start = Pages.start(req.getPageToken(), all.size());
             int size = Pages.size(req.getPageSize());
@@ -111,7 +111,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void pauseVm(PauseVmRequest req, StreamObserver<Vm> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             ManagedVm m = requireIdle(req.getName(), "pause");
             m.vm().pause();
             m.setState(Vm.State.PAUSED);
@@ -121,7 +121,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void resumeVm(ResumeVmRequest req, StreamObserver<Vm> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             ManagedVm m = requireIdle(req.getName(), "resume");
             m.vm().resume();
             m.setState(Vm.State.RUNNING);
@@ -131,7 +131,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void deleteVm(DeleteVmRequest req, StreamObserver<Empty> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             requireIdle(req.getName(), "delete");
             vms.remove(req.getName());
             return Empty.getDefaultInstance();
@@ -140,7 +140,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void checkVmMemory(CheckVmMemoryRequest req, StreamObserver<CheckVmMemoryResponse> out) {
-        call(out, () -> {
+        Calls.unary(out, () -> {
             ManagedVm m = vms.get(req.getName());
             if (m.state() != Vm.State.RUNNING && m.state() != Vm.State.MIGRATING_OUT) {
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName() + " is " + m.state()
@@ -166,37 +166,5 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                     + m.migration() + " holds it").asRuntimeException();
         }
         return m;
-    }
-
-    /** Runs {@code body} and answers with its value or a gRPC status; never a bare exception. */
-    static <T> void call(StreamObserver<T> out, GrpcBody<T> body) {
-        T value;
-        try {
-            value = body.run();
-        } catch (StatusRuntimeException e) {
-            out.onError(e);
-            return;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            out.onError(Status.CANCELLED.withDescription("interrupted").asRuntimeException());
-            return;
-        } catch (IllegalArgumentException e) {
-            out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
-            return;
-        } catch (IllegalStateException e) {
-            out.onError(Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException());
-            return;
-        } catch (Exception | Error e) {
-            LOG.log(System.Logger.Level.ERROR, "internal error", e);
-            out.onError(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e).asRuntimeException());
-            return;
-        }
-        out.onNext(value);
-        out.onCompleted();
-    }
-
-    @FunctionalInterface
-    interface GrpcBody<T> {
-        T run() throws Exception;
     }
 }

@@ -26,6 +26,19 @@ public class KvmCpuidEntry2 extends NativeStruct {
         read();
     }
 
+    /** An entry with the given leaf, subleaf, flags and registers. */
+    public static KvmCpuidEntry2 of(int function, int index, int flags, int eax, int ebx, int ecx, int edx) {
+        KvmCpuidEntry2 e = new KvmCpuidEntry2();
+        e.function = function;
+        e.index = index;
+        e.flags = flags;
+        e.eax = eax;
+        e.ebx = ebx;
+        e.ecx = ecx;
+        e.edx = edx;
+        return e;
+    }
+
     @Override
     public String toString() {
         return String.format("cpuid(0x%x,%d flags=%d) eax=%08x ebx=%08x ecx=%08x edx=%08x",

@@ -97,15 +97,8 @@ final class VmConfigSection implements Stateful<VmConfigState> {
         }
         List<KvmCpuidEntry2> cpuid = new ArrayList<>();
         for (CpuidEntry e : s.getCpuidList()) {
-            KvmCpuidEntry2 k = new KvmCpuidEntry2();
-            k.function = e.getFunction();
-            k.index = e.getIndex();
-            k.flags = e.getFlags();
-            k.eax = e.getEax();
-            k.ebx = e.getEbx();
-            k.ecx = e.getEcx();
-            k.edx = e.getEdx();
-            cpuid.add(k);
+            cpuid.add(KvmCpuidEntry2.of(e.getFunction(), e.getIndex(), e.getFlags(), e.getEax(), e.getEbx(), e.getEcx(),
+                    e.getEdx()));
         }
         WorkloadConfig w = s.getWorkload();
         try {

@@ -1,28 +1,33 @@
-package dev.ferry.control.migration;
+package dev.ferry.control.grpc;
+
 
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
 
-/** Runs a unary call body and answers with its value or a gRPC status, never a bare exception. */
-final class Calls {
+/**
+ * Runs a unary call body and answers with its value or a gRPC status, never a bare exception:
+ * bad arguments are INVALID_ARGUMENT, a call not valid in the current state FAILED_PRECONDITION,
+ * anything unexpected INTERNAL (and logged).
+ */
+public final class Calls {
     private static final System.Logger LOG = System.getLogger(Calls.class.getName());
 
     private Calls() {}
 
     @FunctionalInterface
-    interface Body<T> {
+    public interface Body<T> {
         T run() throws Exception;
     }
 
-    static <T> void unary(StreamObserver<T> out, Body<T> body) {
+    public static <T> void unary(StreamObserver<T> out, Body<T> body) {
         T value;
         try {
             value = body.run();
         } catch (StatusRuntimeException e) {
             out.onError(e);
             return;
-        } catch (IllegalTransitionException e) {
+        } catch (IllegalStateException e) { // includes IllegalTransitionException
             out.onError(Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException());
             return;
         } catch (IllegalArgumentException e) {
