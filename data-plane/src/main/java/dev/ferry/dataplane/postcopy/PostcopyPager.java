@@ -1,0 +1,981 @@
+package dev.ferry.dataplane.postcopy;
+
+import com.sun.jna.Native;
+import com.sun.jna.Pointer;
+import dev.ferry.dataplane.IncomingPages;
+import dev.ferry.kvm.memory.DirtyBitmap;
+import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.kvm.sys.Errno;
+import dev.ferry.kvm.sys.EventFd;
+import dev.ferry.kvm.sys.LibC;
+import dev.ferry.kvm.sys.UffdEvent;
+import dev.ferry.kvm.sys.UffdIoctls;
+import dev.ferry.kvm.sys.Userfaultfd;
+import io.grpc.Status;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * The destination side of postcopy: resolves the destination VM's missing-page faults through a {@link PageFetcher}
+ * and places the pages the source pushes in the background ({@link IncomingPages}, PageBatch.postcopy = true), each
+ * page exactly once, with UFFDIO_COPY / UFFDIO_ZEROPAGE.
+ *
+ * <h2>Page states</h2>
+ * Every 4 KiB page is MISSING → (FETCHING) → PLACING → PRESENT, under one lock; copies run outside it.
+ * <ul>
+ *   <li>MISSING: not in guest memory. A fault makes it FETCHING (one fetch); a background page makes it PLACING.</li>
+ *   <li>FETCHING: a fetch is in flight (or failed and waits for recovery). Further faults on it only join the waiters
+ *       (coalesced, never asked twice). A background page for it is placed at once (PLACING), which also wakes its
+ *       faulting threads; the fetch reply that comes later finds the page taken and is dropped.</li>
+ *   <li>PLACING: one thread owns the page and is copying it in. Everything else for it is dropped (a race).</li>
+ *   <li>PRESENT: in memory. Background pages and late fetch replies for it are dropped (races). A fault event for a
+ *       present page (read after the copy that woke it, or a hole among the pages given as present) is answered with
+ *       UFFDIO_ZEROPAGE, which for a page really present fails with EEXIST and then only wakes the thread.</li>
+ * </ul>
+ * The kernel backs this up: a UFFDIO_COPY onto a populated page fails with EEXIST, counted as a race, never placing
+ * twice.
+ *
+ * <h2>Threads</h2>
+ * One handler thread ({@link #start()}) polls the userfaultfd together with a stop eventfd, reads faults in batches
+ * ({@link Userfaultfd#readEvents}), classifies them under the lock and issues the fetches without waiting for them,
+ * so any number of fetches are in flight. The fetch's completion places the page itself (UFFDIO_COPY, which wakes the
+ * faulting threads) on whatever thread completed the future, normally the gRPC thread that parsed the reply, so a
+ * fault costs no thread hop beyond the transport's. Background pages are placed on the data-plane stream threads
+ * that call {@link #writePages} / {@link #zeroPages}.
+ *
+ * <h2>Recovery</h2>
+ * A failed fetch never fails the handler nor the vCPU: the page stays FETCHING, its faulting threads stay blocked in
+ * the kernel, the fetch is parked ({@link #stalledFaults()}), and {@link #replaceFetcher} re-requests every parked
+ * fetch through the new fetcher (and re-routes fetches still pending on the old one as it closes it).
+ *
+ * <h2>Hashes</h2>
+ * Each page's hash is computed from exactly the bytes handed to UFFDIO_COPY (the guest may write the page as soon as
+ * it is placed, so memory is not read back), and recorded only when the copy placed it; 0 for zero pages.
+ *
+ * <h2>Guest-memory lifetime</h2>
+ * Every copy runs inside a fence; {@link #close()} waits for copies in progress and refuses later ones, stops the
+ * handler, unregisters and closes the userfaultfd. Close the pager before unmapping the memory.
+ */
+public final class PostcopyPager implements IncomingPages, AutoCloseable {
+    /** Faults and their resolution, see {@link #stats()}. Latencies: fault read → page in place, in microseconds. */
+    public record Stats(long faults, long p50Micros, long p99Micros, long maxMicros, Duration blockedTime,
+            long backgroundPages, long races, long coalesced) {}
+
+    private static final byte MISSING = 0;
+    private static final byte FETCHING = 1;
+    private static final byte PLACING = 2;
+    private static final byte PRESENT = 3;
+
+    private static final int PAGE = PagerWire.PAGE_SIZE;
+    /** Pages staged per UFFDIO_COPY when the source bytes are on the Java heap. */
+    private static final int STAGE_PAGES = 64;
+    private static final ThreadLocal<ByteBuffer> STAGE =
+            ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(STAGE_PAGES * PAGE));
+
+    private final GuestMemory memory;
+    private final PageHashes hashes;
+    private final RegionTable table;
+    private final Userfaultfd uffd;
+    private final EventFd stop;
+
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition allPresent = lock.newCondition();
+    // Guarded by lock.
+    private final byte[] state;
+    private final HashMap<Integer, Pending> pending = new HashMap<>();
+    private final List<Pending> stalled = new ArrayList<>();
+    private PageFetcher fetcher;
+    private long missing;
+    private boolean closed;
+    private Thread handler;
+    private final LatencyHistogram latency = new LatencyHistogram();
+    private long faults;
+    private long coalesced;
+    private long races;
+    private long eexist;
+    private long backgroundPages;
+    private long faultPages;
+    private long fetchesIssued;
+    private long fetchFailures;
+    private long staleFaults;
+    private long blockedNanos;
+    private Status lastFetchFailure;
+    private Throwable lastError;
+
+    /** Fence around every copy into guest memory; see the class comment. */
+    private final ReentrantReadWriteLock fence = new ReentrantReadWriteLock();
+    private boolean fenceClosed; // written under the write lock
+
+    /**
+     * Takes over {@code memory} for postcopy: pages set in {@code present} are in place, every other page is missing.
+     * Pages that are populated in a memfd but not present (stale bytes of an earlier precopy round) are punched out
+     * (MADV_REMOVE) so that they fault. Then every region is registered with a new userfaultfd in MISSING mode: from
+     * here on a thread touching a missing page blocks until this pager places it (after {@link #start()}).
+     *
+     * @param memory  destination guest memory, memfd-backed (its region mappings are what the vCPUs use)
+     * @param hashes  the destination's page hashes; updated for every page placed
+     * @param present pages already in place (not changed; copied)
+     * @param fetcher asks the source for faulted pages; owned by the pager from now on (closed by it)
+     */
+    public PostcopyPager(GuestMemory memory, PageHashes hashes, DirtyBitmap present, PageFetcher fetcher) {
+        this.memory = Objects.requireNonNull(memory, "memory");
+        this.hashes = Objects.requireNonNull(hashes, "hashes");
+        Objects.requireNonNull(present, "present");
+        this.fetcher = Objects.requireNonNull(fetcher, "fetcher");
+        this.table = new RegionTable(memory);
+        if (table.totalPages > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("guest memory too large for postcopy page tracking");
+        }
+        for (MemoryRegion r : memory.regions()) {
+            if (r.mapping().fd() < 0) {
+                throw new IllegalArgumentException("postcopy needs memfd-backed memory; slot " + r.slot() + " is not");
+            }
+        }
+        state = new byte[(int) table.totalPages];
+        present.forEachDirtyPage(gpa -> state[index(gpa)] = PRESENT);
+        long m = 0;
+        for (byte s : state) {
+            if (s == MISSING) {
+                m++;
+            }
+        }
+        missing = m;
+        punchStalePages();
+        Userfaultfd u = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK, UffdIoctls.UFFD_FEATURE_MISSING_SHMEM);
+        EventFd e = null;
+        try {
+            e = EventFd.create();
+            for (MemoryRegion r : memory.regions()) {
+                long ioctls = u.register(r.mapping().address(), r.size(), UffdIoctls.UFFDIO_REGISTER_MODE_MISSING);
+                if ((ioctls & (1L << UffdIoctls._UFFDIO_COPY)) == 0 || (ioctls & (1L << UffdIoctls._UFFDIO_ZEROPAGE)) == 0) {
+                    throw new IllegalStateException("UFFDIO_COPY/ZEROPAGE unavailable on slot " + r.slot());
+                }
+            }
+        } catch (RuntimeException ex) {
+            u.close();
+            if (e != null) {
+                e.close();
+            }
+            throw ex;
+        }
+        this.uffd = u;
+        this.stop = e;
+    }
+
+    /** Punches out pages that hold data in the memfd but are not present, so that they fault like any missing page. */
+    private void punchStalePages() {
+        DirtyBitmap populated = DirtyBitmap.populated(memory);
+        long[] run = {-1, 0};
+        populated.forEachDirtyPage(gpa -> {
+            if (state[index(gpa)] != MISSING) {
+                return;
+            }
+            if (run[0] >= 0 && run[0] + run[1] * PAGE == gpa && table.regionOfGpa(run[0]).contains(gpa)) {
+                run[1]++;
+                return;
+            }
+            discard(run[0], run[1]);
+            run[0] = gpa;
+            run[1] = 1;
+        });
+        discard(run[0], run[1]);
+    }
+
+    private void discard(long gpa, long pages) {
+        if (gpa >= 0) {
+            MemoryRegion r = table.regionOfGpa(gpa);
+            r.mapping().discard(gpa - r.guestPhysAddr(), pages * PAGE);
+        }
+    }
+
+    private int index(long gpa) {
+        long i = table.pageIndex(gpa);
+        if (i < 0) {
+            throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
+        }
+        return (int) i;
+    }
+
+    /** Starts the fault-handler thread. Once only. */
+    public void start() {
+        lock.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException("postcopy pager closed");
+            }
+            if (handler != null) {
+                throw new IllegalStateException("already started");
+            }
+            handler = new Thread(this::runHandler, "ferry-postcopy-faults");
+            handler.setDaemon(true);
+            handler.start();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    @Override
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    @Override
+    public PageHashes hashes() {
+        return hashes;
+    }
+
+    // ---- faults -----------------------------------------------------------------------------------------------------
+
+    private void runHandler() {
+        UffdEvent[] events = new UffdEvent[Userfaultfd.MAX_BATCH];
+        for (int i = 0; i < events.length; i++) {
+            events[i] = new UffdEvent();
+        }
+        List<Pending> toFetch = new ArrayList<>();
+        long[] stale = new long[events.length];
+        while (true) {
+            try {
+                int ready = uffd.pollWith(-1, stop.fd());
+                if ((ready & 2) != 0) {
+                    return;
+                }
+                if ((ready & 1) == 0) {
+                    continue;
+                }
+                int n = uffd.readEvents(events);
+                if (n > 0) {
+                    handleFaults(events, n, System.nanoTime(), toFetch, stale);
+                }
+            } catch (RuntimeException | Error e) {
+                // Never let the handler die: the guest would hang on its next fault. Record, back off, go on.
+                lock.lock();
+                try {
+                    lastError = e;
+                    if (closed) {
+                        return;
+                    }
+                } finally {
+                    lock.unlock();
+                }
+                try {
+                    Thread.sleep(1);
+                } catch (InterruptedException ie) {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void handleFaults(UffdEvent[] events, int n, long now, List<Pending> toFetch, long[] stale) {
+        toFetch.clear();
+        int staleCount = 0;
+        PageFetcher f;
+        lock.lock();
+        try {
+            f = fetcher;
+            for (int i = 0; i < n; i++) {
+                UffdEvent ev = events[i];
+                if (!ev.isPagefault()) {
+                    continue;
+                }
+                long host = ev.address & ~(long) (PAGE - 1);
+                int r = table.indexOfHost(host);
+                if (r < 0) {
+                    continue;
+                }
+                MemoryRegion region = table.region(r);
+                long gpa = region.guestPhysAddr() + (host - region.mapping().address());
+                int idx = (int) table.pageIndex(r, gpa);
+                switch (state[idx]) {
+                    case MISSING -> {
+                        state[idx] = FETCHING;
+                        Pending p = new Pending(idx, gpa, host);
+                        p.addWaiter(now);
+                        pending.put(idx, p);
+                        toFetch.add(p);
+                        faults++;
+                    }
+                    case FETCHING -> {
+                        pending.get(idx).addWaiter(now);
+                        faults++;
+                        coalesced++;
+                    }
+                    case PLACING -> {
+                        pending.computeIfAbsent(idx, k -> new Pending(k, gpa, host)).addWaiter(now);
+                        faults++;
+                        coalesced++;
+                    }
+                    default -> {
+                        stale[staleCount++] = idx;
+                        staleFaults++;
+                    }
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+        for (Pending p : toFetch) {
+            issue(p, f);
+        }
+        for (int i = 0; i < staleCount; i++) {
+            resolvePresent((int) stale[i]);
+        }
+    }
+
+    /** A fault on a page already present: a hole among the given present pages gets a zero page, else just wake. */
+    private void resolvePresent(int idx) {
+        long gpa = table.gpaOfIndex(idx);
+        long host = table.regionOfGpa(gpa).hostAddress(gpa);
+        while (true) {
+            long rc = uffd.zeropage(host, PAGE, 0);
+            if (rc == PAGE) {
+                hashes.set(gpa, 0);
+                return;
+            }
+            if (rc == -Errno.EEXIST) {
+                uffd.wake(host, PAGE);
+                return;
+            }
+            if (rc != -Errno.EAGAIN) {
+                throw new IllegalStateException("UFFDIO_ZEROPAGE returned " + rc);
+            }
+            Thread.onSpinWait();
+        }
+    }
+
+    private void issue(Pending p, PageFetcher f) {
+        lock.lock();
+        try {
+            fetchesIssued++;
+        } finally {
+            lock.unlock();
+        }
+        CompletableFuture<FetchedPage> cf;
+        try {
+            cf = f.fetch(p.gpa, 1);
+        } catch (RuntimeException e) {
+            cf = CompletableFuture.failedFuture(e);
+        }
+        cf.whenComplete((page, err) -> onFetched(p, f, page, err));
+    }
+
+    private void onFetched(Pending p, PageFetcher f, FetchedPage page, Throwable err) {
+        if (err == null && (page == null || page.gpa() != p.gpa || page.pages() != 1)) {
+            err = new IllegalStateException("fetcher answered " + page + " for the page at 0x" + Long.toHexString(p.gpa));
+        }
+        if (err != null) {
+            fetchFailed(p, f, err);
+            return;
+        }
+        if (!enterFence()) {
+            return; // closing: nothing may touch guest memory any more
+        }
+        try {
+            lock.lock();
+            try {
+                if (state[p.index] != FETCHING || pending.get(p.index) != p) {
+                    races++; // a background page (or an earlier reply) placed it first
+                    return;
+                }
+                state[p.index] = PLACING;
+            } finally {
+                lock.unlock();
+            }
+            boolean placed;
+            try {
+                placed = page.zero() ? zeroRun(p.host, p.gpa, 1, null, 0) == 1
+                        : copyRun(p.host, p.gpa, page.data(), page.data().position(), 1, null, 0) == 1;
+            } catch (RuntimeException e) {
+                // Unexpected userfaultfd failure: keep the faulting threads parked; recovery retries the fetch.
+                lock.lock();
+                try {
+                    lastError = e;
+                    state[p.index] = FETCHING;
+                    park(p);
+                } finally {
+                    lock.unlock();
+                }
+                return;
+            }
+            long now = System.nanoTime();
+            lock.lock();
+            try {
+                if (placed) {
+                    faultPages++;
+                } else {
+                    races++;
+                    eexist++;
+                }
+                finishPlaced(p.index, now);
+            } finally {
+                lock.unlock();
+            }
+        } finally {
+            exitFence();
+        }
+    }
+
+    private void fetchFailed(Pending p, PageFetcher f, Throwable err) {
+        PageFetcher retry = null;
+        lock.lock();
+        try {
+            if (p.done || state[p.index] != FETCHING || pending.get(p.index) != p) {
+                return; // resolved meanwhile (background page)
+            }
+            fetchFailures++;
+            lastFetchFailure = Status.fromThrowable(err);
+            if (closed) {
+                return;
+            }
+            if (fetcher != f) {
+                retry = fetcher; // failed on a fetcher already replaced: go through the new one right away
+            } else {
+                park(p);
+            }
+        } finally {
+            lock.unlock();
+        }
+        if (retry != null) {
+            issue(p, retry);
+        }
+    }
+
+    /** Parks a fetch until {@link #replaceFetcher}. Under lock. */
+    private void park(Pending p) {
+        if (!p.stalled) {
+            p.stalled = true;
+            stalled.add(p);
+        }
+    }
+
+    /**
+     * Recovery: from now on pages are fetched through {@code f}. Every fetch parked after a failure is re-requested
+     * through it; fetches still pending on the old fetcher are re-requested as it is closed (which fails them).
+     */
+    public void replaceFetcher(PageFetcher f) {
+        Objects.requireNonNull(f, "fetcher");
+        List<Pending> retry = new ArrayList<>();
+        PageFetcher old;
+        lock.lock();
+        try {
+            if (closed) {
+                f.close();
+                throw new IllegalStateException("postcopy pager closed");
+            }
+            old = fetcher;
+            fetcher = f;
+            for (Pending p : stalled) {
+                p.stalled = false;
+                if (!p.done && state[p.index] == FETCHING && pending.get(p.index) == p) {
+                    retry.add(p);
+                }
+            }
+            stalled.clear();
+        } finally {
+            lock.unlock();
+        }
+        for (Pending p : retry) {
+            issue(p, f);
+        }
+        if (old != f) {
+            closeQuietly(old);
+        }
+    }
+
+    /** Page {@code idx} is in memory now: wake the bookkeeping of its waiters. Under lock. */
+    private void finishPlaced(int idx, long now) {
+        state[idx] = PRESENT;
+        missing--;
+        if (!pending.isEmpty()) {
+            Pending p = pending.remove(idx);
+            if (p != null) {
+                p.done = true;
+                for (int i = 0; i < p.waiters; i++) {
+                    long waited = now - p.faultedAt[i];
+                    latency.record(TimeUnit.NANOSECONDS.toMicros(waited));
+                    blockedNanos += Math.max(0, waited);
+                }
+            }
+        }
+        if (missing == 0) {
+            allPresent.signalAll();
+        }
+    }
+
+    // ---- background push --------------------------------------------------------------------------------------------
+
+    /**
+     * Background push: places each missing page of the {@code pages} pages at {@code gpa} from {@code data} (read
+     * during the call only, from its position, which is left unchanged), skipping pages already present or being
+     * placed (races). A page whose fault is being fetched is placed from here at once, waking its faulting threads;
+     * the fetch reply is then dropped.
+     */
+    @Override
+    public void writePages(long gpa, int pages, ByteBuffer data) {
+        if (pages <= 0) {
+            return;
+        }
+        int r = checkRange(gpa, pages);
+        if (data.remaining() < (long) pages * PAGE) {
+            throw new IllegalArgumentException("data holds " + data.remaining() + " bytes, " + (long) pages * PAGE + " needed");
+        }
+        background(r, gpa, pages, data);
+    }
+
+    /** Background zero range: UFFDIO_ZEROPAGE for each missing page, like {@link #writePages}. Hashes become 0. */
+    @Override
+    public void zeroPages(long gpa, long pages) {
+        if (pages <= 0) {
+            return;
+        }
+        if (pages > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("zero range too large: " + pages);
+        }
+        int r = checkRange(gpa, pages);
+        background(r, gpa, (int) pages, null);
+    }
+
+    private int checkRange(long gpa, long pages) {
+        int r = table.indexOfGpa(gpa);
+        if ((gpa & (PAGE - 1)) != 0 || r < 0 || pages > (table.region(r).endGpa() - gpa) / PAGE) {
+            throw new IllegalArgumentException(String.format("page range 0x%x+%d is not within one memory region", gpa, pages));
+        }
+        return r;
+    }
+
+    /** Places the claimable pages of the range: from {@code data}, or zero pages when it is null. */
+    private void background(int r, long gpa, int pages, ByteBuffer data) {
+        if (!enterFence()) {
+            throw new IllegalStateException("postcopy pager closed: it no longer accepts pages");
+        }
+        try {
+            int idx0 = (int) table.pageIndex(r, gpa);
+            byte[] prior = new byte[pages];
+            boolean any = false;
+            lock.lock();
+            try {
+                for (int i = 0; i < pages; i++) {
+                    byte s = state[idx0 + i];
+                    if (s == MISSING || s == FETCHING) {
+                        prior[i] = s;
+                        state[idx0 + i] = PLACING;
+                        any = true;
+                    } else {
+                        prior[i] = -1;
+                        races++;
+                    }
+                }
+            } finally {
+                lock.unlock();
+            }
+            if (!any) {
+                return;
+            }
+            boolean[] placed = new boolean[pages];
+            long host0 = table.region(r).hostAddress(gpa);
+            try {
+                int i = 0;
+                while (i < pages) {
+                    if (prior[i] < 0) {
+                        i++;
+                        continue;
+                    }
+                    int j = i + 1;
+                    while (j < pages && prior[j] >= 0) {
+                        j++;
+                    }
+                    long h = host0 + (long) i * PAGE;
+                    long g = gpa + (long) i * PAGE;
+                    if (data == null) {
+                        zeroRun(h, g, j - i, placed, i);
+                    } else {
+                        copyRun(h, g, data, data.position() + i * PAGE, j - i, placed, i);
+                    }
+                    i = j;
+                }
+            } catch (RuntimeException e) {
+                undoClaims(idx0, prior, placed);
+                throw e;
+            }
+            long now = System.nanoTime();
+            lock.lock();
+            try {
+                for (int i = 0; i < pages; i++) {
+                    if (prior[i] < 0) {
+                        continue;
+                    }
+                    if (placed[i]) {
+                        backgroundPages++;
+                    } else {
+                        races++;
+                        eexist++;
+                    }
+                    finishPlaced(idx0 + i, now);
+                }
+            } finally {
+                lock.unlock();
+            }
+        } finally {
+            exitFence();
+        }
+    }
+
+    /** After a failed background copy: pages placed are done, the others go back to what they were. */
+    private void undoClaims(int idx0, byte[] prior, boolean[] placed) {
+        List<Pending> toFetch = new ArrayList<>();
+        PageFetcher f;
+        long now = System.nanoTime();
+        lock.lock();
+        try {
+            f = fetcher;
+            for (int i = 0; i < prior.length; i++) {
+                if (prior[i] < 0) {
+                    continue;
+                }
+                int idx = idx0 + i;
+                if (placed[i]) {
+                    backgroundPages++;
+                    finishPlaced(idx, now);
+                } else if (prior[i] == FETCHING) {
+                    state[idx] = FETCHING;
+                } else {
+                    Pending p = pending.get(idx);
+                    if (p == null) {
+                        state[idx] = MISSING;
+                    } else { // faulted while we held it: fetch it now
+                        state[idx] = FETCHING;
+                        toFetch.add(p);
+                    }
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+        for (Pending p : toFetch) {
+            issue(p, f);
+        }
+    }
+
+    // ---- placing ----------------------------------------------------------------------------------------------------
+
+    /**
+     * UFFDIO_COPY of {@code pages} pages from {@code src} (absolute position {@code srcPos}) to {@code host}; records
+     * the hash of each page placed (computed from the bytes handed to the kernel) and sets {@code placed[at + i]}.
+     * Heap sources are staged in a direct buffer first. Returns the number of pages placed (the rest existed).
+     */
+    private int copyRun(long host, long gpa, ByteBuffer src, int srcPos, int pages, boolean[] placed, int at) {
+        int count = 0;
+        long[] h = new long[Math.min(pages, STAGE_PAGES)];
+        for (int done = 0; done < pages; ) {
+            int n = Math.min(pages - done, STAGE_PAGES);
+            ByteBuffer from;
+            int fromPos;
+            if (src.isDirect()) {
+                from = src;
+                fromPos = srcPos + done * PAGE;
+            } else {
+                from = STAGE.get();
+                from.put(0, src, srcPos + done * PAGE, n * PAGE);
+                fromPos = 0;
+            }
+            ByteBuffer page = from.duplicate();
+            for (int k = 0; k < n; k++) {
+                page.limit(fromPos + (k + 1) * PAGE).position(fromPos + k * PAGE);
+                h[k] = PageHashes.hashPage(page, gpa + (long) (done + k) * PAGE);
+            }
+            long srcAddr = Pointer.nativeValue(Native.getDirectBufferPointer(from)) + fromPos;
+            int k = 0;
+            while (k < n) {
+                long rc = uffd.copy(host + (long) (done + k) * PAGE, srcAddr + (long) k * PAGE, (long) (n - k) * PAGE, 0);
+                if (rc > 0) {
+                    int m = (int) (rc / PAGE);
+                    for (int j = k; j < k + m; j++) {
+                        hashes.set(gpa + (long) (done + j) * PAGE, h[j]);
+                        if (placed != null) {
+                            placed[at + done + j] = true;
+                        }
+                    }
+                    count += m;
+                    k += m;
+                } else if (rc == -Errno.EEXIST) {
+                    k++; // populated already (not by us): leave it, and its hash, alone
+                } else if (rc == -Errno.EAGAIN) {
+                    Thread.onSpinWait();
+                } else {
+                    throw new IllegalStateException("UFFDIO_COPY returned " + rc);
+                }
+            }
+            done += n;
+        }
+        return count;
+    }
+
+    /** UFFDIO_ZEROPAGE of {@code pages} pages at {@code host}; like {@link #copyRun}. */
+    private int zeroRun(long host, long gpa, int pages, boolean[] placed, int at) {
+        int count = 0;
+        int k = 0;
+        while (k < pages) {
+            long rc = uffd.zeropage(host + (long) k * PAGE, (long) (pages - k) * PAGE, 0);
+            if (rc > 0) {
+                int m = (int) (rc / PAGE);
+                for (int j = k; j < k + m; j++) {
+                    hashes.set(gpa + (long) j * PAGE, 0);
+                    if (placed != null) {
+                        placed[at + j] = true;
+                    }
+                }
+                count += m;
+                k += m;
+            } else if (rc == -Errno.EEXIST) {
+                k++;
+            } else if (rc == -Errno.EAGAIN) {
+                Thread.onSpinWait();
+            } else {
+                throw new IllegalStateException("UFFDIO_ZEROPAGE returned " + rc);
+            }
+        }
+        return count;
+    }
+
+    // ---- queries ----------------------------------------------------------------------------------------------------
+
+    /** Pages not in place yet. */
+    public long missingPages() {
+        lock.lock();
+        try {
+            return missing;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** A snapshot of the pages not in place yet (for ResumeIncomingMigration / recovery). */
+    public DirtyBitmap missing() {
+        DirtyBitmap d = DirtyBitmap.empty(memory);
+        lock.lock();
+        try {
+            for (int i = 0; i < state.length; i++) {
+                if (state[i] != PRESENT) {
+                    d.markDirty(table.gpaOfIndex(i));
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+        return d;
+    }
+
+    /** Waits until every page is in place: true, or false on timeout or when the pager is closed. */
+    public boolean awaitAllPresent(Duration timeout) throws InterruptedException {
+        long left = timeout.toNanos();
+        lock.lock();
+        try {
+            while (missing > 0 && !closed) {
+                if (left <= 0) {
+                    return false;
+                }
+                left = allPresent.awaitNanos(left);
+            }
+            return missing == 0;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public Stats stats() {
+        lock.lock();
+        try {
+            return new Stats(faults, latency.percentile(0.50), latency.percentile(0.99), latency.max(),
+                    Duration.ofNanos(blockedNanos), backgroundPages, races, coalesced);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Pages with faulting threads waiting for them now. */
+    public int pendingFaults() {
+        lock.lock();
+        try {
+            return pending.size();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Fetches parked after a failure, waiting for {@link #replaceFetcher}. */
+    public int stalledFaults() {
+        lock.lock();
+        try {
+            return stalled.size();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Fetches issued so far (re-requests after recovery included). */
+    public long fetchesIssued() {
+        return locked(() -> fetchesIssued);
+    }
+
+    /** Fetches that failed so far. */
+    public long fetchFailures() {
+        return locked(() -> fetchFailures);
+    }
+
+    /** Pages placed from fault replies. */
+    public long faultPagesPlaced() {
+        return locked(() -> faultPages);
+    }
+
+    /** Copies the kernel refused with EEXIST (the page was populated outside this pager); part of {@code races}. */
+    public long eexistRaces() {
+        return locked(() -> eexist);
+    }
+
+    /** Fault events for pages already present (read after the copy that woke them, or holes given as present). */
+    public long staleFaults() {
+        return locked(() -> staleFaults);
+    }
+
+    /** The status of the last failed fetch, or null. */
+    public Status lastFetchFailure() {
+        lock.lock();
+        try {
+            return lastFetchFailure;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The last unexpected error of the handler or a copy (they carry on regardless), or null. */
+    public Throwable lastError() {
+        lock.lock();
+        try {
+            return lastError;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private long locked(java.util.function.LongSupplier s) {
+        lock.lock();
+        try {
+            return s.getAsLong();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    // ---- lifetime ---------------------------------------------------------------------------------------------------
+
+    private boolean enterFence() {
+        fence.readLock().lock();
+        if (fenceClosed) {
+            fence.readLock().unlock();
+            return false;
+        }
+        return true;
+    }
+
+    private void exitFence() {
+        fence.readLock().unlock();
+    }
+
+    /**
+     * Stops the handler, waits for copies in progress and refuses later ones (background writes then fail with
+     * IllegalStateException), unregisters the memory, closes the userfaultfd (threads still blocked on a missing page
+     * are woken and see zeros) and the fetcher. Idempotent.
+     */
+    @Override
+    public void close() {
+        Thread h;
+        PageFetcher f;
+        lock.lock();
+        try {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            h = handler;
+            f = fetcher;
+            stalled.clear();
+            allPresent.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        if (h != null) {
+            stop.signal();
+            boolean interrupted = false;
+            while (true) {
+                try {
+                    h.join();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        fence.writeLock().lock();
+        try {
+            fenceClosed = true;
+        } finally {
+            fence.writeLock().unlock();
+        }
+        for (MemoryRegion r : memory.regions()) {
+            try {
+                uffd.unregister(r.mapping().address(), r.size());
+            } catch (RuntimeException e) {
+                // The fd close below drops the registration anyway.
+            }
+        }
+        uffd.close();
+        closeQuietly(f);
+        stop.close();
+    }
+
+    private static void closeQuietly(PageFetcher f) {
+        try {
+            f.close();
+        } catch (RuntimeException e) {
+            // Closing a broken fetcher may fail; it is unusable either way.
+        }
+    }
+
+    /** The faulting threads of one page, and its fetch. Guarded by the pager's lock. */
+    private static final class Pending {
+        final int index;
+        final long gpa;
+        final long host;
+        long[] faultedAt = new long[2];
+        int waiters;
+        boolean stalled;
+        boolean done;
+
+        Pending(int index, long gpa, long host) {
+            this.index = index;
+            this.gpa = gpa;
+            this.host = host;
+        }
+
+        void addWaiter(long now) {
+            if (waiters == faultedAt.length) {
+                faultedAt = java.util.Arrays.copyOf(faultedAt, waiters * 2);
+            }
+            faultedAt[waiters++] = now;
+        }
+    }
+}
