@@ -128,6 +128,18 @@ final class DemoCommand implements Callable<Integer> {
             o.put("throughput_mib_s", Math.round(st.getThroughputBytesPerSecond() / 1048576.0 * 10) / 10.0);
             o.put("device_state_bytes", st.getDeviceStateBytes());
             o.put("memory_digest_verified", st.getMemoryVerified());
+            if (m != MigrationMode.PRECOPY && st.hasPostcopy()) {
+                var pc = st.getPostcopy();
+                o.put("resume_ms", millis(st.getDowntime())); // source pause to destination resume
+                o.put("postcopy_faults", pc.getPageFaults());
+                o.put("fault_latency_us_p50", pc.getFaultLatencyP50Micros());
+                o.put("fault_latency_us_p99", pc.getFaultLatencyP99Micros());
+                o.put("fault_latency_us_max", pc.getFaultLatencyMaxMicros());
+                o.put("background_bytes", pc.getBackgroundBytes());
+                o.put("background_pages_dropped", pc.getBackgroundPagesDropped());
+                o.put("vcpu_blocked_ms", millis(pc.getVcpuBlockedTime()));
+                o.put("guest_max_stall_ms", millis(pc.getGuestMaxStall()));
+            }
             boolean verified = false;
             if (result.getPhase() == Migration.Phase.COMPLETED) {
                 String dstVm = result.getDestinationVm();

@@ -49,6 +49,10 @@ final class Agents {
     }
 
     static Vm createVm(AgentProcess a, String id, long memory, long workingSet, long rate, boolean unlimited) {
+        return createVm(a, id, 1, memory, workingSet, rate, unlimited);
+    }
+
+    static Vm createVm(AgentProcess a, String id, int vcpus, long memory, long workingSet, long rate, boolean unlimited) {
         WorkloadSpec.Builder w = WorkloadSpec.newBuilder().setWorkingSetBytes(workingSet)
                 .setAccessPattern(WorkloadSpec.AccessPattern.RANDOM);
         if (unlimited) {
@@ -57,7 +61,7 @@ final class Agents {
             w.setDirtyRateBytesPerSecond(rate);
         }
         return vms(a).createVm(CreateVmRequest.newBuilder().setVmId(id)
-                .setVm(Vm.newBuilder().setMemoryBytes(memory).setVcpuCount(1).setWorkload(w)).build());
+                .setVm(Vm.newBuilder().setMemoryBytes(memory).setVcpuCount(vcpus).setWorkload(w)).build());
     }
 
     static MigrationPolicy.Builder policy() {
@@ -65,9 +69,14 @@ final class Agents {
     }
 
     static Migration startMigration(AgentProcess src, AgentProcess dst, String id, String vm, MigrationPolicy policy) {
+        return startMigration(src, dst, id, vm, MigrationMode.PRECOPY, policy);
+    }
+
+    static Migration startMigration(AgentProcess src, AgentProcess dst, String id, String vm, MigrationMode mode,
+            MigrationPolicy policy) {
         return migrations(src).createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id)
                 .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress(dst.controlAddress())
-                        .setMode(MigrationMode.PRECOPY).setPolicy(policy)).build());
+                        .setMode(mode).setPolicy(policy)).build());
     }
 
     /** Follows the migration's progress stream until {@code until} holds; returns that snapshot. */

@@ -6,6 +6,9 @@ import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.DeleteVmRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import java.util.ArrayList;
+import java.util.List;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
@@ -47,8 +50,11 @@ public final class Warmup {
                 ManagedChannel from = a;
                 String fromAddr = agent.controlAddress();
                 String toAddr = peer.controlAddress();
-                for (int i = 0; i < 2 * ROUND_TRIPS; i++) {
-                    migrate(from, toAddr, "ferry-warmup-" + i);
+                // Every mode this agent offers, so none pays for cold code in its first real run.
+                List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes());
+                modes.sort(null);
+                for (int i = 0; i < 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2); i++) {
+                    migrate(from, toAddr, "ferry-warmup-" + i, modes.get(i % modes.size()));
                     from = from == a ? b : a;
                     String t = fromAddr;
                     fromAddr = toAddr;
@@ -66,10 +72,11 @@ public final class Warmup {
         }
     }
 
-    private static void migrate(ManagedChannel from, String to, String id) {
+    private static void migrate(ManagedChannel from, String to, String id, MigrationMode mode) {
         var stub = MigrationServiceGrpc.newBlockingStub(from).withDeadlineAfter(60, TimeUnit.SECONDS);
         Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id)
-                .setMigration(Migration.newBuilder().setVm("vms/ferry-warmup").setDestinationAddress(to)).build());
+                .setMigration(Migration.newBuilder().setVm("vms/ferry-warmup").setDestinationAddress(to).setMode(mode))
+                .build());
         Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(m.getName()).build());
         while (it.hasNext()) {
             it.next();

@@ -56,7 +56,8 @@ public final class Compatibility {
                 .setDataStreamCount(Math.max(1, Math.min(MAX_DATA_STREAMS, p.getDataStreamCount())))
                 .clearFeatures().clearHugepageSizesBytes();
         for (MigrationConfig.Feature f : p.getFeaturesList()) {
-            if (SUPPORTED_FEATURES.contains(f)) {
+            boolean postcopyHere = f == MigrationConfig.Feature.POSTCOPY && local.modes().contains(MigrationMode.POSTCOPY);
+            if (SUPPORTED_FEATURES.contains(f) || postcopyHere) {
                 accepted.addFeatures(f);
             }
         }

@@ -5,6 +5,12 @@ import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.dataplane.IncomingPages;
 import dev.ferry.dataplane.MemoryPageWriter;
+import dev.ferry.dataplane.postcopy.GrpcPageFetcher;
+import dev.ferry.dataplane.postcopy.PostcopyPager;
+import dev.ferry.kvm.memory.DirtyBitmap;
+import dev.ferry.v1.CompleteIncomingPostcopyRequest;
+import dev.ferry.v1.CompleteIncomingPostcopyResponse;
+import dev.ferry.v1.PostcopyStatistics;
 import dev.ferry.kvm.devices.WorkloadPort;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.memory.PageHashes;
@@ -48,10 +54,17 @@ final class IncomingSession implements IncomingPages {
     private final IncomingMigration machine; // guarded by this
     private SectionSet deviceState; // guarded by this
     private CompleteIncomingMigrationResponse completed; // guarded by this: the answer to repeat
+    private final String pagerAddress;
+    private final Channels channels;
+    private volatile PostcopyPager pager; // set when the VM runs here by postcopy
+    private volatile long postcopyResumedNanos;
+    private volatile long maxStallNanos = -1; // the guest's worst report gap in its first second here
 
-    IncomingSession(String name, String token, String sourceAddress, VmRegistry vms, ManagedVm vm,
-            IncomingMigration machine, Collection<SectionSchema<?>> schemas) {
+    IncomingSession(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
+            VmRegistry vms, ManagedVm vm, IncomingMigration machine, Collection<SectionSchema<?>> schemas) {
         this.name = name;
+        this.pagerAddress = pagerAddress;
+        this.channels = channels;
         this.token = token;
         this.sourceAddress = sourceAddress;
         this.vms = vms;
@@ -78,28 +91,40 @@ final class IncomingSession implements IncomingPages {
         return writer.hashes();
     }
 
-    /** Whether page batches may land now (the data plane refuses them otherwise). */
-    synchronized boolean acceptsPages() {
-        return machine.accepts(IncomingMigration.Event.PAGES_RECEIVED);
-    }
-
     @Override
     public void writePages(long gpa, int pages, ByteBuffer data) {
-        writer.writePages(gpa, pages, data);
-        synchronized (this) {
-            if (machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
-                machine.pagesReceived(Math.max(1, machine.progress().getRound()), false, pages, 0);
-            }
+        requirePagesAccepted();
+        PostcopyPager p = pager;
+        if (p != null) {
+            p.writePages(gpa, pages, data); // places only what is still missing, exactly once
+        } else {
+            writer.writePages(gpa, pages, data);
         }
+        counted(p != null, pages, 0);
     }
 
     @Override
     public void zeroPages(long gpa, long pages) {
-        writer.zeroPages(gpa, pages);
-        synchronized (this) {
-            if (machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
-                machine.pagesReceived(Math.max(1, machine.progress().getRound()), false, 0, pages);
-            }
+        requirePagesAccepted();
+        PostcopyPager p = pager;
+        if (p != null) {
+            p.zeroPages(gpa, pages);
+        } else {
+            writer.zeroPages(gpa, pages);
+        }
+        counted(p != null, 0, pages);
+    }
+
+    /** Pages land while receiving (precopy) or in postcopy, never around the switchover or after the end. */
+    private synchronized void requirePagesAccepted() {
+        if (!machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
+            throw new IllegalStateException(name + " takes no pages in state " + machine.state());
+        }
+    }
+
+    private synchronized void counted(boolean postcopy, long data, long zero) {
+        if (machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
+            machine.pagesReceived(Math.max(1, machine.progress().getRound()), postcopy, data, zero);
         }
     }
 
@@ -145,12 +170,11 @@ final class IncomingSession implements IncomingPages {
      */
     synchronized CompleteIncomingMigrationResponse complete(CompleteIncomingMigrationRequest req) {
         SessionTokens.require(token);
-        if (req.getPostcopy()) {
-            throw Status.UNIMPLEMENTED.withDescription("postcopy switchover is not available on this agent yet")
-                    .asRuntimeException();
-        }
         if (completed != null) {
             return completed;
+        }
+        if (req.getPostcopy()) {
+            return completePostcopySwitchover(req);
         }
         requireAccepts(IncomingMigration.Event.COMPLETE);
         long received = System.nanoTime();
@@ -179,26 +203,162 @@ final class IncomingSession implements IncomingPages {
         machine.completeRequested(false);
         resp.setResumeDuration(VmProtos.duration(resumed - received));
         vm.hold("", Vm.State.RUNNING);
-        // The pause the guest felt: its last report on the source to its first here (one host clock),
-        // less one report period (the gap between two reports when nothing stops the guest).
+        // The pause the guest felt: its last report on the source to its first here (one host clock).
+        guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
+        resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
+        completed = resp.build();
+        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here", name, vm.name());
+        return completed;
+    }
+
+    /**
+     * Postcopy switchover: arm userfaultfd over the pages not here yet, restore device state, run the
+     * vCPUs. Pages the source never wrote are zero-filled here, without asking it.
+     */
+    private CompleteIncomingMigrationResponse completePostcopySwitchover(CompleteIncomingMigrationRequest req) {
+        requireAccepts(IncomingMigration.Event.COMPLETE);
+        long received = System.nanoTime();
+        MicroVm v = vm.vm();
+        GuestMemory mem = v.memory();
+        DirtyBitmap pushed = req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList())
+                : DirtyBitmap.full(mem);
+        // What precopy (hybrid) delivered stays, except pages the guest dirtied again since: dropped here.
+        DirtyBitmap present = writer.pagesWritten() + writer.zeroPagesWritten() > 0 ? DirtyBitmap.populated(mem)
+                : DirtyBitmap.empty(mem);
+        if (req.getDiscardPagesCount() > 0) {
+            DirtyBitmap discard = Bitmaps.fromProto(mem, req.getDiscardPagesList());
+            discard.ranges().forEach(r -> {
+                var region = mem.regionOf(r.gpa());
+                region.mapping().discard(r.gpa() - region.guestPhysAddr(), r.bytes());
+                for (long gpa = r.gpa(); gpa < r.endGpa(); gpa += GuestMemory.PAGE_SIZE) {
+                    writer.hashes().set(gpa, 0);
+                }
+            });
+            present.andNot(discard);
+        }
+        PostcopyPager p;
+        try {
+            p = new PostcopyPager(mem, writer.hashes(), present,
+                    new GrpcPageFetcher(channels.get(pagerAddress), token));
+        } catch (RuntimeException e) {
+            fail("arming postcopy failed: " + e.getMessage());
+            throw Status.INTERNAL.withDescription("arming postcopy failed: " + e.getMessage()).asRuntimeException();
+        }
+        try {
+            v.restoreState(deviceState);
+        } catch (StateException e) {
+            p.close();
+            fail("restore failed: " + e.getMessage());
+            throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
+        }
+        pager = p;
+        p.start();
+        long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
+        v.workloadPort().resetGapTracking();
+        v.start();
+        long resumed = System.nanoTime();
+        postcopyResumedNanos = resumed;
+        machine.completeRequested(true);
+        vm.hold(name, Vm.State.MIGRATING_IN);
+        java.util.concurrent.CompletableFuture.delayedExecutor(1, java.util.concurrent.TimeUnit.SECONDS).execute(
+                () -> maxStallNanos = v.workloadPort().reportStats().maxGapNanos());
+        // Not held here and not coming: zero on the source (never written, or sent as a zero range).
+        DirtyBitmap zero = pushed.complement();
+        zero.andNot(present);
+        zeroFillInBackground(p, zero);
+        CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
+                .setResumeDuration(VmProtos.duration(resumed - received));
+        guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
+        resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
+        completed = resp.build();
+        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here; pages arrive by postcopy", name, vm.name());
+        return completed;
+    }
+
+    /** Pages known to be zero on the source become zero pages here, as the guest or this thread gets to them. */
+    private void zeroFillInBackground(PostcopyPager p, DirtyBitmap zeroOnSource) {
+        Thread t = new Thread(() -> {
+            for (var r : zeroOnSource.ranges()) {
+                if (pager != p) {
+                    return; // the session ended
+                }
+                p.zeroPages(r.gpa(), r.pages());
+            }
+        }, "zero-fill-" + name);
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /** Last report on the source to the first here, less one report period; empty if none came in time. */
+    private static java.util.Optional<Long> guestPause(MicroVm v, long sourceLastReport) {
         WorkloadPort port = v.workloadPort();
         long period = v.config().workload().reportPeriod().toNanos();
+        Duration wait = FIRST_REPORT_SLACK.plusNanos(2 * period);
         try {
-            Duration wait = FIRST_REPORT_SLACK.plusNanos(2 * period);
             if (sourceLastReport != 0 && port.awaitReports(port.reportStats().reports(), 1,
                     wait.compareTo(FIRST_REPORT_MAX_WAIT) < 0 ? wait : FIRST_REPORT_MAX_WAIT)) {
                 long first = port.reportStats().firstReportAfterResetNanos();
                 if (first > sourceLastReport) {
-                    resp.setGuestPause(VmProtos.duration(Math.max(0, first - sourceLastReport - period)));
+                    return java.util.Optional.of(Math.max(0, first - sourceLastReport - period));
                 }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
-        completed = resp.build();
-        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here", name, vm.name());
-        return completed;
+        return java.util.Optional.empty();
+    }
+
+    /**
+     * CompleteIncomingPostcopy: every page must be here; the digest of the bytes placed must equal the
+     * source's. The VM keeps running here whatever the answer.
+     */
+    synchronized CompleteIncomingPostcopyResponse completePostcopy(CompleteIncomingPostcopyRequest req) {
+        SessionTokens.require(token);
+        requireAccepts(IncomingMigration.Event.POSTCOPY_COMPLETE);
+        PostcopyPager p = pager;
+        try {
+            if (!p.awaitAllPresent(Duration.ofSeconds(30))) {
+                throw Status.FAILED_PRECONDITION.withDescription(p.missingPages() + " pages are still missing")
+                        .asRuntimeException();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
+        }
+        long dest = writer.hashes().digest();
+        CompleteIncomingPostcopyResponse.Builder resp = CompleteIncomingPostcopyResponse.newBuilder()
+                .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
+        boolean verified = !req.hasSourceMemoryDigest() || Digests.fromProto(req.getSourceMemoryDigest()) == dest;
+        resp.setMemoryVerified(req.hasSourceMemoryDigest() && verified);
+        PostcopyPager.Stats st = p.stats();
+        machine.postcopyCompleteRequested(0);
+        PostcopyStatistics.Builder ps = machine.postcopyStatistics().setPageFaults(st.faults())
+                .setFaultLatencyP50Micros(st.p50Micros()).setFaultLatencyP99Micros(st.p99Micros())
+                .setFaultLatencyMaxMicros(st.maxMicros()).setVcpuBlockedTime(VmProtos.duration(st.blockedTime().toNanos()))
+                .setBackgroundPagesDropped(st.races());
+        long stall = firstSecondStall();
+        if (stall >= 0) {
+            ps.setGuestMaxStall(VmProtos.duration(stall));
+        }
+        resp.setPostcopy(ps);
+        pager = null;
+        p.close();
+        vm.hold("", Vm.State.RUNNING);
+        if (!verified) {
+            LOG.log(System.Logger.Level.ERROR, "{0}: postcopy memory digest mismatch: source {1}, destination {2}", name,
+                    Long.toHexString(Digests.fromProto(req.getSourceMemoryDigest())), Long.toHexString(dest));
+        }
+        return resp.build();
+    }
+
+    /** The worst gap between progress reports in the guest's first second here, less one period. */
+    private long firstSecondStall() {
+        long s = maxStallNanos;
+        if (s < 0) {
+            var stats = vm.vm().workloadPort().reportStats();
+            s = stats.maxGapNanos(); // the push ended within the first second: the window so far
+        }
+        return Math.max(0, s - vm.vm().config().workload().reportPeriod().toNanos());
     }
 
     private void requireAccepts(IncomingMigration.Event e) {
@@ -210,6 +370,17 @@ final class IncomingSession implements IncomingPages {
     /** AbortIncomingMigration, idle timeout or a local failure before the VM ran here: delete our VM. */
     synchronized void abort(String reason) {
         machine.abortRequested(reason);
+        discard();
+    }
+
+    /** Stops every writer into guest memory, then deletes the VM (and its memory). */
+    private void discard() {
+        PostcopyPager p = pager;
+        pager = null;
+        if (p != null) {
+            p.close();
+        }
+        writer.close();
         vms.remove(vm.name());
     }
 
@@ -217,7 +388,7 @@ final class IncomingSession implements IncomingPages {
         if (machine.accepts(IncomingMigration.Event.FAIL)) {
             Aftermath a = machine.failed(reason);
             if (a == Aftermath.SOURCE_KEEPS_VM) {
-                vms.remove(vm.name());
+                discard();
             }
         }
     }
@@ -225,7 +396,7 @@ final class IncomingSession implements IncomingPages {
     /** Aborts the session if the source went quiet for too long; true if it did. */
     synchronized boolean checkIdle() {
         if (machine.checkIdle()) {
-            vms.remove(vm.name());
+            discard();
             return true;
         }
         return false;

@@ -45,7 +45,6 @@ import java.time.Duration;
 import java.time.InstantSource;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 import java.util.UUID;
 
 /** ferry.v1.MigrationService: the gRPC edge over {@link OutgoingMigration} and {@link IncomingSession}. */
@@ -77,9 +76,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
                     : spec.getMode();
-            if (mode != MigrationMode.PRECOPY) {
-                throw Status.UNIMPLEMENTED.withDescription("mode " + mode + " is not available on this agent yet; use PRECOPY")
-                        .asRuntimeException();
+            if (!MigrationServices.modes().contains(mode)) {
+                throw Status.FAILED_PRECONDITION.withDescription("mode " + mode
+                        + " needs userfaultfd, which this agent cannot open; use PRECOPY").asRuntimeException();
             }
             ConvergencePolicy policy;
             try {
@@ -102,7 +101,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())
                     : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
             OutgoingMigration job = new OutgoingMigration(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
-                    m.agent.controlAddress(), policy, m.channels);
+                    m.agent.controlAddress(), m.agent.dataAddress(), m.pagers, policy, m.channels);
             m.outgoing.put(name, job);
             try {
                 job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
@@ -207,8 +206,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void switchToPostcopy(SwitchToPostcopyRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            find(req.getName());
-            throw Status.UNIMPLEMENTED.withDescription("postcopy is not available on this agent yet").asRuntimeException();
+            OutgoingMigration o = m.outgoing.get(req.getName());
+            if (o == null) {
+                find(req.getName()); // NOT_FOUND, or incoming here
+                throw Status.FAILED_PRECONDITION.withDescription(req.getName()
+                        + " is incoming here: switch it on its source agent").asRuntimeException();
+            }
+            o.requestSwitchToPostcopy();
+            return o.snapshot();
         });
     }
 
@@ -239,7 +244,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.ALREADY_EXISTS.withDescription(vmName + " already exists on the destination").asRuntimeException();
             }
             Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(
-                    MicroVm.supportedCpuid(), MicroVm.schemas(), Set.of(MigrationMode.PRECOPY)));
+                    MicroVm.supportedCpuid(), MicroVm.schemas(), MigrationServices.modes()));
             long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
             VmConfig config = null;
             List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
@@ -264,8 +269,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             ManagedVm managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
             String token = SessionTokens.newToken();
-            IncomingSession s = new IncomingSession(req.getMigration(), token, req.getSourceAddress(), m.agent.vms(),
-                    managed, new IncomingMigration(r.accepted(), InstantSource.system()), MicroVm.schemas());
+            if (r.accepted().getMode() != MigrationMode.PRECOPY && req.getPostcopyPagerAddress().isEmpty()) {
+                m.agent.vms().remove(vmName);
+                throw Status.INVALID_ARGUMENT.withDescription("postcopy_pager_address is required for mode "
+                        + r.accepted().getMode()).asRuntimeException();
+            }
+            IncomingSession s = new IncomingSession(req.getMigration(), token, req.getSourceAddress(),
+                    req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
+                    new IncomingMigration(r.accepted(), InstantSource.system()), MicroVm.schemas());
             m.addIncoming(s);
             return NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName).setAccepted(r.accepted())
                     .addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token).build();
@@ -327,10 +338,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void completeIncomingPostcopy(CompleteIncomingPostcopyRequest req,
             StreamObserver<CompleteIncomingPostcopyResponse> out) {
-        Calls.unary(out, () -> {
-            session(req.getMigration());
-            throw Status.FAILED_PRECONDITION.withDescription(req.getMigration() + " is not in postcopy").asRuntimeException();
-        });
+        Calls.unary(out, () -> session(req.getMigration()).completePostcopy(req));
     }
 
     @Override

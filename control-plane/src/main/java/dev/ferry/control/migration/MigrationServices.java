@@ -4,6 +4,8 @@ import dev.ferry.control.agent.Agent;
 import dev.ferry.control.agent.AgentServices;
 import dev.ferry.dataplane.IncomingPages;
 import dev.ferry.dataplane.PageTransferServer;
+import dev.ferry.dataplane.postcopy.PageSource;
+import dev.ferry.dataplane.postcopy.PagerServer;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import java.util.ArrayList;
@@ -27,6 +29,8 @@ public final class MigrationServices implements AgentServices {
     final ConcurrentMap<String, OutgoingMigration> outgoing = new ConcurrentHashMap<>();
     final ConcurrentMap<String, IncomingSession> incoming = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, IncomingSession> byToken = new ConcurrentHashMap<>();
+    /** Outgoing postcopy migrations' paused source memory, by session token, for the pager service. */
+    final ConcurrentMap<String, PageSource> pagers = new ConcurrentHashMap<>();
     private final ScheduledExecutorService janitor = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "migration-janitor");
         t.setDaemon(true);
@@ -45,17 +49,28 @@ public final class MigrationServices implements AgentServices {
 
     @Override
     public List<ServerServiceDefinition> dataServices() {
-        return List.of(PageTransferServer.service(this::pagesFor));
+        return List.of(PageTransferServer.service(this::pagesFor),
+                PagerServer.service(token -> Optional.ofNullable(pagers.get(token))));
     }
 
     private Optional<IncomingPages> pagesFor(String token) {
+        // A stream may open late (its headers wait for the connection) while the session already moved
+        // on; what may land when is checked per batch, not per stream.
         IncomingSession s = byToken.get(token);
-        return s != null && s.acceptsPages() ? Optional.of(s) : Optional.empty();
+        return s != null && !s.isTerminal() ? Optional.of(s) : Optional.empty();
     }
 
     void addIncoming(IncomingSession s) {
         incoming.put(s.name, s);
         byToken.put(s.token, s);
+    }
+
+    /** Migration modes this agent offers: postcopy needs userfaultfd. */
+    public static java.util.Set<dev.ferry.v1.MigrationMode> modes() {
+        return dev.ferry.kvm.sys.Userfaultfd.available()
+                ? java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY, dev.ferry.v1.MigrationMode.POSTCOPY,
+                        dev.ferry.v1.MigrationMode.HYBRID)
+                : java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY);
     }
 
     /** Every migration this agent takes part in, oldest first. */

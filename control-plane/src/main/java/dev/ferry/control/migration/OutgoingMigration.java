@@ -6,6 +6,7 @@ import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.dataplane.BandwidthLimiter;
 import dev.ferry.dataplane.PageSender;
 import dev.ferry.dataplane.PageTransferException;
+import dev.ferry.dataplane.postcopy.PageSource;
 import dev.ferry.kvm.memory.DirtyBitmap;
 import dev.ferry.kvm.memory.DirtyLog;
 import dev.ferry.kvm.memory.MemoryRegion;
@@ -62,10 +63,16 @@ final class OutgoingMigration implements Runnable {
     private MigrationConfig accepted;
     private long version; // guarded by this: bumped on every change, for watchers
     private boolean settled; // guarded by this: terminal AND the VM is where the outcome says (cleanup done)
+    private volatile boolean paused; // the source vCPUs are stopped by this migration
+    private final String pagerAddress;
+    private final java.util.Map<String, PageSource> pagers;
 
     OutgoingMigration(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
-            String sourceAddress, ConvergencePolicy policy, Channels channels) {
+            String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
+            ConvergencePolicy policy, Channels channels) {
         this.name = name;
+        this.pagerAddress = pagerAddress;
+        this.pagers = pagers;
         this.vm = vm;
         this.vms = vms;
         this.destination = destination;
@@ -92,6 +99,9 @@ final class OutgoingMigration implements Runnable {
                 .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
                 .addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT)
                 .addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
+        if (machine.mode() != dev.ferry.v1.MigrationMode.PRECOPY) {
+            proposed.addFeatures(MigrationConfig.Feature.POSTCOPY);
+        }
         for (MemoryRegion r : v.memory().regions()) {
             proposed.addMemoryRegions(dev.ferry.v1.MemoryRegion.newBuilder().setGuestPhysicalAddress(r.guestPhysAddr())
                     .setSizeBytes(r.size()).setSlot(r.slot()).setPageSizeBytes(4096));
@@ -106,7 +116,7 @@ final class OutgoingMigration implements Runnable {
         }
         NegotiateMigrationRequest req = NegotiateMigrationRequest.newBuilder().setMigration(name).setSourceVm(vm.name())
                 .setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress).setProposed(proposed)
-                .setWorkload(VmProtos.toProto(v.config().workload())).build();
+                .setWorkload(VmProtos.toProto(v.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
         NegotiateMigrationResponse resp;
         try {
             resp = control().negotiateMigration(req);
@@ -119,7 +129,15 @@ final class OutgoingMigration implements Runnable {
             token = resp.getSessionToken();
             destinationVm = resp.getDestinationVm();
             accepted = resp.getAccepted();
-            machine.negotiated(accepted);
+            try {
+                if (machine.mode() != dev.ferry.v1.MigrationMode.POSTCOPY) {
+                    machine.negotiated(accepted); // POSTCOPY: in runPostcopy, right when the vCPUs stop
+                }
+            } catch (RuntimeException e) {
+                abortDestination("source refused the accepted configuration: " + e.getMessage());
+                fail("the destination's accepted configuration is unusable: " + e.getMessage());
+                throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+            }
             changed();
         }
         if (resp.getDataPlaneAddressesCount() == 0) {
@@ -132,11 +150,24 @@ final class OutgoingMigration implements Runnable {
 
     private String dataAddress;
 
+    private void pauseSource() {
+        try {
+            vm.vm().pause();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw Status.CANCELLED.withDescription("interrupted while pausing the source").asRuntimeException();
+        }
+        paused = true;
+    }
+
     @Override
     public void run() {
+        if (machine.mode() == dev.ferry.v1.MigrationMode.POSTCOPY) {
+            runPostcopy();
+            return;
+        }
         MicroVm v = vm.vm();
         DirtyLog log = v.dirtyLog();
-        boolean paused = false;
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
         try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter())) {
@@ -169,15 +200,23 @@ final class OutgoingMigration implements Runnable {
                 if (d.action() == Decision.Action.STOP_AND_COPY) {
                     break;
                 }
-                if (d.action() != Decision.Action.CONTINUE_PRECOPY) {
-                    throw new IllegalStateException("decision " + d.action() + " is not supported by this agent");
+                if (d.action() == Decision.Action.SWITCH_TO_POSTCOPY) {
+                    // Hybrid: stop here; what the guest dirtied since its last copy is stale on the
+                    // destination, so it is dropped there and arrives again by fault or push.
+                    synchronized (this) {
+                        checkCancelled();
+                        pauseSource();
+                    }
+                    pages.or(log.fetchAndClear());
+                    log.disable();
+                    postcopy(sender, hashes, pages, pages);
+                    return;
                 }
             }
             // Stop and copy: the guest stops; what it wrote since the last harvest goes out last.
             synchronized (this) {
                 checkCancelled();
-                v.pause();
-                paused = true;
+                pauseSource();
                 machine.stopAndCopyStarted();
                 changed();
             }
@@ -194,7 +233,8 @@ final class OutgoingMigration implements Runnable {
                 machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
                 changed();
             }
-            CompleteIncomingMigrationResponse resp = switchover(digest);
+            CompleteIncomingMigrationResponse resp = switchover(CompleteIncomingMigrationRequest.newBuilder()
+                    .setMigration(name).setPostcopy(false).setSourceMemoryDigest(digest).build());
             synchronized (this) {
                 machine.destinationResumed(digest, resp);
                 changed();
@@ -203,12 +243,131 @@ final class OutgoingMigration implements Runnable {
             vms.remove(vm.name()); // the guest lives on the destination now
             LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
         } catch (Throwable t) {
-            recover(t, paused);
+            recover(t);
         } finally {
             synchronized (this) {
                 settled = true;
                 changed();
             }
+        }
+    }
+
+    /**
+     * Postcopy: the vCPUs are paused since negotiation; device state goes over, the destination runs
+     * the VM and faults its pages from our pager, while everything that holds data is pushed in the
+     * background, near the latest fault first. Once the destination runs the VM the source keeps
+     * its (paused) copy until every page has arrived: the guest's memory is split between the hosts.
+     */
+    private void runPostcopy() {
+        MicroVm v = vm.vm();
+        PageHashes hashes = new PageHashes(v.memory());
+        try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
+                accepted.getDataStreamCount(), limiter())) {
+            // Everything that can be prepared with the guest running is ready: stop it now.
+            synchronized (this) {
+                checkCancelled();
+                pauseSource();
+                machine.negotiated(accepted);
+                changed();
+            }
+            postcopy(sender, hashes, DirtyBitmap.populated(v.memory()), null);
+        } catch (Throwable t) {
+            recover(t); // only reached if the sender could not even be built
+        } finally {
+            synchronized (this) {
+                settled = true;
+                changed();
+            }
+        }
+    }
+
+    /**
+     * Switches to postcopy with the source paused: device state, resume on the destination, then push
+     * {@code toPush} while the destination faults what it needs. {@code discard}: pages the destination
+     * holds stale copies of (hybrid), or null.
+     */
+    private void postcopy(PageSender sender, PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
+        MicroVm v = vm.vm();
+        java.util.concurrent.atomic.AtomicLong lastFault = new java.util.concurrent.atomic.AtomicLong(-1);
+        pagers.put(token, new PageSource() {
+            @Override
+            public dev.ferry.kvm.memory.GuestMemory memory() {
+                return v.memory();
+            }
+
+            @Override
+            public void faulted(long gpa, long pages) {
+                lastFault.set(gpa);
+            }
+        });
+        boolean resumedThere = false;
+        try {
+            synchronized (this) {
+                checkCancelled();
+                if (machine.phase() == Migration.Phase.PRECOPY) {
+                    machine.deviceStateStarted(); // hybrid switching over
+                }
+                changed();
+            }
+            long deviceBytes = sendDeviceState(v.saveState());
+            synchronized (this) {
+                machine.deviceStateSent(deviceBytes);
+                changed();
+            }
+            CompleteIncomingMigrationRequest.Builder req = CompleteIncomingMigrationRequest.newBuilder()
+                    .setMigration(name).setPostcopy(true)
+                    .addAllPushPages(Bitmaps.toProto(v.memory(), toPush));
+            if (discard != null) {
+                req.addAllDiscardPages(Bitmaps.toProto(v.memory(), discard));
+            }
+            CompleteIncomingMigrationResponse resp = switchover(req.build());
+            resumedThere = true;
+            synchronized (this) {
+                machine.destinationResumed(null, resp);
+                changed();
+            }
+            PostcopyPush push = new PostcopyPush(v.memory(), toPush);
+            DirtyBitmap chunk;
+            while ((chunk = push.next(lastFault.getAndSet(-1))) != null) {
+                int round;
+                synchronized (this) {
+                    round = machine.roundStarted();
+                    changed();
+                }
+                dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
+                synchronized (this) {
+                    machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
+                    changed();
+                }
+            }
+            MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
+            dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(
+                    dev.ferry.v1.CompleteIncomingPostcopyRequest.newBuilder().setMigration(name)
+                            .setSourceMemoryDigest(digest).build());
+            synchronized (this) {
+                machine.postcopyCompleted(digest, done);
+                changed();
+            }
+            pagers.remove(token);
+            vms.remove(vm.name());
+            LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
+        } catch (Throwable t) {
+            if (!resumedThere) {
+                pagers.remove(token);
+                recover(t);
+                return;
+            }
+            // The destination runs the guest and may still need pages from us: keep the paused copy and the
+            // pager, and report the migration paused; the guest survives a cut link.
+            synchronized (this) {
+                if (machine.accepts(SourceMigration.Event.POSTCOPY_CONNECTION_LOST)) {
+                    machine.postcopyConnectionLost(describe(t));
+                } else if (!machine.isTerminal()) {
+                    machine.failed(describe(t));
+                }
+                changed();
+            }
+            LOG.log(System.Logger.Level.WARNING, name + ": postcopy interrupted: " + describe(t), t);
         }
     }
 
@@ -247,9 +406,7 @@ final class OutgoingMigration implements Runnable {
     }
 
     /** CompleteIncomingMigration, retried when only the answer was lost (the call is idempotent). */
-    private CompleteIncomingMigrationResponse switchover(MemoryDigest digest) {
-        CompleteIncomingMigrationRequest req = CompleteIncomingMigrationRequest.newBuilder().setMigration(name)
-                .setPostcopy(false).setSourceMemoryDigest(digest).build();
+    private CompleteIncomingMigrationResponse switchover(CompleteIncomingMigrationRequest req) {
         StatusRuntimeException last = null;
         for (int i = 0; i < SWITCHOVER_ATTEMPTS; i++) {
             try {
@@ -275,7 +432,7 @@ final class OutgoingMigration implements Runnable {
     }
 
     /** Puts everything back as it was before the migration: destination discarded, source VM running. */
-    private void recover(Throwable t, boolean paused) {
+    private void recover(Throwable t) {
         String reason = cancelRequested ? "cancelled" : describe(t);
         synchronized (this) {
             if (t instanceof SwitchoverRefused && machine.accepts(SourceMigration.Event.SWITCHOVER_REFUSED)) {
@@ -293,6 +450,7 @@ final class OutgoingMigration implements Runnable {
         v.dirtyLog().disable();
         if (paused) {
             v.resume();
+            paused = false;
         }
         vm.hold("", Vm.State.RUNNING);
     }
@@ -339,6 +497,16 @@ final class OutgoingMigration implements Runnable {
         awaitSettled(timeout);
     }
 
+    /** SwitchToPostcopy: hybrid only; takes effect after the running precopy round. */
+    synchronized void requestSwitchToPostcopy() {
+        try {
+            machine.requestSwitchToPostcopy();
+        } catch (IllegalTransitionException e) {
+            throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+        }
+        changed();
+    }
+
     /** Waits until the migration ended and its cleanup is done; false on timeout. */
     synchronized boolean awaitSettled(Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
@@ -378,6 +546,10 @@ final class OutgoingMigration implements Runnable {
                 machine.failed(reason);
             }
             changed();
+        }
+        if (paused) {
+            vm.vm().resume();
+            paused = false;
         }
         vm.hold("", Vm.State.RUNNING);
     }

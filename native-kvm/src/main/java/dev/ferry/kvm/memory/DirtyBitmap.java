@@ -9,11 +9,13 @@ import java.util.function.LongConsumer;
  * type: it owns plain Java arrays copied out of the kernel's bitmap.
  */
 public final class DirtyBitmap {
+    private final GuestMemory memory;
     private final List<MemoryRegion> regions;
     private final long[][] bits;
 
-    DirtyBitmap(List<MemoryRegion> regions, long[][] bits) {
-        this.regions = regions;
+    DirtyBitmap(GuestMemory memory, long[][] bits) {
+        this.memory = memory;
+        this.regions = memory.regions();
         this.bits = bits;
     }
 
@@ -23,7 +25,7 @@ public final class DirtyBitmap {
         for (int i = 0; i < b.length; i++) {
             b[i] = new long[(int) ((memory.regions().get(i).pages() + 63) / 64)];
         }
-        return new DirtyBitmap(memory.regions(), b);
+        return new DirtyBitmap(memory, b);
     }
 
     /** An all-dirty bitmap for {@code memory}: what a first precopy round sends. */
@@ -162,5 +164,58 @@ public final class DirtyBitmap {
 
     long[] regionBits(int index) {
         return bits[index];
+    }
+
+    /** A copy of region {@code index}'s bits: bit i of word i/64 is page i of the region. */
+    public long[] words(int index) {
+        return bits[index].clone();
+    }
+
+    /** A bitmap over {@code memory} from per-region words (as {@link #words} returns them). */
+    public static DirtyBitmap of(GuestMemory memory, long[][] words) {
+        DirtyBitmap d = empty(memory);
+        if (words.length != d.bits.length) {
+            throw new IllegalArgumentException("bitmap has " + words.length + " regions, memory has " + d.bits.length);
+        }
+        for (int i = 0; i < words.length; i++) {
+            if (words[i].length != d.bits[i].length) {
+                throw new IllegalArgumentException("region " + i + " bitmap has " + words[i].length + " words, expected "
+                        + d.bits[i].length);
+            }
+            System.arraycopy(words[i], 0, d.bits[i], 0, words[i].length);
+            long pages = memory.regions().get(i).pages();
+            if (pages % 64 != 0) {
+                d.bits[i][d.bits[i].length - 1] &= (1L << (pages % 64)) - 1; // no bits past the region's end
+            }
+        }
+        return d;
+    }
+
+    /** Removes every page set in {@code other} (same memory) from this bitmap. */
+    public void andNot(DirtyBitmap other) {
+        for (int i = 0; i < bits.length; i++) {
+            for (int w = 0; w < bits[i].length; w++) {
+                bits[i][w] &= ~other.bits[i][w];
+            }
+        }
+    }
+
+    /** A bitmap of every page NOT set in this one. */
+    public DirtyBitmap complement() {
+        DirtyBitmap full = full(memory);
+        full.andNot(this);
+        return full;
+    }
+
+    public void clear(long gpa) {
+        for (int i = 0; i < bits.length; i++) {
+            MemoryRegion r = regions.get(i);
+            if (r.contains(gpa)) {
+                long p = (gpa - r.guestPhysAddr()) / GuestMemory.PAGE_SIZE;
+                bits[i][(int) (p >>> 6)] &= ~(1L << (p & 63));
+                return;
+            }
+        }
+        throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
     }
 }

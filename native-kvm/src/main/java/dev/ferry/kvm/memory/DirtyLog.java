@@ -73,6 +73,6 @@ public final class DirtyLog {
             bits[i] = new long[(int) (bm.size() / 8)];
             bm.read(0, bits[i], 0, bits[i].length);
         }
-        return new DirtyBitmap(memory.regions(), bits);
+        return new DirtyBitmap(memory, bits);
     }
 }

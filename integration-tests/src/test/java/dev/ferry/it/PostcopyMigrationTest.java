@@ -1,0 +1,104 @@
+package dev.ferry.it;
+
+import static dev.ferry.it.Agents.MIB;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.v1.CancelMigrationRequest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.SwitchToPostcopyRequest;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Postcopy and hybrid between two agent processes, each ending with the guest verified on the destination. */
+class PostcopyMigrationTest {
+    static AgentProcess src;
+    static AgentProcess dst;
+
+    @BeforeAll
+    static void agents() throws Exception {
+        KvmTestSupport.assumeKvm();
+        KvmTestSupport.assumeUserfaultfd();
+        src = Agents.start("pc-source");
+        dst = Agents.start("pc-destination");
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (src != null) {
+            src.close();
+        }
+        if (dst != null) {
+            dst.close();
+        }
+    }
+
+    private static void assertMovedByPostcopy(Migration m, String vm) {
+        assertEquals(Migration.Phase.COMPLETED, m.getPhase(), m.getError().getMessage());
+        assertTrue(m.getStatistics().hasPostcopy(), "the migration went through postcopy");
+        assertTrue(m.getStatistics().getMemoryVerified(), "digest of the pages placed equals the source's");
+        assertFalse(Agents.hasVm(src, vm), "the source released the VM");
+        Agents.assertGuestRunsIntact(dst, m.getDestinationVm());
+    }
+
+    @Test
+    void idleGuest() {
+        String vm = Agents.createVm(src, "pc-idle", 256 * MIB, 64 * MIB, 0, false).getName();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "pc-idle", vm, MigrationMode.POSTCOPY,
+                Agents.policy().build()).getName());
+        assertMovedByPostcopy(end, vm);
+        assertTrue(end.getStatistics().getPostcopy().getPageFaults() > 0, "the guest faulted pages in");
+    }
+
+    @Test
+    void writeHeavyGuestOnFourVcpusFaultingAtOnce() {
+        String vm = Agents.createVm(src, "pc-storm", 4, 256 * MIB, 96 * MIB, 0, true).getName();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "pc-storm", vm, MigrationMode.POSTCOPY,
+                Agents.policy().build()).getName());
+        assertMovedByPostcopy(end, vm);
+    }
+
+    @Test
+    void hybridSwitchesWhenPrecopyCannotConverge() {
+        String vm = Agents.createVm(src, "hy-auto", 256 * MIB, 64 * MIB, 0, true).getName();
+        MigrationPolicy p = Agents.policy().setBandwidthLimitBytesPerSecond(64 * MIB).setMaxRounds(2)
+                .setOnNoConvergence(MigrationPolicy.NoConvergenceAction.SWITCH_TO_POSTCOPY)
+                .setMaxDowntime(com.google.protobuf.Duration.newBuilder().setNanos(1_000_000)).build();
+        Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "hy-auto", vm, MigrationMode.HYBRID, p)
+                .getName());
+        assertMovedByPostcopy(end, vm);
+        assertTrue(end.getStatistics().getRounds() >= 2, "precopy ran first");
+    }
+
+    @Test
+    void hybridSwitchesWhenAsked() {
+        String vm = Agents.createVm(src, "hy-manual", 256 * MIB, 64 * MIB, 20 * MIB, false).getName();
+        MigrationPolicy slow = Agents.policy().setBandwidthLimitBytesPerSecond(16 * MIB).build();
+        Migration m = Agents.startMigration(src, dst, "hy-manual", vm, MigrationMode.HYBRID, slow);
+        Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.PRECOPY && x.getProgress().getRound() >= 1);
+        Agents.migrations(src).switchToPostcopy(SwitchToPostcopyRequest.newBuilder().setName(m.getName()).build());
+        assertMovedByPostcopy(Agents.watchToEnd(src, m.getName()), vm);
+    }
+
+    @Test
+    void cancelOnceTheDestinationRunsTheGuestIsRefused() {
+        String vm = Agents.createVm(src, "pc-nocancel", 256 * MIB, 128 * MIB, 0, false).getName();
+        Migration m = Agents.startMigration(src, dst, "pc-nocancel", vm, MigrationMode.POSTCOPY,
+                Agents.policy().setBandwidthLimitBytesPerSecond(32 * MIB).build());
+        Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.POSTCOPY);
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> Agents.migrations(src)
+                .cancelMigration(CancelMigrationRequest.newBuilder().setName(m.getName()).build()));
+        assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
+        assertTrue(e.getStatus().getDescription().contains("split"), e.getStatus().getDescription());
+        assertMovedByPostcopy(Agents.watchToEnd(src, m.getName()), vm);
+    }
+}
