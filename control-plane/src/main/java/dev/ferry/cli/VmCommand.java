@@ -3,6 +3,8 @@ package dev.ferry.cli;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.kvm.guest.AccessPattern;
 import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.control.restore.OnDemandRestore;
+import dev.ferry.dataplane.postcopy.PostcopyPager;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.kvm.vm.Snapshot;
 import dev.ferry.kvm.vm.VmConfig;
@@ -88,8 +90,14 @@ final class VmCommand {
         @picocli.CommandLine.Mixin
         RunOptions run = new RunOptions();
 
+        @Option(names = "--on-demand", description = "Resume at once; read each page from the snapshot when the guest first touches it (userfaultfd).")
+        boolean onDemand;
+
         @Override
         public Integer call() throws Exception {
+            if (onDemand) {
+                return restoreOnDemand(this);
+            }
             try (MicroVm vm = Snapshot.restore(dir, Console.sink(run.console))) {
                 long before = vm.guestCounter();
                 ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, false);
@@ -102,6 +110,25 @@ final class VmCommand {
     }
 
     private VmCommand() {}
+
+    static int restoreOnDemand(Restore r) throws Exception {
+        try (OnDemandRestore od = OnDemandRestore.start(r.dir, Console.sink(r.run.console))) {
+            MicroVm vm = od.vm();
+            ObjectNode out = VmRunner.runAndMeasure(vm, r.run.seconds, false);
+            PostcopyPager.Stats st = od.pager().stats();
+            out.put("restored_from", r.dir.toAbsolutePath().toString());
+            out.put("on_demand", true);
+            out.put("restore_ms", od.restoreNanos() / 1e6);
+            out.put("postcopy_faults", st.faults());
+            out.put("fault_latency_us_p50", st.p50Micros());
+            out.put("fault_latency_us_p99", st.p99Micros());
+            out.put("fault_latency_us_max", st.maxMicros());
+            out.put("vcpu_blocked_ms", st.blockedTime().toNanos() / 1e6);
+            out.put("pages_still_on_disk", od.pager().missingPages());
+            Output.print(out, r.run.json);
+            return out.get("wrong_pages").asLong() == 0 ? 0 : 1;
+        }
+    }
 
 
 }

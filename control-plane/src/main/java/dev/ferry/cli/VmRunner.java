@@ -19,7 +19,9 @@ final class VmRunner {
     static ObjectNode runAndMeasure(MicroVm vm, double seconds, boolean fresh) throws Exception {
         long t0 = System.nanoTime();
         long end = t0 + (long) (seconds * 1e9);
-        vm.start();
+        if (vm.paused()) {
+            vm.start();
+        }
         WorkloadPort port = vm.workloadPort();
         long fillMs = -1;
         if (fresh) {

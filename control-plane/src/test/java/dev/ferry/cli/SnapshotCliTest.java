@@ -68,6 +68,15 @@ class SnapshotCliTest {
         assertTrue(rr.get("guest_counter_at_restore").asLong() >= r.get("guest_counter").asLong(),
                 "restore starts from the snapshot's counter");
 
+        // On demand: resumes at once, pages come from the snapshot file on first touch (userfaultfd).
+        KvmTestSupport.assumeUserfaultfd();
+        Result lazy = ferry("vm", "restore", a.toString(), "--on-demand", "--seconds", "0.5", "--json");
+        assertEquals(0, lazy.exit(), lazy.out());
+        JsonNode lz = lazy.lastJson();
+        assertEquals(0, lz.get("wrong_pages").asLong(), "every page faulted in from the file is right");
+        assertTrue(lz.get("postcopy_faults").asLong() >= (16 << 20) / 4096, "the self-check faulted the working set in");
+        assertTrue(lz.get("guest_counter").asLong() > rr.get("guest_counter_at_restore").asLong());
+
         Result dump = ferry("state", "dump", a.toString());
         assertEquals(0, dump.exit(), dump.out());
         JsonNode doc = Output.JSON.readTree(dump.out());
