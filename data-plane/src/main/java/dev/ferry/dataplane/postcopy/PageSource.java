@@ -19,8 +19,9 @@ public interface PageSource {
     GuestMemory memory();
 
     /**
-     * Called for every fault served (once its last reply has been handed to gRPC), so the background push can go near
-     * recent faults first and skip the pages the reply carried. {@code pages} counts 4 KiB pages. Must be quick.
+     * Called for every fault served, just before its (last) reply is handed to gRPC, so the background push can go
+     * near recent faults first and skip the pages the reply carries. {@code pages} counts 4 KiB pages. Must be quick
+     * and must not throw (exceptions are ignored).
      */
     void faulted(long gpa, long pages);
 

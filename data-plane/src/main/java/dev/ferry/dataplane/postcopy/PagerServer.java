@@ -115,10 +115,10 @@ public final class PagerServer {
         } finally {
             s.source().exitMemory();
         }
+        notifyFaulted(s.source(), gpa, len);
         responses.onNext(zero ? OutgoingReply.zero(req.getFaultId(), gpa)
                 : OutgoingReply.data(req.getFaultId(), gpa, true, s.source(), r, (int) len, false));
         responses.onCompleted();
-        notifyFaulted(s.source(), gpa, len);
     }
 
     // ---- validation and zero checks ----------------------------------------------------------------------------------
@@ -261,7 +261,6 @@ public final class PagerServer {
                 if (finished) {
                     (fromSmall ? small : big).poll();
                     pendingIds.remove(j.faultId);
-                    notifyFaulted(source, j.gpa, j.length);
                     out.request(1);
                 }
             }
@@ -281,6 +280,7 @@ public final class PagerServer {
                 }
                 j.zeroChecked = true;
                 if (zero) {
+                    notifyFaulted(source, j.gpa, j.length);
                     out.onNext(OutgoingReply.zero(j.faultId, j.gpa));
                     return true;
                 }
@@ -298,6 +298,9 @@ public final class PagerServer {
                 } finally {
                     source.exitMemory();
                 }
+            }
+            if (last) {
+                notifyFaulted(source, j.gpa, j.length);
             }
             out.onNext(OutgoingReply.data(j.faultId, at, last, source, j.region, n, hole));
             j.sent += n;

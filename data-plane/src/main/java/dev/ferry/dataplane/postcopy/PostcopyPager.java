@@ -94,7 +94,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     // Guarded by lock.
     private final byte[] state;
     private final HashMap<Integer, Pending> pending = new HashMap<>();
-    private final List<Pending> stalled = new ArrayList<>();
+    private final java.util.Set<Pending> stalled = new java.util.LinkedHashSet<>();
     private PageFetcher fetcher;
     private long missing;
     private boolean closed;
@@ -112,6 +112,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private long blockedNanos;
     private Status lastFetchFailure;
     private Throwable lastError;
+    private java.util.function.Consumer<Status> failureListener = s -> { };
+    private PageFetcher reportedBroken; // the fetcher whose failure was last reported to the listener
 
     /** Fence around every copy into guest memory; see the class comment. */
     private final ReentrantReadWriteLock fence = new ReentrantReadWriteLock();
@@ -428,13 +430,15 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
 
     private void fetchFailed(Pending p, PageFetcher f, Throwable err) {
         PageFetcher retry = null;
+        java.util.function.Consumer<Status> listener = null;
+        Status lastStatus = Status.fromThrowable(err);
         lock.lock();
         try {
             if (p.done || state[p.index] != FETCHING || pending.get(p.index) != p) {
                 return; // resolved meanwhile (background page)
             }
             fetchFailures++;
-            lastFetchFailure = Status.fromThrowable(err);
+            lastFetchFailure = lastStatus;
             if (closed) {
                 return;
             }
@@ -442,12 +446,38 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                 retry = fetcher; // failed on a fetcher already replaced: go through the new one right away
             } else {
                 park(p);
+                if (reportedBroken != f) {
+                    reportedBroken = f;
+                    listener = failureListener;
+                }
             }
         } finally {
             lock.unlock();
         }
         if (retry != null) {
             issue(p, retry);
+        }
+        if (listener != null) {
+            try {
+                listener.accept(lastStatus);
+            } catch (RuntimeException e) {
+                // The listener's problem; the pager carries on.
+            }
+        }
+    }
+
+    /**
+     * Tells {@code listener} (once per fetcher, on the thread that saw the failure; it must not block) when a fetch
+     * through the current fetcher fails and faults start waiting for recovery: the moment for the control plane to
+     * report POSTCOPY_PAUSED and call {@link #replaceFetcher} once it has a new connection to the source.
+     */
+    public void onFetcherFailed(java.util.function.Consumer<Status> listener) {
+        Objects.requireNonNull(listener, "listener");
+        lock.lock();
+        try {
+            failureListener = listener;
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -501,6 +531,10 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             Pending p = pending.remove(idx);
             if (p != null) {
                 p.done = true;
+                if (p.stalled) { // parked fetch made moot by a background page
+                    p.stalled = false;
+                    stalled.remove(p);
+                }
                 for (int i = 0; i < p.waiters; i++) {
                     long waited = now - p.faultedAt[i];
                     latency.record(TimeUnit.NANOSECONDS.toMicros(waited));

@@ -91,6 +91,15 @@ class PostcopyPagerTest {
         return p;
     }
 
+    /**
+     * Waits until no fault is pending: a toucher returns as soon as UFFDIO_COPY has woken it, a moment before the
+     * placing thread updates the pager's counters.
+     */
+    private static void settle(PostcopyPager pager) throws InterruptedException {
+        assertTrue(PostcopyFixtures.eventually(5000, () -> pager.pendingFaults() == 0),
+                pager.pendingFaults() + " faults still pending");
+    }
+
     private static long[] randomPages(GuestMemory m, int n, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         long pages = m.totalPages();
@@ -116,10 +125,12 @@ class PostcopyPagerTest {
         assertTrue(zeros.length > 100, "fixture has zero pages");
         work.add(Arrays.copyOf(zeros, 100));
         new Touchers(source, dest, work).start().await(20);
+        settle(pager);
 
         long distinct = work.stream().flatMapToLong(LongStream::of).distinct().count();
         PostcopyPager.Stats s = pager.stats();
-        assertEquals(distinct, pager.faultPagesPlaced(), "every touched page placed once, from its fault");
+        assertEquals(distinct, pager.faultPagesPlaced(), "every touched page placed once, from its fault: " + s
+                + ", eexist " + pager.eexistRaces() + ", stale " + pager.staleFaults() + ", error " + pager.lastError());
         assertEquals(distinct, pager.fetchesIssued(), "no page asked for twice");
         assertEquals(s.faults(), pager.fetchesIssued() + s.coalesced(), "a fault either fetches or joins a fetch");
         assertEquals(total - distinct, pager.missingPages());
@@ -167,6 +178,7 @@ class PostcopyPagerTest {
         assertEquals(dest.totalPages() - copied.length - knownZero.length, pager.missingPages());
 
         new Touchers(source, dest, List.of(copied, knownZero, stale)).start().await(20);
+        settle(pager);
         assertEquals(stale.length, pager.fetchesIssued(), "only the stale pages were fetched");
         assertEquals(knownZero.length, pager.staleFaults(), "holes among the present pages got zero pages locally");
     }
@@ -177,12 +189,14 @@ class PostcopyPagerTest {
     @EnumSource(Transport.class)
     void backgroundPushRacesFaultsAndPlacesEveryPageOnce(Transport transport) throws Exception {
         Endpoint ep = endpoint(transport);
-        PostcopyPager pager = pager(DirtyBitmap.empty(dest), new GrpcPageFetcher(ep.channel(), TOKEN));
+        GrpcPageFetcher fetcher = new GrpcPageFetcher(ep.channel(), TOKEN);
+        PostcopyPager pager = pager(DirtyBitmap.empty(dest), fetcher);
         long total = dest.totalPages();
 
         // Some pages arrive by fault first: pushing them later must be a race, not a second copy.
         long[] early = randomPages(source, 200, 7);
         new Touchers(source, dest, List.of(early)).start().await(20);
+        settle(pager);
         long earlyDistinct = LongStream.of(early).distinct().count();
 
         // Then the whole memory is pushed by two 'streams' (64-page chunks in random order, half from direct
@@ -224,11 +238,16 @@ class PostcopyPagerTest {
         assertEquals(sourceDigest, pager.hashes().digest(), "digest from the bytes placed");
         assertEquals(sourceDigest, PageHashes.digestOf(dest), "digest recomputed from destination memory");
 
-        // a late push after everything is present changes nothing and is all races
-        long racesBefore = s.races();
+        // a late push after everything is present changes nothing and is all races (once the replies of fetches
+        // that background pages overtook have come in: they are races too)
+        assertTrue(PostcopyFixtures.eventually(5000, () -> fetcher.pendingFetches() == 0));
+        long racesBefore = pager.stats().races();
+        long placedByFaults = pager.faultPagesPlaced();
         push(pager, 0, 64, false);
-        assertEquals(racesBefore + 64, pager.stats().races());
+        assertTrue(pager.stats().races() >= racesBefore + 64, pager.stats().toString());
         assertEquals(s.backgroundPages(), pager.stats().backgroundPages());
+        assertEquals(placedByFaults, pager.faultPagesPlaced());
+        assertEquals(0, pager.eexistRaces());
     }
 
     /** One data-plane batch as PageStreamHandler applies it: runs of data pages, zero pages as zero ranges. */
@@ -275,6 +294,7 @@ class PostcopyPagerTest {
         assertEquals(8, touchers.done.getCount(), "all eight still blocked while the fetch is held");
         gated.open();
         touchers.await(10);
+        settle(pager);
         assertEquals(1, pager.faultPagesPlaced());
         assertEquals(1, pageSource.faultsServed());
     }
@@ -295,6 +315,7 @@ class PostcopyPagerTest {
         }
         long t0 = System.nanoTime();
         new Touchers(source, dest, work).start().await(20);
+        settle(pager);
         long elapsedMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
         long distinct = LongStream.of(shared).distinct().count();
         PostcopyPager.Stats s = pager.stats();
@@ -316,6 +337,8 @@ class PostcopyPagerTest {
         Endpoint first = closeLater(Endpoint.start(Transport.NETTY, new Sessions().with(TOKEN, holding)));
         GrpcPageFetcher f1 = new GrpcPageFetcher(first.channel(), TOKEN);
         PostcopyPager pager = pager(DirtyBitmap.empty(dest), f1);
+        java.util.concurrent.LinkedBlockingQueue<Status> broken = new java.util.concurrent.LinkedBlockingQueue<>();
+        pager.onFetcherFailed(broken::add);
 
         long[] data = PostcopyFixtures.pages(source, false);
         List<long[]> work = new ArrayList<>();
@@ -330,7 +353,10 @@ class PostcopyPagerTest {
         assertTrue(PostcopyFixtures.eventually(5000, () -> pager.stalledFaults() == 4),
                 "fetches parked: " + pager.stalledFaults());
         assertNotNull(f1.failure());
+        Status reported = broken.poll(5, TimeUnit.SECONDS);
+        assertNotNull(reported, "the failure was reported, for the control plane to start recovery");
         Thread.sleep(300);
+        assertTrue(broken.isEmpty(), "reported once per fetcher: " + broken);
         assertEquals(4, touchers.done.getCount(), "the 'vCPUs' stay blocked across the cut");
         assertEquals(4, pager.pendingFaults());
         assertTrue(pager.fetchFailures() >= 4);
@@ -342,6 +368,7 @@ class PostcopyPagerTest {
         Endpoint second = endpoint(Transport.NETTY);
         pager.replaceFetcher(new GrpcPageFetcher(second.channel(), TOKEN));
         touchers.await(10);
+        settle(pager);
         assertEquals(12, pager.faultPagesPlaced());
         assertEquals(0, pager.pendingFaults());
         assertEquals(0, pager.stalledFaults());
@@ -369,6 +396,7 @@ class PostcopyPagerTest {
 
         pager.replaceFetcher(new GrpcPageFetcher(ep.channel(), TOKEN));
         touchers.await(10);
+        settle(pager);
         assertEquals(8, pager.faultPagesPlaced());
     }
 
