@@ -80,6 +80,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private static final int PAGE = PagerWire.PAGE_SIZE;
     /** Pages staged per UFFDIO_COPY when the source bytes are on the Java heap. */
     private static final int STAGE_PAGES = 64;
+    /** Pages claimed and placed per step of a background write (1 MiB: one data-plane batch). */
+    private static final int BACKGROUND_CHUNK = 256;
     private static final ThreadLocal<ByteBuffer> STAGE =
             ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(STAGE_PAGES * PAGE));
 
@@ -588,8 +590,19 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
         return r;
     }
 
-    /** Places the claimable pages of the range: from {@code data}, or zero pages when it is null. */
+    /**
+     * Places the claimable pages of the range: from {@code data}, or zero pages when it is null. In chunks of at most
+     * {@link #BACKGROUND_CHUNK} pages, so that a large zero range never holds the lock (and with it fault handling)
+     * or the fence (and with it close) for long.
+     */
     private void background(int r, long gpa, int pages, ByteBuffer data) {
+        for (int off = 0; off < pages; off += BACKGROUND_CHUNK) {
+            int n = Math.min(BACKGROUND_CHUNK, pages - off);
+            backgroundChunk(r, gpa + (long) off * PAGE, n, data, data == null ? 0 : data.position() + off * PAGE);
+        }
+    }
+
+    private void backgroundChunk(int r, long gpa, int pages, ByteBuffer data, int dataPos) {
         if (!enterFence()) {
             throw new IllegalStateException("postcopy pager closed: it no longer accepts pages");
         }
@@ -634,7 +647,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                     if (data == null) {
                         zeroRun(h, g, j - i, placed, i);
                     } else {
-                        copyRun(h, g, data, data.position() + i * PAGE, j - i, placed, i);
+                        copyRun(h, g, data, dataPos + i * PAGE, j - i, placed, i);
                     }
                     i = j;
                 }

@@ -250,6 +250,33 @@ class PostcopyPagerTest {
         assertEquals(0, pager.eexistRaces());
     }
 
+    @Test
+    void largeRangesArePlacedInChunks() throws Exception {
+        PostcopyPager pager = pager(DirtyBitmap.empty(dest),
+                new GrpcPageFetcher(endpoint(Transport.IN_PROCESS).channel(), TOKEN));
+        // 600 data pages from one buffer (more than one chunk), starting past the buffer's position 0
+        int n = 600;
+        ByteBuffer b = ByteBuffer.allocateDirect(n * PAGE + PAGE);
+        b.position(PAGE);
+        b.put(source.buffer(0, n * PAGE));
+        b.position(PAGE);
+        pager.writePages(0, n, b);
+        // the rest of region 0 as one zero range (thousands of pages)
+        long end0 = dest.regions().get(0).endGpa();
+        long zeroPages = (end0 - (long) n * PAGE) / PAGE;
+        pager.zeroPages((long) n * PAGE, zeroPages);
+        assertEquals(dest.totalPages() - n - zeroPages, pager.missingPages());
+        assertEquals(n + zeroPages, pager.stats().backgroundPages());
+        assertEquals(source.buffer(0, n * PAGE), dest.buffer(0, n * PAGE));
+        assertEquals(-1, dest.buffer((long) n * PAGE, (int) (zeroPages * PAGE))
+                .mismatch(ByteBuffer.allocate((int) (zeroPages * PAGE))));
+        for (long gpa = 0; gpa < end0; gpa += PAGE) {
+            long expect = gpa < (long) n * PAGE ? PageHashes.hashPage(source.buffer(gpa, PAGE), gpa) : 0;
+            assertEquals(expect, pager.hashes().get(gpa));
+        }
+        assertEquals(0, pager.fetchesIssued());
+    }
+
     /** One data-plane batch as PageStreamHandler applies it: runs of data pages, zero pages as zero ranges. */
     private void push(PostcopyPager pager, long gpa, int pages, boolean direct) {
         int i = 0;
