@@ -7,6 +7,9 @@ import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
@@ -39,9 +42,12 @@ public final class Agent implements AutoCloseable {
     private final HealthStatusManager dataHealth = new HealthStatusManager();
     private final Server control;
     private final Server data;
+    private final Server pager;
+    private final EventLoopGroup pagerLoop;
 
-    private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, Consumer<String> console,
-            AgentServices.Factory servicesFactory) {
+    private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, ServerBuilder<?> pagerBuilder,
+            EventLoopGroup pagerLoop, Consumer<String> console, AgentServices.Factory servicesFactory) {
+        this.pagerLoop = pagerLoop;
         this.name = name;
         this.services = servicesFactory.create(this);
         controlBuilder.addService(new VmServiceImpl(vms, console));
@@ -53,27 +59,47 @@ public final class Agent implements AutoCloseable {
             dataBuilder.addService(s);
         }
         dataBuilder.addService(dataHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
+        for (ServerServiceDefinition s : services.pagerServices()) {
+            pagerBuilder.addService(s);
+        }
         this.control = controlBuilder.build();
         this.data = dataBuilder.build();
+        this.pager = pagerBuilder.build();
     }
 
     /** Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port). */
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
             AgentServices.Factory services) throws IOException {
+        // The pager gets its own listener on the data network, with its own event loop and handlers run
+        // on it: a fault request never waits behind megabytes of background pages.
+        EventLoopGroup loop = new NioEventLoopGroup(1, daemon("ferry-pager-loop"));
+        NettyServerBuilder pager = NettyServerBuilder.forAddress(new InetSocketAddress(data.getAddress(), 0))
+                .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(NioServerSocketChannel.class)
+                .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
                 NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
-                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), console, services);
+                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, services);
+    }
+
+    static java.util.concurrent.ThreadFactory daemon(String name) {
+        return r -> {
+            Thread t = new Thread(r, name);
+            t.setDaemon(true);
+            return t;
+        };
     }
 
     /** Starts an agent on the given server builders (tests pass in-process builders). */
-    public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, Consumer<String> console,
-            AgentServices.Factory services) throws IOException {
-        Agent a = new Agent(name, control, data, console, services);
+    public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, ServerBuilder<?> pager,
+            EventLoopGroup pagerLoop, Consumer<String> console, AgentServices.Factory services) throws IOException {
+        Agent a = new Agent(name, control, data, pager, pagerLoop, console, services);
         a.control.start();
         try {
             a.data.start();
+            a.pager.start();
         } catch (IOException e) {
             a.control.shutdownNow();
+            a.data.shutdownNow();
             throw e;
         }
         a.controlHealth.setStatus("", ServingStatus.SERVING);
@@ -99,6 +125,11 @@ public final class Agent implements AutoCloseable {
         return address(data);
     }
 
+    /** host:port of the postcopy pager listener (on the data network). */
+    public String pagerAddress() {
+        return address(pager);
+    }
+
     private static String address(Server s) {
         List<? extends java.net.SocketAddress> l = s.getListenSockets();
         if (!l.isEmpty() && l.get(0) instanceof InetSocketAddress i) {
@@ -110,6 +141,7 @@ public final class Agent implements AutoCloseable {
     public void awaitTermination() throws InterruptedException {
         control.awaitTermination();
         data.awaitTermination();
+        pager.awaitTermination();
     }
 
     /** Stops serving, aborts migrations, and frees every VM. */
@@ -119,6 +151,7 @@ public final class Agent implements AutoCloseable {
         dataHealth.enterTerminalState();
         control.shutdown();
         data.shutdown();
+        pager.shutdown();
         services.close();
         try {
             if (!control.awaitTermination(5, TimeUnit.SECONDS)) {
@@ -127,11 +160,17 @@ public final class Agent implements AutoCloseable {
             if (!data.awaitTermination(5, TimeUnit.SECONDS)) {
                 data.shutdownNow();
             }
+            if (!pager.awaitTermination(5, TimeUnit.SECONDS)) {
+                pager.shutdownNow();
+            }
         } catch (InterruptedException e) {
             control.shutdownNow();
             data.shutdownNow();
             Thread.currentThread().interrupt();
         }
         vms.close();
+        if (pagerLoop != null) {
+            pagerLoop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        }
     }
 }

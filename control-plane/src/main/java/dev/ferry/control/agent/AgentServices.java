@@ -11,6 +11,11 @@ public interface AgentServices extends AutoCloseable {
     /** Services for the data listener. */
     List<ServerServiceDefinition> dataServices();
 
+    /** Services for the pager listener: postcopy faults, kept off the data listener's busy threads. */
+    default List<ServerServiceDefinition> pagerServices() {
+        return List.of();
+    }
+
     @Override
     void close();
 

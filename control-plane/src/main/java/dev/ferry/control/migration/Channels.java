@@ -2,6 +2,9 @@ package dev.ferry.control.migration;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
@@ -13,14 +16,32 @@ final class Channels implements AutoCloseable {
     private static final int MAX_MESSAGE = 16 << 20;
 
     private final ConcurrentMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+    private final ConcurrentMap<String, ManagedChannel> pagerChannels = new ConcurrentHashMap<>();
+    // One event loop for all pager channels, used by nothing else: fault replies never queue behind pages.
+    private final EventLoopGroup pagerLoop = new NioEventLoopGroup(1, r -> {
+        Thread t = new Thread(r, "ferry-fault-loop");
+        t.setDaemon(true);
+        return t;
+    });
 
     ManagedChannel get(String address) {
         return channels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
+    /** A channel to a peer's pager listener, on its own event loop, callbacks run on that loop. */
+    ManagedChannel pager(String address) {
+        return pagerChannels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
+                .eventLoopGroup(pagerLoop).channelType(NioSocketChannel.class).directExecutor()
+                .maxInboundMessageSize(MAX_MESSAGE).build());
+    }
+
     @Override
     public void close() {
+        for (ManagedChannel c : pagerChannels.values()) {
+            c.shutdownNow();
+        }
+        pagerLoop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         for (ManagedChannel c : channels.values()) {
             c.shutdownNow();
         }

@@ -238,9 +238,11 @@ final class IncomingSession implements IncomingPages {
         }
         PostcopyPager p;
         try {
-            p = new PostcopyPager(mem, writer.hashes(), present,
-                    new GrpcPageFetcher(channels.get(pagerAddress), token));
-        } catch (RuntimeException e) {
+            // Forked context: the fault stream must outlive this RPC, whose context is cancelled when it returns.
+            GrpcPageFetcher fetcher = io.grpc.Context.current().fork()
+                    .call(() -> new GrpcPageFetcher(channels.pager(pagerAddress), token));
+            p = new PostcopyPager(mem, writer.hashes(), present, fetcher);
+        } catch (Exception e) {
             fail("arming postcopy failed: " + e.getMessage());
             throw Status.INTERNAL.withDescription("arming postcopy failed: " + e.getMessage()).asRuntimeException();
         }
@@ -252,6 +254,9 @@ final class IncomingSession implements IncomingPages {
             throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
         }
         pager = p;
+        p.onFetcherFailed(st -> LOG.log(System.Logger.Level.WARNING,
+                "{0}: page faults to the source fail ({1}); faulting vCPUs wait for the background push or recovery",
+                name, st));
         p.start();
         long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
         v.workloadPort().resetGapTracking();

@@ -49,8 +49,12 @@ public final class MigrationServices implements AgentServices {
 
     @Override
     public List<ServerServiceDefinition> dataServices() {
-        return List.of(PageTransferServer.service(this::pagesFor),
-                PagerServer.service(token -> Optional.ofNullable(pagers.get(token))));
+        return List.of(PageTransferServer.service(this::pagesFor));
+    }
+
+    @Override
+    public List<ServerServiceDefinition> pagerServices() {
+        return List.of(PagerServer.service(token -> Optional.ofNullable(pagers.get(token))));
     }
 
     private Optional<IncomingPages> pagesFor(String token) {
