@@ -6,6 +6,7 @@ import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.dataplane.BandwidthLimiter;
 import dev.ferry.dataplane.PageSender;
 import dev.ferry.dataplane.PageTransferException;
+import dev.ferry.dataplane.postcopy.MemoryPageSource;
 import dev.ferry.dataplane.postcopy.PageSource;
 import dev.ferry.kvm.memory.DirtyBitmap;
 import dev.ferry.kvm.memory.DirtyLog;
@@ -289,17 +290,9 @@ final class OutgoingMigration implements Runnable {
     private void postcopy(PageSender sender, PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
         MicroVm v = vm.vm();
         java.util.concurrent.atomic.AtomicLong lastFault = new java.util.concurrent.atomic.AtomicLong(-1);
-        pagers.put(token, new PageSource() {
-            @Override
-            public dev.ferry.kvm.memory.GuestMemory memory() {
-                return v.memory();
-            }
-
-            @Override
-            public void faulted(long gpa, long pages) {
-                lastFault.set(gpa);
-            }
-        });
+        // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
+        MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
+        pagers.put(token, source);
         boolean resumedThere = false;
         try {
             synchronized (this) {
@@ -349,11 +342,13 @@ final class OutgoingMigration implements Runnable {
                 changed();
             }
             pagers.remove(token);
+            source.close();
             vms.remove(vm.name());
             LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
         } catch (Throwable t) {
             if (!resumedThere) {
                 pagers.remove(token);
+                source.close();
                 recover(t);
                 return;
             }
