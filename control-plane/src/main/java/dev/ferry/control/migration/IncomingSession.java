@@ -57,6 +57,7 @@ final class IncomingSession implements IncomingPages {
     private final String pagerAddress;
     private final Channels channels;
     private volatile PostcopyPager pager; // set when the VM runs here by postcopy
+    private PostcopyPager armed; // guarded by this: armed at negotiation (mode POSTCOPY), not yet started
     private volatile long postcopyResumedNanos;
     private volatile long maxStallNanos = -1; // the guest's worst report gap in its first second here
 
@@ -236,12 +237,14 @@ final class IncomingSession implements IncomingPages {
             });
             present.andNot(discard);
         }
-        PostcopyPager p;
+        PostcopyPager p = armed;
+        armed = null;
         try {
-            // Forked context: the fault stream must outlive this RPC, whose context is cancelled when it returns.
-            GrpcPageFetcher fetcher = io.grpc.Context.current().fork()
-                    .call(() -> new GrpcPageFetcher(channels.pager(pagerAddress), token));
-            p = new PostcopyPager(mem, writer.hashes(), present, fetcher);
+            if (p == null) {
+                p = new PostcopyPager(mem, writer.hashes(), present, faultStream());
+            } else {
+                p.replaceFetcher(faultStream()); // the source serves faults from now on
+            }
         } catch (Exception e) {
             fail("arming postcopy failed: " + e.getMessage());
             throw Status.INTERNAL.withDescription("arming postcopy failed: " + e.getMessage()).asRuntimeException();
@@ -279,6 +282,35 @@ final class IncomingSession implements IncomingPages {
         LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here; pages arrive by postcopy", name, vm.name());
         return completed;
     }
+
+    /** A fault stream to the source's pager. */
+    private GrpcPageFetcher faultStream() throws Exception {
+        // Forked context: the stream must outlive the RPC that opens it, whose context is cancelled.
+        return io.grpc.Context.current().fork().call(() -> new GrpcPageFetcher(channels.pager(pagerAddress), token));
+    }
+
+    /**
+     * Mode POSTCOPY sends no page before the switchover, so userfaultfd can be armed and the
+     * connection to the source's pager opened at negotiation, outside the downtime. Nothing touches
+     * guest memory before the switchover, which opens the fault stream itself (the source serves
+     * faults only once it has paused).
+     */
+    synchronized void armEarly() {
+        channels.pager(pagerAddress).getState(true); // connect now
+        armed = new PostcopyPager(writer.memory(), writer.hashes(), DirtyBitmap.empty(writer.memory()), NOT_YET);
+    }
+
+    /** Fetches before the switchover: there are none (nothing runs); refuse, to be replaced at switchover. */
+    private static final dev.ferry.dataplane.postcopy.PageFetcher NOT_YET = new dev.ferry.dataplane.postcopy.PageFetcher() {
+        @Override
+        public java.util.concurrent.CompletableFuture<dev.ferry.dataplane.postcopy.FetchedPage> fetch(long gpa, int pages) {
+            return java.util.concurrent.CompletableFuture.failedFuture(
+                    Status.UNAVAILABLE.withDescription("postcopy has not started").asRuntimeException());
+        }
+
+        @Override
+        public void close() {}
+    };
 
     /** Pages known to be zero on the source become zero pages here, as the guest or this thread gets to them. */
     private void zeroFillInBackground(PostcopyPager p, DirtyBitmap zeroOnSource) {
@@ -384,6 +416,10 @@ final class IncomingSession implements IncomingPages {
         pager = null;
         if (p != null) {
             p.close();
+        }
+        if (armed != null) {
+            armed.close();
+            armed = null;
         }
         writer.close();
         vms.remove(vm.name());

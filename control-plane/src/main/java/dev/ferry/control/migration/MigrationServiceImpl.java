@@ -177,8 +177,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 find(req.getName()); // NOT_FOUND, or an incoming one: send its one snapshot
                 IncomingSession s = m.incoming.get(req.getName());
                 while (!call.isCancelled()) {
-                    out.onNext(s.snapshot());
-                    if (s.isTerminal()) {
+                    Migration snap;
+                    boolean last;
+                    synchronized (s) { // snapshot and end flag together: the final phase is always sent
+                        snap = s.snapshot();
+                        last = s.isTerminal();
+                    }
+                    out.onNext(snap);
+                    if (last) {
                         break;
                     }
                     Thread.sleep(interval.toMillis()); // polling cadence the caller asked for
@@ -188,8 +194,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             long seen = -1;
             while (!call.isCancelled()) {
-                out.onNext(o.snapshot());
-                if (o.isTerminal()) {
+                OutgoingMigration.Watched w = o.watched();
+                out.onNext(w.migration());
+                if (w.last()) {
                     break;
                 }
                 seen = o.awaitChange(seen, interval);
@@ -277,6 +284,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             IncomingSession s = new IncomingSession(req.getMigration(), token, req.getSourceAddress(),
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
                     new IncomingMigration(r.accepted(), InstantSource.system()), MicroVm.schemas());
+            if (r.accepted().getMode() == MigrationMode.POSTCOPY) {
+                try {
+                    s.armEarly();
+                } catch (RuntimeException e) {
+                    m.agent.vms().remove(vmName);
+                    throw Status.INTERNAL.withDescription("cannot arm postcopy here: " + e.getMessage()).asRuntimeException();
+                }
+            }
             m.addIncoming(s);
             return NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName).setAccepted(r.accepted())
                     .addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token).build();

@@ -554,6 +554,13 @@ final class OutgoingMigration implements Runnable {
         notifyAll();
     }
 
+    /** A snapshot and whether it is the last one, taken together (a watcher must not miss the final phase). */
+    record Watched(Migration migration, boolean last) {}
+
+    synchronized Watched watched() {
+        return new Watched(snapshot(), isTerminal());
+    }
+
     /** Terminal and cleaned up: what watchers wait for before their last snapshot. */
     synchronized boolean isTerminal() {
         return machine.isTerminal() && settled;
