@@ -65,6 +65,7 @@ final class OutgoingMigration implements Runnable {
     private long version; // guarded by this: bumped on every change, for watchers
     private boolean settled; // guarded by this: terminal AND the VM is where the outcome says (cleanup done)
     private volatile boolean paused; // the source vCPUs are stopped by this migration
+    private io.grpc.Context.CancellableContext inFlight; // guarded by this: a control call cancel may interrupt
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
 
@@ -120,7 +121,7 @@ final class OutgoingMigration implements Runnable {
                 .setWorkload(VmProtos.toProto(v.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
         NegotiateMigrationResponse resp;
         try {
-            resp = control().negotiateMigration(req);
+            resp = cancellable(() -> control().negotiateMigration(req));
         } catch (StatusRuntimeException e) {
             fail("negotiation with " + destination + " failed: " + e.getStatus().getCode() + ": "
                     + e.getStatus().getDescription());
@@ -396,7 +397,8 @@ final class OutgoingMigration implements Runnable {
             bytes += s.payload().size();
         }
         b.setCrc32C((int) crc.getValue());
-        control().transferDeviceState(b.build());
+        TransferDeviceStateRequest req = b.build();
+        cancellable(() -> control().transferDeviceState(req));
         return bytes;
     }
 
@@ -487,9 +489,38 @@ final class OutgoingMigration implements Runnable {
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
             }
             cancelRequested = true;
+            if (inFlight != null) {
+                inFlight.cancel(Status.CANCELLED.withDescription(name + " cancelled").asRuntimeException());
+            }
             changed();
         }
         awaitSettled(timeout);
+    }
+
+    /**
+     * Runs a control call that CancelMigration may interrupt (negotiation, device state): a cancel
+     * must not wait for a slow or stuck destination.
+     */
+    private <T> T cancellable(java.util.concurrent.Callable<T> call) {
+        io.grpc.Context.CancellableContext ctx = io.grpc.Context.current().fork().withCancellation();
+        synchronized (this) {
+            if (cancelRequested) {
+                throw new CancelledException();
+            }
+            inFlight = ctx;
+        }
+        try {
+            return ctx.call(call);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        } finally {
+            synchronized (this) {
+                inFlight = null;
+            }
+            ctx.cancel(null);
+        }
     }
 
     /** SwitchToPostcopy: hybrid only; takes effect after the running precopy round. */
