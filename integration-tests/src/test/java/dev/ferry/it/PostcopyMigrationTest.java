@@ -60,6 +60,26 @@ class PostcopyMigrationTest {
     }
 
     @Test
+    void faultsAreServedWhileThePushIsStillFarFromDone() {
+        // The push is held to 2 MiB/s: 32 MiB would take 16 s. The guest's self-check on the destination
+        // touches all of them; it can only finish early if each fault is answered by the source's pager.
+        String vm = Agents.createVm(src, "pc-faults", 128 * MIB, 32 * MIB, 0, false).getName();
+        Migration m = Agents.startMigration(src, dst, "pc-faults", vm, MigrationMode.POSTCOPY,
+                Agents.policy().setBandwidthLimitBytesPerSecond(2 * MIB).setDataStreams(1).build());
+        Migration running = Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.POSTCOPY);
+        var check = Agents.vms(dst).checkVmMemory(dev.ferry.v1.CheckVmMemoryRequest.newBuilder()
+                .setName(running.getDestinationVm()).build());
+        assertEquals(0, check.getWrongPages());
+        Migration now = Agents.migrations(src).getMigration(dev.ferry.v1.GetMigrationRequest.newBuilder()
+                .setName(m.getName()).build());
+        assertEquals(Migration.Phase.POSTCOPY, now.getPhase(), "the push is still running");
+        assertTrue(now.getProgress().getBytesSent() <= 16 * MIB,
+                "the check finished long before the push could send the working set: faults were served (pushed "
+                        + now.getProgress().getBytesSent() + " bytes)");
+        assertMovedByPostcopy(Agents.watchToEnd(src, m.getName()), vm);
+    }
+
+    @Test
     void writeHeavyGuestOnFourVcpusFaultingAtOnce() {
         String vm = Agents.createVm(src, "pc-storm", 4, 256 * MIB, 96 * MIB, 0, true).getName();
         Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "pc-storm", vm, MigrationMode.POSTCOPY,

@@ -142,7 +142,9 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     public void checkVmMemory(CheckVmMemoryRequest req, StreamObserver<CheckVmMemoryResponse> out) {
         Calls.unary(out, () -> {
             ManagedVm m = vms.get(req.getName());
-            if (m.state() != Vm.State.RUNNING && m.state() != Vm.State.MIGRATING_OUT) {
+            boolean runsHere = m.state() == Vm.State.RUNNING || m.state() == Vm.State.MIGRATING_OUT
+                    || m.state() == Vm.State.MIGRATING_IN && !m.vm().paused(); // postcopy: runs here already
+            if (!runsHere) {
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName() + " is " + m.state()
                         + ": the guest checks its own memory, so it must be running").asRuntimeException();
             }
