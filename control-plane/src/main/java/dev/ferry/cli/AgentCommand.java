@@ -20,6 +20,15 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--name", defaultValue = "agent", description = "Agent name, used in logs (default ${DEFAULT-VALUE}).")
     String name;
 
+    @Option(names = "--pager", description = "Postcopy pager listen address HOST:PORT (default: the data host, any port).")
+    String pager;
+
+    @Option(names = "--advertise-data", description = "Data-plane address peers should dial, if not the listen address.")
+    String advertiseData;
+
+    @Option(names = "--advertise-pager", description = "Pager address peers should dial, if not the listen address.")
+    String advertisePager;
+
     @Option(names = "--console", description = "Copy guests' serial consoles to stderr.")
     boolean console;
 
@@ -40,15 +49,19 @@ final class AgentCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Agent agent = Agent.start(name, parseAddress(control), parseAddress(data), Console.sink(console),
+        InetSocketAddress dataAt = parseAddress(data);
+        Agent agent = Agent.start(name, parseAddress(control), dataAt,
+                pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
                 MigrationServices::new);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
-            dev.ferry.control.agent.Warmup.run(agent);
+            dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
         }
+        agent.advertise(advertiseData, advertisePager);
         // One machine-readable line so a parent process (demo, tests) learns the bound ports.
         var ready = Output.object().put("event", "ready").put("name", name)
-                .put("control", agent.controlAddress()).put("data", agent.dataAddress())
+                .put("control", agent.controlAddress()).put("data", agent.dataListenAddress())
+                .put("pager", agent.pagerListenAddress())
                 .put("pid", ProcessHandle.current().pid());
         System.out.println(Output.JSON.writeValueAsString(ready));
         System.out.flush();

@@ -44,6 +44,8 @@ public final class Agent implements AutoCloseable {
     private final Server data;
     private final Server pager;
     private final EventLoopGroup pagerLoop;
+    private volatile String advertisedData; // what peers are told to dial, when it differs from where we listen
+    private volatile String advertisedPager;
 
     private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, ServerBuilder<?> pagerBuilder,
             EventLoopGroup pagerLoop, Consumer<String> console, AgentServices.Factory servicesFactory) {
@@ -70,10 +72,16 @@ public final class Agent implements AutoCloseable {
     /** Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port). */
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
             AgentServices.Factory services) throws IOException {
+        return start(name, control, data, new InetSocketAddress(data.getAddress(), 0), console, services);
+    }
+
+    /** As above, with the pager's listen address given. */
+    public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, InetSocketAddress pagerAt,
+            Consumer<String> console, AgentServices.Factory services) throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
         EventLoopGroup loop = new NioEventLoopGroup(1, daemon("ferry-pager-loop"));
-        NettyServerBuilder pager = NettyServerBuilder.forAddress(new InetSocketAddress(data.getAddress(), 0))
+        NettyServerBuilder pager = NettyServerBuilder.forAddress(pagerAt)
                 .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(NioServerSocketChannel.class)
                 .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
@@ -120,14 +128,35 @@ public final class Agent implements AutoCloseable {
         return address(control);
     }
 
-    /** host:port of the data listener. */
+    /** host:port peers dial for the data listener (its advertised address, if set). */
     public String dataAddress() {
+        String a = advertisedData;
+        return a != null ? a : address(data);
+    }
+
+    /** host:port peers dial for the postcopy pager (its advertised address, if set). */
+    public String pagerAddress() {
+        String a = advertisedPager;
+        return a != null ? a : address(pager);
+    }
+
+    /** Where the data listener actually listens. */
+    public String dataListenAddress() {
         return address(data);
     }
 
-    /** host:port of the postcopy pager listener (on the data network). */
-    public String pagerAddress() {
+    /** Where the pager listener actually listens. */
+    public String pagerListenAddress() {
         return address(pager);
+    }
+
+    /**
+     * Addresses to hand to peers instead of the listen addresses (NAT, proxies, a dedicated migration
+     * network); null keeps the listen address.
+     */
+    public void advertise(String data, String pager) {
+        this.advertisedData = data;
+        this.advertisedPager = pager;
     }
 
     private static String address(Server s) {

@@ -32,10 +32,12 @@ public final class AgentProcess implements AutoCloseable {
     private final Process process;
     private final String control;
     private final String data;
+    private final String pager;
     private final Path log;
     private ManagedChannel channel;
 
-    private AgentProcess(String name, Process process, String control, String data, Path log) {
+    private AgentProcess(String name, Process process, String control, String data, String pager, Path log) {
+        this.pager = pager;
         this.name = name;
         this.process = process;
         this.control = control;
@@ -48,6 +50,12 @@ public final class AgentProcess implements AutoCloseable {
      * own log goes to {@code log}.
      */
     public static AgentProcess start(String name, Path log, List<String> jvmArgs) throws IOException {
+        return start(name, log, jvmArgs, List.of());
+    }
+
+    /** As above, with extra {@code ferry agent} options (e.g. --advertise-data). */
+    public static AgentProcess start(String name, Path log, List<String> jvmArgs, List<String> agentArgs)
+            throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(AGENT_JVM_FLAGS);
@@ -63,6 +71,7 @@ public final class AgentProcess implements AutoCloseable {
         cmd.add("127.0.0.1:0");
         cmd.add("--data");
         cmd.add("127.0.0.1:0");
+        cmd.addAll(agentArgs);
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
         BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         String line;
@@ -70,7 +79,8 @@ public final class AgentProcess implements AutoCloseable {
             if (line.startsWith("{")) {
                 JsonNode ready = JSON.readTree(line);
                 if ("ready".equals(ready.path("event").asText())) {
-                    return new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(), log);
+                    return new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(),
+                            ready.path("pager").asText(), log);
                 }
             }
         }
@@ -88,6 +98,11 @@ public final class AgentProcess implements AutoCloseable {
 
     public String dataAddress() {
         return data;
+    }
+
+    /** Where the agent's pager listens. */
+    public String pagerAddress() {
+        return pager;
     }
 
     public Path log() {

@@ -29,6 +29,18 @@ final class Channels implements AutoCloseable {
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
+    /** Drops the channels to {@code address}, so the next use dials afresh (after a cut link). */
+    void reset(String address) {
+        ManagedChannel c = channels.remove(address);
+        if (c != null) {
+            c.shutdownNow();
+        }
+        c = pagerChannels.remove(address);
+        if (c != null) {
+            c.shutdownNow();
+        }
+    }
+
     /** A channel to a peer's pager listener, on its own event loop, callbacks run on that loop. */
     ManagedChannel pager(String address) {
         return pagerChannels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()

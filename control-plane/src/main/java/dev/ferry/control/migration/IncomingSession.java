@@ -54,7 +54,7 @@ final class IncomingSession implements IncomingPages {
     private final IncomingMigration machine; // guarded by this
     private SectionSet deviceState; // guarded by this
     private CompleteIncomingMigrationResponse completed; // guarded by this: the answer to repeat
-    private final String pagerAddress;
+    private String pagerAddress; // guarded by this (recovery may move it)
     private final Channels channels;
     private volatile PostcopyPager pager; // set when the VM runs here by postcopy
     private PostcopyPager armed; // guarded by this: armed at negotiation (mode POSTCOPY), not yet started
@@ -257,9 +257,7 @@ final class IncomingSession implements IncomingPages {
             throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
         }
         pager = p;
-        p.onFetcherFailed(st -> LOG.log(System.Logger.Level.WARNING,
-                "{0}: page faults to the source fail ({1}); faulting vCPUs wait for the background push or recovery",
-                name, st));
+        p.onFetcherFailed(st -> linkLost("page faults to the source fail: " + st.getCode() + " " + st.getDescription()));
         p.start();
         long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
         v.workloadPort().resetGapTracking();
@@ -281,6 +279,36 @@ final class IncomingSession implements IncomingPages {
         completed = resp.build();
         LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here; pages arrive by postcopy", name, vm.name());
         return completed;
+    }
+
+    /** The link to the source broke in postcopy: the guest stays here, faulting vCPUs parked, until resumed. */
+    private synchronized void linkLost(String reason) {
+        LOG.log(System.Logger.Level.WARNING, "{0}: {1}; faulting vCPUs wait for ResumeMigration", name, reason);
+        if (machine.accepts(IncomingMigration.Event.LINK_LOST) && machine.linkLost(reason)) {
+            vm.hold(name, Vm.State.POSTCOPY_PAUSED);
+        }
+    }
+
+    /**
+     * ResumeIncomingMigration: faults go to the source's pager again (at {@code pagerAt}, or where it
+     * was); the answer lists the pages still missing, which the source pushes again.
+     */
+    synchronized java.util.List<dev.ferry.v1.PageBitmap> resume(String pagerAt) {
+        SessionTokens.require(token);
+        requireAccepts(IncomingMigration.Event.RESUME);
+        if (!pagerAt.isEmpty()) {
+            pagerAddress = pagerAt;
+        }
+        channels.reset(pagerAddress); // a fresh connection, not one waiting out a reconnect backoff
+        try {
+            pager.replaceFetcher(faultStream());
+        } catch (Exception e) {
+            throw Status.UNAVAILABLE.withDescription("cannot reach the pager at " + pagerAddress + ": " + e.getMessage())
+                    .asRuntimeException();
+        }
+        machine.resumeRequested();
+        vm.hold(name, Vm.State.MIGRATING_IN);
+        return Bitmaps.toProto(writer.memory(), pager.missing());
     }
 
     /** A fault stream to the source's pager. */

@@ -227,9 +227,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void resumeMigration(ResumeMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            find(req.getName());
-            throw Status.FAILED_PRECONDITION.withDescription("only a postcopy migration in POSTCOPY_PAUSED can be resumed")
-                    .asRuntimeException();
+            OutgoingMigration o = m.outgoing.get(req.getName());
+            if (o == null) {
+                find(req.getName());
+                throw Status.FAILED_PRECONDITION.withDescription(req.getName()
+                        + " is incoming here: resume it on its source agent").asRuntimeException();
+            }
+            o.resumePostcopy();
+            return o.snapshot();
         });
     }
 
@@ -359,10 +364,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void resumeIncomingMigration(ResumeIncomingMigrationRequest req,
             StreamObserver<ResumeIncomingMigrationResponse> out) {
-        Calls.unary(out, () -> {
-            session(req.getMigration());
-            throw Status.FAILED_PRECONDITION.withDescription(req.getMigration() + " is not in postcopy").asRuntimeException();
-        });
+        Calls.unary(out, () -> ResumeIncomingMigrationResponse.newBuilder()
+                .addAllMissingPages(session(req.getMigration()).resume(req.getPostcopyPagerAddress()))
+                .addDataPlaneAddresses(m.agent.dataAddress()).build());
     }
 
     @Override

@@ -66,6 +66,12 @@ final class OutgoingMigration implements Runnable {
     private boolean settled; // guarded by this: terminal AND the VM is where the outcome says (cleanup done)
     private volatile boolean paused; // the source vCPUs are stopped by this migration
     private io.grpc.Context.CancellableContext inFlight; // guarded by this: a control call cancel may interrupt
+    // Postcopy, kept for recovery after a cut link: the source's page hashes, fault hint and pager session.
+    private volatile PageHashes postcopyHashes;
+    private final java.util.concurrent.atomic.AtomicLong lastFault = new java.util.concurrent.atomic.AtomicLong(-1);
+    private volatile MemoryPageSource postcopySource;
+    private boolean resuming; // guarded by this
+    private DirtyBitmap pushed; // postcopy: pages the push has sent (and hashed) so far
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
 
@@ -290,9 +296,10 @@ final class OutgoingMigration implements Runnable {
      */
     private void postcopy(PageSender sender, PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
         MicroVm v = vm.vm();
-        java.util.concurrent.atomic.AtomicLong lastFault = new java.util.concurrent.atomic.AtomicLong(-1);
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
         MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
+        postcopySource = source;
+        postcopyHashes = hashes;
         pagers.put(token, source);
         boolean resumedThere = false;
         try {
@@ -320,32 +327,7 @@ final class OutgoingMigration implements Runnable {
                 machine.destinationResumed(null, resp);
                 changed();
             }
-            PostcopyPush push = new PostcopyPush(v.memory(), toPush);
-            DirtyBitmap chunk;
-            while ((chunk = push.next(lastFault.getAndSet(-1))) != null) {
-                int round;
-                synchronized (this) {
-                    round = machine.roundStarted();
-                    changed();
-                }
-                dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
-                synchronized (this) {
-                    machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
-                    changed();
-                }
-            }
-            MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
-            dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(
-                    dev.ferry.v1.CompleteIncomingPostcopyRequest.newBuilder().setMigration(name)
-                            .setSourceMemoryDigest(digest).build());
-            synchronized (this) {
-                machine.postcopyCompleted(digest, done);
-                changed();
-            }
-            pagers.remove(token);
-            source.close();
-            vms.remove(vm.name());
-            LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
+            pushAndComplete(sender, toPush);
         } catch (Throwable t) {
             if (!resumedThere) {
                 pagers.remove(token);
@@ -364,6 +346,103 @@ final class OutgoingMigration implements Runnable {
                 changed();
             }
             LOG.log(System.Logger.Level.WARNING, name + ": postcopy interrupted: " + describe(t), t);
+        }
+    }
+
+    /** Pushes {@code toPush} near the latest fault first, then ends postcopy and releases the source VM. */
+    private void pushAndComplete(PageSender sender, DirtyBitmap toPush) throws Exception {
+        MicroVm v = vm.vm();
+        PageHashes hashes = postcopyHashes;
+        MemoryPageSource source = postcopySource;
+        PostcopyPush push = new PostcopyPush(v.memory(), toPush);
+        if (pushed == null) {
+            pushed = DirtyBitmap.empty(v.memory());
+        }
+        DirtyBitmap chunk;
+        while ((chunk = push.next(lastFault.getAndSet(-1))) != null) {
+            int round;
+            synchronized (this) {
+                round = machine.roundStarted();
+                changed();
+            }
+            dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
+            synchronized (this) {
+                machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
+                changed();
+            }
+            pushed.or(chunk);
+        }
+        // After a recovery the push sent only what was still missing; pages the destination faulted in
+        // meanwhile were never hashed here. The source is paused: hash them as they are.
+        DirtyBitmap unhashed = DirtyBitmap.populated(v.memory());
+        unhashed.andNot(pushed);
+        unhashed.forEachDirtyPage(hashes::refresh);
+        MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
+        dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(
+                dev.ferry.v1.CompleteIncomingPostcopyRequest.newBuilder().setMigration(name)
+                    .setSourceMemoryDigest(digest).build());
+        synchronized (this) {
+            machine.postcopyCompleted(digest, done);
+            changed();
+        }
+        pagers.remove(token);
+        source.close();
+        vms.remove(vm.name());
+        LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
+    }
+
+    /**
+     * ResumeMigration after a cut link in postcopy: the destination dials our pager again and says
+     * which pages it still misses; we push those and finish. Returns at once; progress shows in the
+     * migration's phase.
+     */
+    void resumePostcopy() {
+        synchronized (this) {
+            machine.refusal(SourceMigration.Event.POSTCOPY_CONNECTION_RESTORED).ifPresent(why -> {
+                throw Status.FAILED_PRECONDITION.withDescription(why).asRuntimeException();
+            });
+            if (resuming) {
+                throw Status.FAILED_PRECONDITION.withDescription(name + " is already resuming").asRuntimeException();
+            }
+            resuming = true;
+        }
+        Thread t = new Thread(this::runResume, "migration-resume-" + name);
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private void runResume() {
+        MicroVm v = vm.vm();
+        try {
+            dev.ferry.v1.ResumeIncomingMigrationResponse r = control().resumeIncomingMigration(
+                    dev.ferry.v1.ResumeIncomingMigrationRequest.newBuilder().setMigration(name)
+                            .setPostcopyPagerAddress(pagerAddress).build());
+            DirtyBitmap missing = Bitmaps.fromProto(v.memory(), r.getMissingPagesList());
+            String data = r.getDataPlaneAddressesCount() > 0 ? r.getDataPlaneAddresses(0) : dataAddress;
+            channels.reset(data); // dial afresh instead of waiting out a reconnect backoff
+            synchronized (this) {
+                machine.postcopyPagesMissing(missing.count());
+                machine.postcopyConnectionRestored();
+                changed();
+            }
+            LOG.log(System.Logger.Level.INFO, "{0}: postcopy resumed; {1} pages still missing", name, missing.count());
+            try (PageSender sender = new PageSender(channels.get(data), token, v.memory(), postcopyHashes,
+                    accepted.getDataStreamCount(), limiter())) {
+                pushAndComplete(sender, missing);
+            }
+        } catch (Throwable t) {
+            synchronized (this) {
+                if (machine.accepts(SourceMigration.Event.POSTCOPY_CONNECTION_LOST)) {
+                    machine.postcopyConnectionLost(describe(t));
+                }
+                changed();
+            }
+            LOG.log(System.Logger.Level.WARNING, name + ": postcopy resume failed: " + describe(t), t);
+        } finally {
+            synchronized (this) {
+                resuming = false;
+                changed();
+            }
         }
     }
 
