@@ -73,7 +73,7 @@ class PostcopyMigrationTest {
         Migration now = Agents.migrations(src).getMigration(dev.ferry.v1.GetMigrationRequest.newBuilder()
                 .setName(m.getName()).build());
         assertEquals(Migration.Phase.POSTCOPY, now.getPhase(), "the push is still running");
-        assertTrue(now.getProgress().getBytesSent() <= 16 * MIB,
+        assertTrue(now.getProgress().getBytesSent() < 32 * MIB, // with faults unanswered: the whole working set
                 "the check finished long before the push could send the working set: faults were served (pushed "
                         + now.getProgress().getBytesSent() + " bytes)");
         assertMovedByPostcopy(Agents.watchToEnd(src, m.getName()), vm);
