@@ -176,6 +176,13 @@ class MicroVmTest {
             vm.pause();
             vm.dirtyLog().fetchAndClear();
             int[] gen0 = generations(vm, pages);
+            // A page the guest was in the middle of writing at the pause already has its new generation
+            // but not yet its last words: it gets written in the window without a generation change.
+            boolean[] midWrite = new boolean[(int) pages];
+            for (int p = 0; p < pages; p++) {
+                long last = vm.memory().getLong(wsBase + p * GuestAbi.PAGE_SIZE + 511 * 8);
+                midWrite[p] = last != GuestAbi.pageWord(p, gen0[p], 511);
+            }
             vm.resume();
             awaitProgress(vm);
             awaitProgress(vm);
@@ -184,7 +191,7 @@ class MicroVmTest {
             int[] gen1 = generations(vm, pages);
             int written = 0;
             for (int p = 0; p < pages; p++) {
-                boolean wrote = gen0[p] != gen1[p];
+                boolean wrote = gen0[p] != gen1[p] || midWrite[p];
                 written += wrote ? 1 : 0;
                 assertEquals(wrote, dirty.isDirty(wsBase + p * GuestAbi.PAGE_SIZE),
                         "page " + p + (wrote ? " was written but not reported" : " was reported but not written"));
