@@ -1,5 +1,12 @@
 package dev.ferry.dataplane;
 
+import static dev.ferry.dataplane.ProtoStreams.readByte;
+import static dev.ferry.dataplane.ProtoStreams.readFully;
+import static dev.ferry.dataplane.ProtoStreams.readLength;
+import static dev.ferry.dataplane.ProtoStreams.readVarint;
+import static dev.ferry.dataplane.ProtoStreams.skipField;
+import static dev.ferry.dataplane.ProtoStreams.skipFully;
+
 import com.google.protobuf.CodedInputStream;
 import io.grpc.Detachable;
 import io.grpc.HasByteBuffer;
@@ -281,72 +288,6 @@ final class IncomingBatch implements AutoCloseable {
             } else {
                 b.addZero(gpa, pages);
             }
-        }
-    }
-
-    static int readByte(InputStream in) throws IOException {
-        int x = in.read();
-        if (x < 0) {
-            throw new EOFException("message ends inside a field");
-        }
-        return x;
-    }
-
-    static long readVarint(InputStream in, int first) throws IOException {
-        long result = first & 0x7f;
-        int b = first;
-        for (int shift = 7; (b & 0x80) != 0; shift += 7) {
-            if (shift > 63) {
-                throw new IOException("malformed varint");
-            }
-            b = readByte(in);
-            result |= (long) (b & 0x7f) << shift;
-        }
-        return result;
-    }
-
-    static int readLength(InputStream in) throws IOException {
-        long len = readVarint(in, readByte(in));
-        if (len < 0 || len > Integer.MAX_VALUE) {
-            throw new IOException("length " + len + " out of range");
-        }
-        if (in instanceof KnownLength && len > in.available()) {
-            throw new EOFException("length " + len + " beyond the end of the message");
-        }
-        return (int) len;
-    }
-
-    static void skipField(InputStream in, int wireType) throws IOException {
-        switch (wireType) {
-            case PageWire.WIRETYPE_VARINT -> readVarint(in, readByte(in));
-            case PageWire.WIRETYPE_FIXED64 -> skipFully(in, 8);
-            case PageWire.WIRETYPE_LENGTH_DELIMITED -> skipFully(in, readLength(in));
-            case PageWire.WIRETYPE_FIXED32 -> skipFully(in, 4);
-            default -> throw new IOException("unsupported wire type " + wireType);
-        }
-    }
-
-    static void readFully(InputStream in, byte[] b, int off, int len) throws IOException {
-        while (len > 0) {
-            int n = in.read(b, off, len);
-            if (n < 0) {
-                throw new EOFException("message ends inside a field");
-            }
-            off += n;
-            len -= n;
-        }
-    }
-
-    static void skipFully(InputStream in, long n) throws IOException {
-        while (n > 0) {
-            long s = in.skip(n);
-            if (s <= 0) {
-                if (in.read() < 0) {
-                    throw new EOFException("message ends inside a field");
-                }
-                s = 1;
-            }
-            n -= s;
         }
     }
 }

@@ -1,5 +1,7 @@
 package dev.ferry.dataplane.postcopy;
 
+import dev.ferry.dataplane.ProtoStreams;
+
 import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import java.io.EOFException;
@@ -50,14 +52,14 @@ final class IncomingReply {
             if (first < 0) {
                 return;
             }
-            long tag = PagerWire.readVarint(in, first);
+            long tag = ProtoStreams.readVarint(in, first);
             int field = (int) (tag >>> 3);
             int wireType = (int) (tag & 7);
             if (field <= 0 || tag >>> 32 != 0) {
                 throw new IOException("invalid tag " + tag);
             }
             if (field == PagerWire.DATA && wireType == PagerWire.WIRETYPE_LENGTH_DELIMITED) {
-                long len = PagerWire.readVarint(in, PagerWire.readByte(in));
+                long len = ProtoStreams.readVarint(in, ProtoStreams.readByte(in));
                 if (len < 0 || len > PagerWire.MAX_PIECE) {
                     throw new IOException("data of " + len + " bytes (at most " + PagerWire.MAX_PIECE + ")");
                 }
@@ -66,13 +68,13 @@ final class IncomingReply {
                 }
                 byte[] d = len == 0 ? null : new byte[(int) len];
                 if (d != null) {
-                    PagerWire.readFully(in, d, 0, d.length);
+                    ProtoStreams.readFully(in, d, 0, d.length);
                 }
                 r.data = d; // a repeated field: the last one wins
             } else if (wireType == PagerWire.WIRETYPE_VARINT
                     && (field == PagerWire.FAULT_ID || field == PagerWire.GPA || field == PagerWire.ZERO
                     || field == PagerWire.LAST)) {
-                long v = PagerWire.readVarint(in, PagerWire.readByte(in));
+                long v = ProtoStreams.readVarint(in, ProtoStreams.readByte(in));
                 switch (field) {
                     case PagerWire.FAULT_ID -> r.faultId = v;
                     case PagerWire.GPA -> r.gpa = v;
@@ -80,7 +82,7 @@ final class IncomingReply {
                     default -> r.last = v != 0;
                 }
             } else {
-                PagerWire.skipField(in, wireType);
+                ProtoStreams.skipField(in, wireType);
             }
         }
     }

@@ -1,9 +1,5 @@
 package dev.ferry.dataplane.postcopy;
 
-import java.io.EOFException;
-import java.io.IOException;
-import java.io.InputStream;
-
 /** Constants of the PageFaultRequest / PageFaultReply wire format (postcopy_pager_service.proto), in one place. */
 final class PagerWire {
     static final int PAGE_SIZE = 4096;
@@ -33,60 +29,5 @@ final class PagerWire {
     /** True for the page sizes a fault may cover: 4 KiB, 2 MiB, 1 GiB. */
     static boolean validLength(long length) {
         return length == SIZE_4K || length == SIZE_2M || length == SIZE_1G;
-    }
-
-    static int readByte(InputStream in) throws IOException {
-        int x = in.read();
-        if (x < 0) {
-            throw new EOFException("message ends inside a field");
-        }
-        return x;
-    }
-
-    static long readVarint(InputStream in, int first) throws IOException {
-        long result = first & 0x7f;
-        int b = first;
-        for (int shift = 7; (b & 0x80) != 0; shift += 7) {
-            if (shift > 63) {
-                throw new IOException("malformed varint");
-            }
-            b = readByte(in);
-            result |= (long) (b & 0x7f) << shift;
-        }
-        return result;
-    }
-
-    static void readFully(InputStream in, byte[] b, int off, int len) throws IOException {
-        while (len > 0) {
-            int n = in.read(b, off, len);
-            if (n < 0) {
-                throw new EOFException("message ends inside a field");
-            }
-            off += n;
-            len -= n;
-        }
-    }
-
-    static void skipFully(InputStream in, long n) throws IOException {
-        while (n > 0) {
-            long s = in.skip(n);
-            if (s <= 0) {
-                if (in.read() < 0) {
-                    throw new EOFException("message ends inside a field");
-                }
-                s = 1;
-            }
-            n -= s;
-        }
-    }
-
-    static void skipField(InputStream in, int wireType) throws IOException {
-        switch (wireType) {
-            case WIRETYPE_VARINT -> readVarint(in, readByte(in));
-            case WIRETYPE_FIXED64 -> skipFully(in, 8);
-            case WIRETYPE_LENGTH_DELIMITED -> skipFully(in, readVarint(in, readByte(in)));
-            case WIRETYPE_FIXED32 -> skipFully(in, 4);
-            default -> throw new IOException("unsupported wire type " + wireType);
-        }
     }
 }
