@@ -86,6 +86,8 @@ final class DemoCommand implements Callable<Integer> {
                 AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs)) {
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
+            // This process only watches: its progress rendering must not take CPU from the agents it measures.
+            dev.ferry.kvm.sys.ThreadPriority.setProcess(dev.ferry.kvm.sys.ThreadPriority.OBSERVER);
             var srcVms = VmServiceGrpc.newBlockingStub(src.channel());
             var dstVms = VmServiceGrpc.newBlockingStub(dst.channel());
             dev.ferry.v1.WorkloadSpec.Builder w = dev.ferry.v1.WorkloadSpec.newBuilder()
@@ -139,6 +141,8 @@ final class DemoCommand implements Callable<Integer> {
                 o.put("background_pages_dropped", pc.getBackgroundPagesDropped());
                 o.put("vcpu_blocked_ms", millis(pc.getVcpuBlockedTime()));
                 o.put("guest_max_stall_ms", millis(pc.getGuestMaxStall()));
+                o.put("pages_written_since_resume", pc.getPagesWrittenSinceResume());
+                o.put("unwritten_pages_verified", pc.getUnwrittenPagesVerified());
             }
             boolean verified = false;
             if (result.getPhase() == Migration.Phase.COMPLETED) {

@@ -46,6 +46,8 @@ class PostcopyMigrationTest {
         assertEquals(Migration.Phase.COMPLETED, m.getPhase(), m.getError().getMessage());
         assertTrue(m.getStatistics().hasPostcopy(), "the migration went through postcopy");
         assertTrue(m.getStatistics().getMemoryVerified(), "digest of the pages placed equals the source's");
+        assertTrue(m.getStatistics().getPostcopy().getUnwrittenPagesVerified(),
+                "pages the guest did not write since resuming equal the source's, read back on the destination");
         assertFalse(Agents.hasVm(src, vm), "the source released the VM");
         Agents.assertGuestRunsIntact(dst, m.getDestinationVm());
     }
@@ -85,6 +87,8 @@ class PostcopyMigrationTest {
         Migration end = Agents.watchToEnd(src, Agents.startMigration(src, dst, "pc-storm", vm, MigrationMode.POSTCOPY,
                 Agents.policy().build()).getName());
         assertMovedByPostcopy(end, vm);
+        assertTrue(end.getStatistics().getPostcopy().getPagesWrittenSinceResume() > 0,
+                "the check left out what the guest wrote on the destination");
     }
 
     @Test

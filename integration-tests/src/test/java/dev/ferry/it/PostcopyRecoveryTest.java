@@ -3,14 +3,18 @@ package dev.ferry.it;
 import static dev.ferry.it.Agents.MIB;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.control.agent.AgentProcess;
 import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.ResumeMigrationRequest;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -19,7 +23,8 @@ import org.junit.jupiter.api.Test;
 /**
  * Postcopy survives a cut data network: the pager and page links go through proxies the test cuts
  * after the destination resumed the guest. The migration pauses on both sides, the guest stays on
- * the destination, and ResumeMigration finishes the job with every page verified.
+ * the destination, and ResumeMigration finishes the job with every page verified. The destination's
+ * control address is cut for good and given anew in ResumeMigration.
  */
 class PostcopyRecoveryTest {
     @Test
@@ -29,20 +34,25 @@ class PostcopyRecoveryTest {
         Path logs = Path.of("target", "agent-logs");
         Files.createDirectories(logs);
         long pid = ProcessHandle.current().pid();
-        try (TcpProxy dataLink = new TcpProxy(); TcpProxy pagerLink = new TcpProxy();
+        try (TcpProxy dataLink = new TcpProxy(); TcpProxy pagerLink = new TcpProxy(); TcpProxy controlLink = new TcpProxy();
                 AgentProcess src = AgentProcess.start("rec-source", logs.resolve("rec-source-" + pid + ".log"), List.of(),
                         List.of("--advertise-pager", "127.0.0.1:" + pagerLink.port()));
                 AgentProcess dst = AgentProcess.start("rec-destination", logs.resolve("rec-destination-" + pid + ".log"),
                         List.of(), List.of("--advertise-data", "127.0.0.1:" + dataLink.port()))) {
             pagerLink.target(src.pagerAddress());
             dataLink.target(dst.dataAddress());
+            controlLink.target(dst.controlAddress());
             String vm = Agents.createVm(src, "rec", 128 * MIB, 32 * MIB, 0, false).getName();
-            Migration m = Agents.startMigration(src, dst, "rec", vm, MigrationMode.POSTCOPY,
-                    Agents.policy().setBandwidthLimitBytesPerSecond(2 * MIB).setDataStreams(1).build());
+            Migration m = Agents.migrations(src).createMigration(CreateMigrationRequest.newBuilder().setMigrationId("rec")
+                    .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress("127.0.0.1:" + controlLink.port())
+                            .setMode(MigrationMode.POSTCOPY)
+                            .setPolicy(Agents.policy().setBandwidthLimitBytesPerSecond(2 * MIB).setDataStreams(1)))
+                    .build());
             Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.POSTCOPY);
 
             dataLink.cut();
             pagerLink.cut();
+            controlLink.cut(); // for good: the destination comes back at another control address
             Migration paused = Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.POSTCOPY_PAUSED);
             assertFalse(paused.getError().getMessage().isEmpty() && paused.getPhase() != Migration.Phase.POSTCOPY_PAUSED);
             assertTrue(Agents.hasVm(dst, paused.getDestinationVm()), "the guest stays on the destination");
@@ -50,10 +60,17 @@ class PostcopyRecoveryTest {
 
             dataLink.restore();
             pagerLink.restore();
-            Agents.migrations(src).resumeMigration(ResumeMigrationRequest.newBuilder().setName(m.getName()).build());
+            var refused = assertThrows(StatusRuntimeException.class, () -> Agents.migrations(src).resumeMigration(
+                    ResumeMigrationRequest.newBuilder().setName(m.getName()).setDestinationAddress("no-port").build()));
+            assertEquals(Status.Code.INVALID_ARGUMENT, refused.getStatus().getCode());
+            Agents.migrations(src).resumeMigration(ResumeMigrationRequest.newBuilder().setName(m.getName())
+                    .setDestinationAddress(dst.controlAddress()).build());
             Migration end = Agents.watchToEnd(src, m.getName());
             assertEquals(Migration.Phase.COMPLETED, end.getPhase(), end.getError().getMessage());
+            assertEquals(dst.controlAddress(), end.getDestinationAddress(), "resumed at the new address");
             assertTrue(end.getStatistics().getMemoryVerified(), "digest of the pages placed equals the source's");
+            assertTrue(end.getStatistics().getPostcopy().getUnwrittenPagesVerified(),
+                    "pages the guest did not write since resuming equal the source's");
             assertTrue(end.getStatistics().getPostcopy().getRecoveries() >= 1, "counted as a recovery");
             assertFalse(Agents.hasVm(src, vm));
             Agents.assertGuestRunsIntact(dst, end.getDestinationVm());

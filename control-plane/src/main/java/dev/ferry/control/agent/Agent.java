@@ -7,6 +7,7 @@ import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import dev.ferry.kvm.sys.ThreadPriority;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioServerSocketChannel;
@@ -80,21 +81,13 @@ public final class Agent implements AutoCloseable {
             Consumer<String> console, AgentServices.Factory services) throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
-        EventLoopGroup loop = new NioEventLoopGroup(1, daemon("ferry-pager-loop"));
+        EventLoopGroup loop = new NioEventLoopGroup(1, ThreadPriority.latencyCritical("ferry-pager-loop"));
         NettyServerBuilder pager = NettyServerBuilder.forAddress(pagerAt)
                 .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(NioServerSocketChannel.class)
                 .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
                 NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
                         .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, services);
-    }
-
-    static java.util.concurrent.ThreadFactory daemon(String name) {
-        return r -> {
-            Thread t = new Thread(r, name);
-            t.setDaemon(true);
-            return t;
-        };
     }
 
     /** Starts an agent on the given server builders (tests pass in-process builders). */

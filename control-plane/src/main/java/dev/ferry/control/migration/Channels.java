@@ -2,6 +2,7 @@ package dev.ferry.control.migration;
 
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.ferry.kvm.sys.ThreadPriority;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
@@ -18,11 +19,7 @@ final class Channels implements AutoCloseable {
     private final ConcurrentMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, ManagedChannel> pagerChannels = new ConcurrentHashMap<>();
     // One event loop for all pager channels, used by nothing else: fault replies never queue behind pages.
-    private final EventLoopGroup pagerLoop = new NioEventLoopGroup(1, r -> {
-        Thread t = new Thread(r, "ferry-fault-loop");
-        t.setDaemon(true);
-        return t;
-    });
+    private final EventLoopGroup pagerLoop = new NioEventLoopGroup(1, ThreadPriority.latencyCritical("ferry-fault-loop"));
 
     ManagedChannel get(String address) {
         return channels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()

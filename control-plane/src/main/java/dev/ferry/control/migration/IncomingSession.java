@@ -14,6 +14,7 @@ import dev.ferry.v1.PostcopyStatistics;
 import dev.ferry.kvm.devices.WorkloadPort;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.kvm.memory.UnwrittenPages;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
@@ -201,6 +202,7 @@ final class IncomingSession implements IncomingPages {
         long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
         v.start();
         long resumed = System.nanoTime();
+        resp.setResumedTime(ProtoTime.toProto(java.time.Instant.now()));
         machine.completeRequested(false);
         resp.setResumeDuration(VmProtos.duration(resumed - received));
         vm.hold("", Vm.State.RUNNING);
@@ -261,8 +263,10 @@ final class IncomingSession implements IncomingPages {
         p.start();
         long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
         v.workloadPort().resetGapTracking();
+        v.dirtyLog().enable(); // the guest has not run here: from now on the log holds exactly what it writes
         v.start();
         long resumed = System.nanoTime();
+        java.time.Instant resumedAt = java.time.Instant.now();
         postcopyResumedNanos = resumed;
         machine.completeRequested(true);
         vm.hold(name, Vm.State.MIGRATING_IN);
@@ -273,7 +277,7 @@ final class IncomingSession implements IncomingPages {
         zero.andNot(present);
         zeroFillInBackground(p, zero);
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
-                .setResumeDuration(VmProtos.duration(resumed - received));
+                .setResumeDuration(VmProtos.duration(resumed - received)).setResumedTime(ProtoTime.toProto(resumedAt));
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
         resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
         completed = resp.build();
@@ -395,6 +399,10 @@ final class IncomingSession implements IncomingPages {
                 .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
         boolean verified = !req.hasSourceMemoryDigest() || Digests.fromProto(req.getSourceMemoryDigest()) == dest;
         resp.setMemoryVerified(req.hasSourceMemoryDigest() && verified);
+        long written = -1;
+        if (req.hasSourceMemoryDigest()) {
+            written = digestUnwrittenPages(resp);
+        }
         PostcopyPager.Stats st = p.stats();
         machine.postcopyCompleteRequested(0);
         PostcopyStatistics.Builder ps = machine.postcopyStatistics().setPageFaults(st.faults())
@@ -405,6 +413,9 @@ final class IncomingSession implements IncomingPages {
         if (stall >= 0) {
             ps.setGuestMaxStall(VmProtos.duration(stall));
         }
+        if (written >= 0) {
+            ps.setPagesWrittenSinceResume(written);
+        }
         resp.setPostcopy(ps);
         pager = null;
         p.close();
@@ -414,6 +425,24 @@ final class IncomingSession implements IncomingPages {
                     Long.toHexString(Digests.fromProto(req.getSourceMemoryDigest())), Long.toHexString(dest));
         }
         return resp.build();
+    }
+
+    /**
+     * Every page the guest has not written since it resumed here must hold what the paused source holds:
+     * sets written_since_resume and unwritten_pages_digest for the source to compare (the guest keeps
+     * running meanwhile); returns how many pages were written.
+     */
+    private long digestUnwrittenPages(CompleteIncomingPostcopyResponse.Builder resp) {
+        MicroVm v = vm.vm();
+        GuestMemory mem = v.memory();
+        long t0 = System.nanoTime();
+        UnwrittenPages u = UnwrittenPages.of(mem, v.dirtyLog());
+        v.dirtyLog().disable();
+        LOG.log(System.Logger.Level.INFO, "{0}: hashed the pages the guest did not write since resuming in {1} ms; "
+                + "it wrote {2}", name, (System.nanoTime() - t0) / 1_000_000, u.written().count());
+        resp.addAllWrittenSinceResume(Bitmaps.toProto(mem, u.written()))
+                .setUnwrittenPagesDigest(Digests.toProto(u.digest(), mem.totalPages()));
+        return u.written().count();
     }
 
     /** The worst gap between progress reports in the guest's first second here, less one period. */

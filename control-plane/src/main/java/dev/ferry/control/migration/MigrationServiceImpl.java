@@ -10,6 +10,7 @@ import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.kvm.guest.WorkloadSpec;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.sys.ThreadPriority;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.kvm.vm.VmConfig;
 import dev.ferry.v1.AbortIncomingMigrationRequest;
@@ -74,6 +75,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.INVALID_ARGUMENT.withDescription("migration.vm and migration.destination_address are required")
                         .asRuntimeException();
             }
+            requireHostPort("migration.destination_address", spec.getDestinationAddress());
             MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
                     : spec.getMode();
             if (!MigrationServices.modes().contains(mode)) {
@@ -233,7 +235,10 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName()
                         + " is incoming here: resume it on its source agent").asRuntimeException();
             }
-            o.resumePostcopy();
+            if (!req.getDestinationAddress().isEmpty()) {
+                requireHostPort("destination_address", req.getDestinationAddress());
+            }
+            o.resumePostcopy(req.getDestinationAddress());
             return o.snapshot();
         });
     }
@@ -333,6 +338,21 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
         return StatusProto.toStatusRuntimeException(st);
     }
 
+    /** A control-plane address must be host:port (gRPC target syntax is not accepted here). */
+    private static void requireHostPort(String field, String address) {
+        int colon = address.lastIndexOf(':');
+        int port = -1;
+        try {
+            port = colon > 0 ? Integer.parseInt(address.substring(colon + 1)) : -1;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        if (port < 1 || port > 65535 || address.substring(0, colon).contains("/")) {
+            throw Status.INVALID_ARGUMENT.withDescription(field + " must be host:port, not \"" + address + "\"")
+                    .asRuntimeException();
+        }
+    }
+
     private IncomingSession session(String name) {
         IncomingSession s = m.incoming.get(name);
         if (s == null) {
@@ -343,16 +363,20 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
 
     @Override
     public void transferDeviceState(TransferDeviceStateRequest req, StreamObserver<Empty> out) {
-        Calls.unary(out, () -> {
-            session(req.getMigration()).transferDeviceState(req);
-            return Empty.getDefaultInstance();
-        });
+        try (ThreadPriority.Raised downtime = ThreadPriority.raise()) { // the source VM is paused
+            Calls.unary(out, () -> {
+                session(req.getMigration()).transferDeviceState(req);
+                return Empty.getDefaultInstance();
+            });
+        }
     }
 
     @Override
     public void completeIncomingMigration(CompleteIncomingMigrationRequest req,
             StreamObserver<CompleteIncomingMigrationResponse> out) {
-        Calls.unary(out, () -> session(req.getMigration()).complete(req));
+        try (ThreadPriority.Raised downtime = ThreadPriority.raise()) { // the source VM is paused
+            Calls.unary(out, () -> session(req.getMigration()).complete(req));
+        }
     }
 
     @Override

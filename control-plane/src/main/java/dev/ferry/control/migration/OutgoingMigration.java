@@ -13,6 +13,7 @@ import dev.ferry.kvm.memory.DirtyLog;
 import dev.ferry.kvm.memory.MemoryRegion;
 import dev.ferry.kvm.memory.PageHashes;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.sys.ThreadPriority;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
@@ -51,7 +52,7 @@ final class OutgoingMigration implements Runnable {
     private static final int SWITCHOVER_ATTEMPTS = 3;
 
     final String name;
-    final String destination;
+    private volatile String destination; // control-plane address; ResumeMigration may move it
     private final ManagedVm vm;
     private final VmRegistry vms;
     private final Channels channels;
@@ -211,41 +212,49 @@ final class OutgoingMigration implements Runnable {
                 if (d.action() == Decision.Action.SWITCH_TO_POSTCOPY) {
                     // Hybrid: stop here; what the guest dirtied since its last copy is stale on the
                     // destination, so it is dropped there and arrives again by fault or push.
-                    synchronized (this) {
-                        checkCancelled();
-                        pauseSource();
+                    boolean resumedThere;
+                    try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+                        synchronized (this) {
+                            checkCancelled();
+                            pauseSource();
+                        }
+                        pages.or(log.fetchAndClear());
+                        log.disable();
+                        resumedThere = switchToPostcopy(hashes, pages, pages);
                     }
-                    pages.or(log.fetchAndClear());
-                    log.disable();
-                    postcopy(sender, hashes, pages, pages);
+                    if (resumedThere) {
+                        pushAfterSwitchover(sender, pages);
+                    }
                     return;
                 }
             }
             // Stop and copy: the guest stops; what it wrote since the last harvest goes out last.
-            synchronized (this) {
-                checkCancelled();
-                pauseSource();
-                machine.stopAndCopyStarted();
-                changed();
-            }
-            pages.or(log.fetchAndClear());
-            dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
-            synchronized (this) {
-                machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
-                machine.deviceStateStarted();
-                changed();
-            }
-            long deviceBytes = sendDeviceState(v.saveState());
-            MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
-            synchronized (this) {
-                machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
-                changed();
-            }
-            CompleteIncomingMigrationResponse resp = switchover(CompleteIncomingMigrationRequest.newBuilder()
-                    .setMigration(name).setPostcopy(false).setSourceMemoryDigest(digest).build());
-            synchronized (this) {
-                machine.destinationResumed(digest, resp);
-                changed();
+            try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+                synchronized (this) {
+                    checkCancelled();
+                    pauseSource();
+                    machine.stopAndCopyStarted();
+                    changed();
+                }
+                pages.or(log.fetchAndClear());
+                dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
+                synchronized (this) {
+                    machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
+                    machine.deviceStateStarted();
+                    changed();
+                }
+                long deviceBytes = sendDeviceState(v.saveState());
+                MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
+                synchronized (this) {
+                    machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
+                    changed();
+                }
+                CompleteIncomingMigrationResponse resp = switchover(CompleteIncomingMigrationRequest.newBuilder()
+                        .setMigration(name).setPostcopy(false).setSourceMemoryDigest(digest).build());
+                synchronized (this) {
+                    machine.destinationResumed(digest, resp);
+                    changed();
+                }
             }
             log.disable();
             vms.remove(vm.name()); // the guest lives on the destination now
@@ -271,14 +280,22 @@ final class OutgoingMigration implements Runnable {
         PageHashes hashes = new PageHashes(v.memory());
         try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter())) {
-            // Everything that can be prepared with the guest running is ready: stop it now.
-            synchronized (this) {
-                checkCancelled();
-                pauseSource();
-                machine.negotiated(accepted);
-                changed();
+            DirtyBitmap toPush = DirtyBitmap.populated(v.memory()); // most of it: what grows later is cheap to add
+            boolean resumedThere;
+            try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+                // Everything that can be prepared with the guest running is ready: stop it now.
+                synchronized (this) {
+                    checkCancelled();
+                    pauseSource();
+                    machine.negotiated(accepted);
+                    changed();
+                }
+                toPush = DirtyBitmap.populated(v.memory(), toPush);
+                resumedThere = switchToPostcopy(hashes, toPush, null);
             }
-            postcopy(sender, hashes, DirtyBitmap.populated(v.memory()), null);
+            if (resumedThere) {
+                pushAfterSwitchover(sender, toPush);
+            }
         } catch (Throwable t) {
             recover(t); // only reached if the sender could not even be built
         } finally {
@@ -290,18 +307,18 @@ final class OutgoingMigration implements Runnable {
     }
 
     /**
-     * Switches to postcopy with the source paused: device state, resume on the destination, then push
-     * {@code toPush} while the destination faults what it needs. {@code discard}: pages the destination
-     * holds stale copies of (hybrid), or null.
+     * Switches to postcopy with the source paused: device state, then resume on the destination, which
+     * will fault from our pager and expects {@code toPush}. {@code discard}: pages the destination holds
+     * stale copies of (hybrid), or null. False if the destination did not resume (then the source VM
+     * runs again, as before the migration).
      */
-    private void postcopy(PageSender sender, PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
+    private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
         MicroVm v = vm.vm();
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
         MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
         postcopySource = source;
         postcopyHashes = hashes;
         pagers.put(token, source);
-        boolean resumedThere = false;
         try {
             synchronized (this) {
                 checkCancelled();
@@ -322,19 +339,27 @@ final class OutgoingMigration implements Runnable {
                 req.addAllDiscardPages(Bitmaps.toProto(v.memory(), discard));
             }
             CompleteIncomingMigrationResponse resp = switchover(req.build());
-            resumedThere = true;
             synchronized (this) {
                 machine.destinationResumed(null, resp);
                 changed();
             }
+            return true;
+        } catch (Throwable t) {
+            pagers.remove(token);
+            source.close();
+            recover(t);
+            return false;
+        }
+    }
+
+    /**
+     * The destination runs the guest: push the rest while it faults what it needs. A failure here leaves
+     * both sides waiting for ResumeMigration: the guest's memory is split between the hosts.
+     */
+    private void pushAfterSwitchover(PageSender sender, DirtyBitmap toPush) {
+        try {
             pushAndComplete(sender, toPush);
         } catch (Throwable t) {
-            if (!resumedThere) {
-                pagers.remove(token);
-                source.close();
-                recover(t);
-                return;
-            }
             // The destination runs the guest and may still need pages from us: keep the paused copy and the
             // pager, and report the migration paused; the guest survives a cut link.
             synchronized (this) {
@@ -381,8 +406,18 @@ final class OutgoingMigration implements Runnable {
         dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(
                 dev.ferry.v1.CompleteIncomingPostcopyRequest.newBuilder().setMigration(name)
                     .setSourceMemoryDigest(digest).build());
+        Boolean unwrittenMatch = null; // the destination compared nothing
+        if (done.hasUnwrittenPagesDigest()) {
+            long mine = hashes.digestExcept(Bitmaps.fromProto(v.memory(), done.getWrittenSinceResumeList()));
+            unwrittenMatch = mine == Digests.fromProto(done.getUnwrittenPagesDigest());
+            if (!unwrittenMatch) {
+                LOG.log(System.Logger.Level.ERROR, "{0}: pages the guest did not write since resuming differ from ours "
+                        + "(digest {1} here, {2} there)", name, Long.toHexString(mine),
+                        Long.toHexString(Digests.fromProto(done.getUnwrittenPagesDigest())));
+            }
+        }
         synchronized (this) {
-            machine.postcopyCompleted(digest, done);
+            machine.postcopyCompleted(digest, done, unwrittenMatch);
             changed();
         }
         pagers.remove(token);
@@ -396,7 +431,7 @@ final class OutgoingMigration implements Runnable {
      * which pages it still misses; we push those and finish. Returns at once; progress shows in the
      * migration's phase.
      */
-    void resumePostcopy() {
+    void resumePostcopy(String destinationAddress) {
         synchronized (this) {
             machine.refusal(SourceMigration.Event.POSTCOPY_CONNECTION_RESTORED).ifPresent(why -> {
                 throw Status.FAILED_PRECONDITION.withDescription(why).asRuntimeException();
@@ -405,6 +440,12 @@ final class OutgoingMigration implements Runnable {
                 throw Status.FAILED_PRECONDITION.withDescription(name + " is already resuming").asRuntimeException();
             }
             resuming = true;
+            if (!destinationAddress.isEmpty() && !destinationAddress.equals(destination)) {
+                LOG.log(System.Logger.Level.INFO, "{0}: the destination moved from {1} to {2}", name, destination,
+                        destinationAddress);
+                destination = destinationAddress;
+                changed();
+            }
         }
         Thread t = new Thread(this::runResume, "migration-resume-" + name);
         t.setDaemon(true);

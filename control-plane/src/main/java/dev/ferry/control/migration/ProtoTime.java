@@ -17,6 +17,10 @@ final class ProtoTime {
         return Timestamp.newBuilder().setSeconds(t.getEpochSecond()).setNanos(t.getNano()).build();
     }
 
+    static Instant fromProto(Timestamp t) {
+        return Instant.ofEpochSecond(t.getSeconds(), Math.floorMod(t.getNanos(), 1_000_000_000));
+    }
+
     /**
      * A protobuf Duration as java.time, refusing invalid ones (nanos out of range, or seconds and nanos of
      * different signs).

@@ -127,6 +127,7 @@ public final class SourceMigration {
     private MigrationConfig config;
     private Instant startTime;
     private Instant pauseTime;
+    private Instant resumeRequestTime; // device state sent: CompleteIncomingMigration goes out next
     private Instant resumeTime;
     private Instant endTime;
 
@@ -411,6 +412,7 @@ public final class SourceMigration {
             throw new IllegalArgumentException("negative device state size");
         }
         deviceStateBytes = bytes;
+        resumeRequestTime = clock.instant();
         enter(RESUMING_ON_DESTINATION, "device state sent");
     }
 
@@ -424,14 +426,7 @@ public final class SourceMigration {
     public void destinationResumed(MemoryDigest sentDigest, CompleteIncomingMigrationResponse response) {
         require(Event.DESTINATION_RESUMED);
         Objects.requireNonNull(response, "response");
-        resumeTime = clock.instant();
-        if (response.hasAnsweredAfterResume()) {
-            // Downtime ends when the destination ran the VM, not when its answer arrived.
-            Duration late = ProtoTime.fromProto(response.getAnsweredAfterResume(), "answered_after_resume");
-            if (pauseTime != null && late.compareTo(ProtoTime.between(pauseTime, resumeTime)) < 0) {
-                resumeTime = resumeTime.minus(late);
-            }
-        }
+        resumeTime = resumedOnDestination(response, clock.instant());
         if (response.hasGuestPause()) {
             guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
         }
@@ -444,6 +439,33 @@ public final class SourceMigration {
             progress.bytesRemaining(0);
             finish(COMPLETED, "destination runs the VM", null);
         }
+    }
+
+    /**
+     * When the destination ran the VM, on our clock: not before the request left (plus the destination's
+     * resume_duration), not after the answer came (minus answered_after_resume); within those bounds, its
+     * own resumed_time.
+     */
+    private Instant resumedOnDestination(CompleteIncomingMigrationResponse response, Instant answered) {
+        Instant sent = resumeRequestTime != null ? resumeRequestTime : pauseTime;
+        if (sent == null) {
+            return answered;
+        }
+        Instant latest = answered;
+        if (response.hasAnsweredAfterResume()) {
+            latest = answered.minus(ProtoTime.fromProto(response.getAnsweredAfterResume(), "answered_after_resume"));
+            latest = latest.isBefore(sent) ? sent : latest;
+        }
+        Instant earliest = sent;
+        if (response.hasResumeDuration()) {
+            earliest = sent.plus(ProtoTime.fromProto(response.getResumeDuration(), "resume_duration"));
+            earliest = earliest.isAfter(latest) ? latest : earliest;
+        }
+        if (!response.hasResumedTime()) {
+            return latest;
+        }
+        Instant reported = ProtoTime.fromProto(response.getResumedTime());
+        return reported.isBefore(earliest) ? earliest : reported.isAfter(latest) ? latest : reported;
     }
 
     /**
@@ -498,18 +520,22 @@ public final class SourceMigration {
      *
      * @param sentDigest the source_memory_digest sent in the request, or null if none
      * @param response   the destination's answer (postcopy statistics, verification)
+     * @param unwrittenPagesMatch whether our digest of the pages the guest did not write since resuming
+     *                   matched the destination's (false makes memory_verified false), or null if not compared
      */
-    public void postcopyCompleted(MemoryDigest sentDigest, CompleteIncomingPostcopyResponse response) {
+    public void postcopyCompleted(MemoryDigest sentDigest, CompleteIncomingPostcopyResponse response,
+            Boolean unwrittenPagesMatch) {
         require(Event.POSTCOPY_COMPLETED);
         Objects.requireNonNull(response, "response");
         sourceDigest = sentDigest;
         destinationDigest = response.hasDestinationMemoryDigest() ? response.getDestinationMemoryDigest() : null;
-        memoryVerified = response.getMemoryVerified();
+        memoryVerified = response.getMemoryVerified() && !Boolean.FALSE.equals(unwrittenPagesMatch);
         if (response.hasGuestPause()) {
             guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
         }
-        if (response.hasPostcopy()) {
-            postcopyStatistics = response.getPostcopy();
+        if (response.hasPostcopy() || unwrittenPagesMatch != null) {
+            postcopyStatistics = response.getPostcopy().toBuilder()
+                    .setUnwrittenPagesVerified(Boolean.TRUE.equals(unwrittenPagesMatch)).build();
         }
         progress.bytesRemaining(0);
         finish(COMPLETED, "every page is on the destination", null);

@@ -39,6 +39,7 @@ import dev.ferry.v1.MigrationProgress;
 import dev.ferry.v1.MigrationStatistics;
 import dev.ferry.v1.PostcopyStatistics;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
@@ -194,7 +195,7 @@ class SourceMigrationTest {
         PostcopyStatistics pcStats = PostcopyStatistics.newBuilder().setPageFaults(2).setBackgroundBytes(998 * 4096)
                 .build();
         m.postcopyCompleted(DIGEST, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(true)
-                .setDestinationMemoryDigest(DIGEST).setPostcopy(pcStats).build());
+                .setDestinationMemoryDigest(DIGEST).setPostcopy(pcStats).build(), true);
 
         assertEquals(COMPLETED, m.phase());
         assertEquals(List.of(NEGOTIATING, PRECOPY, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, COMPLETED),
@@ -204,9 +205,25 @@ class SourceMigrationTest {
         assertEquals(3 * GiB + 999 * 4096, p.getBytesSent());
         assertEquals(1, p.getZeroPages());
         MigrationStatistics s = m.statistics();
-        assertEquals(pcStats, s.getPostcopy());
+        assertEquals(pcStats.toBuilder().setUnwrittenPagesVerified(true).build(), s.getPostcopy());
         assertEquals(Duration.ofMillis(20), seconds(s.getDowntime()), "postcopy downtime ends when the VM runs");
         assertTrue(s.getMemoryVerified());
+    }
+
+    @Test
+    void unwrittenPagesThatDifferMakeThePostcopyUnverified() {
+        for (Boolean match : new Boolean[] {false, null}) {
+            SourceMigration m = newMigration(MigrationMode.POSTCOPY);
+            m.negotiated(config(MigrationMode.POSTCOPY));
+            m.deviceStateSent(10);
+            m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance());
+            m.postcopyCompleted(DIGEST, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(true)
+                    .setDestinationMemoryDigest(DIGEST).build(), match);
+            assertEquals(COMPLETED, m.phase(), "the guest runs on the destination either way");
+            assertEquals(match == null, m.statistics().getMemoryVerified(),
+                    "not compared: the arrival digest decides; compared and different: unverified");
+            assertFalse(m.statistics().getPostcopy().getUnwrittenPagesVerified());
+        }
     }
 
     @Test
@@ -275,10 +292,45 @@ class SourceMigrationTest {
         assertEquals(POSTCOPY, m.phase());
         m.roundStarted();
         m.roundFinished(new RoundStats(Fixtures.pages(GUEST_MEMORY), 0, 0, Duration.ofSeconds(1)));
-        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance());
+        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
         assertEquals(List.of(NEGOTIATING, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, COMPLETED), phases(m));
         assertEquals(Duration.ofMillis(10), seconds(m.statistics().getDowntime()));
         assertTrue(m.statistics().hasPostcopy(), "postcopy statistics are set whenever postcopy ran");
+    }
+
+    /**
+     * Paused at 0, request sent at 10 ms, answer at 40 ms after the destination spent 5 ms resuming and
+     * answered 2 ms after resuming: the VM ran somewhere in [15, 38] ms on our clock.
+     */
+    private Duration downtimeWith(CompleteIncomingMigrationResponse.Builder response) {
+        SourceMigration m = newMigration(MigrationMode.POSTCOPY);
+        m.negotiated(config(MigrationMode.POSTCOPY));
+        clock.advanceMillis(10);
+        m.deviceStateSent(10);
+        Instant sent = clock.instant();
+        clock.advanceMillis(30);
+        m.destinationResumed(null, response.setResumeDuration(millis(5)).setAnsweredAfterResume(millis(2))
+                .setResumedTime(ProtoTime.toProto(sent.plus(resumedAfterSend))).build());
+        return seconds(m.statistics().getDowntime());
+    }
+
+    private Duration resumedAfterSend;
+
+    private static com.google.protobuf.Duration millis(int ms) {
+        return com.google.protobuf.Duration.newBuilder().setNanos(ms * 1_000_000).build();
+    }
+
+    @Test
+    void downtimeEndsAtTheDestinationsResumeTimeWithinWhatTheRoundTripAllows() {
+        resumedAfterSend = Duration.ofMillis(12);
+        assertEquals(Duration.ofMillis(22), downtimeWith(CompleteIncomingMigrationResponse.newBuilder()),
+                "clocks agree: the destination's own resume time");
+        resumedAfterSend = Duration.ofMillis(-500);
+        assertEquals(Duration.ofMillis(15), downtimeWith(CompleteIncomingMigrationResponse.newBuilder()),
+                "destination clock behind: no earlier than request + resume_duration");
+        resumedAfterSend = Duration.ofSeconds(3);
+        assertEquals(Duration.ofMillis(38), downtimeWith(CompleteIncomingMigrationResponse.newBuilder()),
+                "destination clock ahead: no later than the answer - answered_after_resume");
     }
 
     @Test
@@ -304,7 +356,7 @@ class SourceMigrationTest {
         m.postcopyConnectionRestored();
         m.roundStarted();
         m.roundFinished(new RoundStats(42, 0, 0, Duration.ofMillis(1)));
-        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance());
+        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
         assertEquals(COMPLETED, m.phase());
         assertEquals(List.of(POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, COMPLETED),
                 phases(m).subList(4, 10));
@@ -594,7 +646,7 @@ class SourceMigrationTest {
                 scenario("completed (precopy)", H, COMPLETED, resuming.andThen(
                         m -> m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance()))),
                 scenario("completed (postcopy)", H, COMPLETED, postcopy.andThen(
-                        m -> m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance()))),
+                        m -> m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null))),
                 scenario("failed", H, FAILED, running.andThen(m -> m.failed("x"))),
                 scenario("cancelled", H, CANCELLED, running.andThen(SourceMigration::cancelRequested), Event.CANCEL));
     }
@@ -623,7 +675,7 @@ class SourceMigrationTest {
             case POSTCOPY_CONNECTION_LOST -> m.postcopyConnectionLost("cut");
             case POSTCOPY_CONNECTION_RESTORED -> m.postcopyConnectionRestored();
             case POSTCOPY_COMPLETED -> m.postcopyCompleted(null,
-                    CompleteIncomingPostcopyResponse.getDefaultInstance());
+                    CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
             case CANCEL -> m.cancelRequested();
             case FAIL -> m.failed("boom");
         }

@@ -10,6 +10,7 @@ import dev.ferry.kvm.memory.PageHashes;
 import dev.ferry.kvm.sys.Errno;
 import dev.ferry.kvm.sys.EventFd;
 import dev.ferry.kvm.sys.LibC;
+import dev.ferry.kvm.sys.ThreadPriority;
 import dev.ferry.kvm.sys.UffdEvent;
 import dev.ferry.kvm.sys.UffdIoctls;
 import dev.ferry.kvm.sys.Userfaultfd;
@@ -242,6 +243,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     // ---- faults -----------------------------------------------------------------------------------------------------
 
     private void runHandler() {
+        ThreadPriority.setCurrent(ThreadPriority.LATENCY_CRITICAL); // a vCPU waits on every fault read here
         UffdEvent[] events = new UffdEvent[Userfaultfd.MAX_BATCH];
         for (int i = 0; i < events.length; i++) {
             events[i] = new UffdEvent();

@@ -46,32 +46,75 @@ public final class DirtyBitmap {
      * let alone sent, to a destination whose fresh memory is zero too.
      */
     public static DirtyBitmap populated(GuestMemory memory) {
+        return populated(memory, empty(memory));
+    }
+
+    /**
+     * {@link #populated(GuestMemory)}, given pages {@code known} to hold data already: only their holes
+     * are searched. Data never turns back into a hole unless someone punches one, and the kernel walks
+     * every page of a data extent to find its end (3 ms for 256 MiB here), so taking {@code known}
+     * while the guest runs leaves little to do once it is paused.
+     */
+    public static DirtyBitmap populated(GuestMemory memory, DirtyBitmap known) {
         DirtyBitmap d = empty(memory);
         for (int i = 0; i < d.bits.length; i++) {
+            long[] k = known.bits[i];
+            System.arraycopy(k, 0, d.bits[i], 0, k.length);
             MemoryRegion r = memory.regions().get(i);
-            int fd = r.mapping().fd();
-            long off = 0;
-            while (off < r.size()) {
-                long data = dev.ferry.kvm.sys.LibC.lseek(fd, off, dev.ferry.kvm.sys.LibC.SEEK_DATA);
-                if (data < 0) {
-                    int errno = com.sun.jna.Native.getLastError();
-                    if (errno == dev.ferry.kvm.sys.Errno.ENXIO) {
-                        break; // no data after off
-                    }
-                    throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_DATA)", errno);
+            long pages = r.pages();
+            long p = 0;
+            while (p < pages) {
+                long holeStart = nextBit(k, p, pages, false);
+                long holeEnd = nextBit(k, holeStart, pages, true);
+                if (holeStart < holeEnd) {
+                    markData(d.bits[i], r, holeStart * GuestMemory.PAGE_SIZE, holeEnd * GuestMemory.PAGE_SIZE);
                 }
-                long hole = dev.ferry.kvm.sys.LibC.lseek(fd, data, dev.ferry.kvm.sys.LibC.SEEK_HOLE);
-                if (hole < 0) {
-                    throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_HOLE)", com.sun.jna.Native.getLastError());
-                }
-                long end = Math.min(hole, r.size());
-                for (long p = data / GuestMemory.PAGE_SIZE; p < (end + GuestMemory.PAGE_SIZE - 1) / GuestMemory.PAGE_SIZE; p++) {
-                    d.bits[i][(int) (p >>> 6)] |= 1L << (p & 63);
-                }
-                off = end;
+                p = holeEnd;
             }
         }
         return d;
+    }
+
+    /** Sets the bits of the pages in [from, to) of {@code r}'s memfd that hold data. */
+    private static void markData(long[] bits, MemoryRegion r, long from, long to) {
+        int fd = r.mapping().fd();
+        long off = from;
+        while (off < to) {
+            long data = dev.ferry.kvm.sys.LibC.lseek(fd, off, dev.ferry.kvm.sys.LibC.SEEK_DATA);
+            if (data < 0) {
+                int errno = com.sun.jna.Native.getLastError();
+                if (errno == dev.ferry.kvm.sys.Errno.ENXIO) {
+                    return; // no data after off
+                }
+                throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_DATA)", errno);
+            }
+            if (data >= to) {
+                return;
+            }
+            long hole = dev.ferry.kvm.sys.LibC.lseek(fd, data, dev.ferry.kvm.sys.LibC.SEEK_HOLE);
+            if (hole < 0) {
+                throw new dev.ferry.kvm.sys.NativeException("lseek(SEEK_HOLE)", com.sun.jna.Native.getLastError());
+            }
+            long end = Math.min(hole, to);
+            for (long p = data / GuestMemory.PAGE_SIZE; p < (end + GuestMemory.PAGE_SIZE - 1) / GuestMemory.PAGE_SIZE; p++) {
+                bits[(int) (p >>> 6)] |= 1L << (p & 63);
+            }
+            off = end;
+        }
+    }
+
+    /** The first page at or after {@code from} (below {@code limit}) whose bit is {@code set}, else limit. */
+    private static long nextBit(long[] words, long from, long limit, boolean set) {
+        long p = from;
+        while (p < limit) {
+            int w = (int) (p >>> 6);
+            long word = (set ? words[w] : ~words[w]) & (-1L << (p & 63));
+            if (word != 0) {
+                return Math.min(((long) w << 6) + Long.numberOfTrailingZeros(word), limit);
+            }
+            p = (long) (w + 1) << 6;
+        }
+        return limit;
     }
 
     public long count() {

@@ -61,6 +61,18 @@ public final class DirtyLog {
      * those pages so the next call reports new writes only.
      */
     public synchronized DirtyBitmap fetchAndClear() {
+        return read(true);
+    }
+
+    /**
+     * Pages written since the last {@link #fetchAndClear()} (or since {@link #enable()}), leaving the
+     * log as it is: each call reports a superset of the one before.
+     */
+    public synchronized DirtyBitmap fetch() {
+        return read(false);
+    }
+
+    private DirtyBitmap read(boolean clear) {
         if (!enabled) {
             throw new IllegalStateException("dirty logging is not enabled");
         }
@@ -69,7 +81,9 @@ public final class DirtyLog {
             MemoryRegion r = memory.regions().get(i);
             Memory bm = kernelBitmaps[i];
             vm.getDirtyLog(r.slot(), bm);
-            vm.clearDirtyLog(r.slot(), 0, (int) r.pages(), bm);
+            if (clear) {
+                vm.clearDirtyLog(r.slot(), 0, (int) r.pages(), bm);
+            }
             bits[i] = new long[(int) (bm.size() / 8)];
             bm.read(0, bits[i], 0, bits[i].length);
         }

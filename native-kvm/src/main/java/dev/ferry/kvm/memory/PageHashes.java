@@ -82,6 +82,16 @@ public final class PageHashes {
         return sum;
     }
 
+    /**
+     * The digest of every page NOT in {@code excluded}: what two copies of the memory must agree on
+     * when only the excluded pages may differ.
+     */
+    public long digestExcept(DirtyBitmap excluded) {
+        long[] sum = {digest()};
+        excluded.forEachDirtyPage(gpa -> sum[0] -= get(gpa));
+        return sum[0];
+    }
+
     /** The digest of {@code memory} as it is now, computed from scratch. */
     public static long digestOf(GuestMemory memory) {
         PageHashes h = new PageHashes(memory);

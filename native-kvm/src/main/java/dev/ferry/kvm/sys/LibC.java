@@ -85,7 +85,11 @@ public final class LibC {
     public static final int SIGUSR2 = 12;
     public static final int SIGTERM = 15;
 
+    // ---- sys/resource.h ------------------------------------------------------------------------
+    public static final int PRIO_PROCESS = 0; /* with a thread id: that one thread (Linux) */
+
     // ---- sys/syscall.h (asm/unistd_64.h) --------------------------------------------------------
+    public static final int SYS_getpriority = 140;
     public static final int SYS_tgkill = 234;
     public static final int SYS_userfaultfd = 323;
 
@@ -134,6 +138,9 @@ public final class LibC {
 
     public static native int getpagesize();
 
+    /** {@code int setpriority(int which, id_t who, int prio)}: a nice value. */
+    public static native int setpriority(int which, int who, int prio);
+
     /** {@code long syscall(long number, ...)}: fixed-arity views of the variadic call. */
     public static native long syscall(long number, long a1);
 
@@ -170,6 +177,11 @@ public final class LibC {
     /** {@code userfaultfd(2)}; -1 and errno on failure. */
     public static int userfaultfd(int flags) {
         return (int) syscall(SYS_userfaultfd, flags);
+    }
+
+    /** The raw {@code getpriority(2)}: 20 - nice (1..40), or -1 and errno; never ambiguous, unlike glibc's. */
+    public static int getpriorityRaw(int which, int who) {
+        return (int) syscall(SYS_getpriority, which, who);
     }
 
     /** {@code tgkill(2)}: send {@code sig} to thread {@code tid} of thread group {@code tgid}. */

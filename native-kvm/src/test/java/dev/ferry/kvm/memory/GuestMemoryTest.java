@@ -42,6 +42,32 @@ class GuestMemoryTest {
     }
 
     @Test
+    void populatedFromAKnownSetFindsExactlyWhatAFullScanFinds() {
+        try (GuestMemory m = GuestMemory.allocate(8 * MIB, 2)) {
+            java.util.Random rnd = new java.util.Random(7);
+            for (int i = 0; i < 300; i++) {
+                m.putLong(rnd.nextLong(8 * MIB / 4096) * 4096, 1);
+            }
+            for (long gpa = MIB; gpa < 5 * MIB; gpa += 4096) { // one extent across the slot boundary
+                m.putLong(gpa, 2);
+            }
+            DirtyBitmap known = DirtyBitmap.populated(m);
+            assertEquals(known.count(), DirtyBitmap.populated(m, known).count(), "nothing new");
+            long[] later = {0, 4096 * 63, 4096 * 64, MIB - 4096, 5 * MIB, 8 * MIB - 4096};
+            for (long gpa : later) {
+                m.putLong(gpa, 3);
+            }
+            DirtyBitmap full = DirtyBitmap.populated(m);
+            DirtyBitmap delta = DirtyBitmap.populated(m, known);
+            assertEquals(full.ranges(), delta.ranges());
+            assertEquals(full.ranges(), DirtyBitmap.populated(m, DirtyBitmap.empty(m)).ranges());
+            for (long gpa : later) {
+                assertTrue(delta.isDirty(gpa), "written after known was taken: 0x" + Long.toHexString(gpa));
+            }
+        }
+    }
+
+    @Test
     void rangesMergeAdjacentPagesButNeverCrossSlots() {
         try (GuestMemory m = GuestMemory.allocate(4 * MIB, 2)) {
             DirtyBitmap d = DirtyBitmap.empty(m);

@@ -419,6 +419,7 @@ class StructLayoutTest {
                 #include <signal.h>
                 #include <sys/eventfd.h>
                 #include <sys/mman.h>
+                #include <sys/resource.h>
                 #include <sys/syscall.h>
                 #include <linux/kvm.h>
                 #include <linux/userfaultfd.h>

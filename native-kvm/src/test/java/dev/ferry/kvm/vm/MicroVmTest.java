@@ -10,6 +10,8 @@ import dev.ferry.kvm.guest.GuestAbi;
 import dev.ferry.kvm.guest.WorkloadSpec;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.kvm.memory.UnwrittenPages;
 import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.state.SectionSet;
 import java.nio.ByteBuffer;
@@ -205,6 +207,34 @@ class MicroVmTest {
             assertTrue(written > 10, "guest wrote pages in the window: " + written);
             // With the guest paused nothing new is dirty.
             assertEquals(0, vm.dirtyLog().fetchAndClear().count());
+        }
+    }
+
+    @Test
+    void unwrittenPagesOfARunningCopyMatchTheOriginalAndACorruptedOneDoesNot() throws Exception {
+        try (MicroVm src = started(config(1, 16 * MIB, 20 * MIB))) {
+            awaitProgress(src);
+            src.pause();
+            SectionSet state = src.saveState();
+            PageHashes original = new PageHashes(src.memory());
+            original.refreshAll();
+            try (MicroVm dst = MicroVm.createForRestore(state, line -> { })) {
+                copyMemory(src.memory(), dst.memory());
+                dst.restoreState(state);
+                dst.dirtyLog().enable();
+                dst.start();
+                awaitProgress(dst);
+                UnwrittenPages u = UnwrittenPages.of(dst.memory(), dst.dirtyLog()); // the guest keeps writing
+                assertTrue(u.written().count() > 0, "the copy wrote pages after it resumed");
+                assertTrue(u.matches(original), "every page it did not write is the original's");
+
+                // A page the guest never touches (the last one, past its working set), changed behind its back.
+                long gpa = dst.memory().totalPages() * GuestAbi.PAGE_SIZE - GuestAbi.PAGE_SIZE;
+                assertFalse(u.written().isDirty(gpa));
+                dst.memory().putLong(gpa + 8, dst.memory().getLong(gpa + 8) ^ 1);
+                UnwrittenPages corrupted = UnwrittenPages.of(dst.memory(), dst.dirtyLog());
+                assertFalse(corrupted.matches(original), "a changed page the guest did not write is caught");
+            }
         }
     }
 
