@@ -1,27 +1,20 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageAck;
 import dev.ferry.v1.PageTransferServiceGrpc;
 import io.grpc.Context;
-import io.grpc.Contexts;
-import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
-import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
-import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.ServiceDescriptor;
-import io.grpc.Status;
 import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.ServerCalls;
 import java.io.IOException;
 import java.util.Objects;
-import java.util.Optional;
 
 /**
  * The destination's ferry.v1.PageTransferService. It is bound with Ferry's own request marshaller
@@ -69,43 +62,7 @@ public final class PageTransferServer {
         ServerServiceDefinition definition = ServerServiceDefinition.builder(descriptor)
                 .addMethod(method, handler)
                 .build();
-        return ServerInterceptors.intercept(definition, new SessionCheck(sessions));
-    }
-
-    /** Resolves the session token before the handler runs; rejects the call when there is none. */
-    private static final class SessionCheck implements ServerInterceptor {
-        private final SessionLookup sessions;
-
-        SessionCheck(SessionLookup sessions) {
-            this.sessions = sessions;
-        }
-
-        @Override
-        public <ReqT, RespT> ServerCall.Listener<ReqT> interceptCall(ServerCall<ReqT, RespT> call, Metadata headers,
-                ServerCallHandler<ReqT, RespT> next) {
-            String token = headers.get(FerryMetadata.SESSION_TOKEN);
-            if (token == null || token.isEmpty()) {
-                return reject(call, Status.UNAUTHENTICATED.withDescription(
-                        "missing " + FerryMetadata.SESSION_TOKEN_HEADER + " metadata"));
-            }
-            Optional<IncomingPages> session;
-            try {
-                session = sessions.byToken(token);
-            } catch (RuntimeException e) {
-                return reject(call, Status.INTERNAL.withDescription("session lookup failed").withCause(e));
-            }
-            if (session == null || session.isEmpty()) {
-                return reject(call, Status.UNAUTHENTICATED.withDescription(
-                        "unknown " + FerryMetadata.SESSION_TOKEN_HEADER + ": no incoming migration has this token"));
-            }
-            Context context = Context.current().withValue(SESSION, session.get());
-            return Contexts.interceptCall(context, call, headers, next);
-        }
-
-        /** Closes the call without requesting any message, so nothing is parsed, let alone written. */
-        private static <ReqT, RespT> ServerCall.Listener<ReqT> reject(ServerCall<ReqT, RespT> call, Status status) {
-            call.close(status, new Metadata());
-            return new ServerCall.Listener<>() { };
-        }
+        return ServerInterceptors.intercept(definition,
+                new SessionTokenCheck<>(sessions::byToken, SESSION, "no incoming migration has this token"));
     }
 }

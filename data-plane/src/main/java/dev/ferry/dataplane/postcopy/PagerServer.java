@@ -1,19 +1,15 @@
 package dev.ferry.dataplane.postcopy;
 
 import com.sun.jna.Native;
+import dev.ferry.dataplane.SessionTokenCheck;
 import dev.ferry.kvm.memory.MemoryRegion;
 import dev.ferry.kvm.sys.Errno;
 import dev.ferry.kvm.sys.LibC;
-import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageFaultRequest;
 import dev.ferry.v1.PostcopyPagerServiceGrpc;
 import io.grpc.Context;
-import io.grpc.Contexts;
-import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
-import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
-import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.ServiceDescriptor;
@@ -90,7 +86,18 @@ public final class PagerServer {
                 .addMethod(PAGE_FAULT, unary)
                 .addMethod(STREAM_PAGE_FAULTS, stream)
                 .build();
-        return ServerInterceptors.intercept(definition, new SessionCheck(sessions));
+        return ServerInterceptors.intercept(definition, new SessionTokenCheck<>(token -> Optional.ofNullable(sessions.byToken(token))
+                .flatMap(s -> s.map(source -> new Session(source, regionTable(source)))), SESSION,
+                "no migration has this token"));
+    }
+
+    private static RegionTable regionTable(PageSource source) {
+        try {
+            return new RegionTable(source.memory());
+        } catch (IllegalStateException e) {
+            throw Status.FAILED_PRECONDITION.withDescription(
+                    "the migration does not serve page faults now: " + e.getMessage()).asRuntimeException();
+        }
     }
 
     // ---- unary ----------------------------------------------------------------------------------------------------
@@ -346,52 +353,6 @@ public final class PagerServer {
             this.gpa = gpa;
             this.length = length;
             this.region = region;
-        }
-    }
-
-    // ---- token check ------------------------------------------------------------------------------------------------
-
-    /** Resolves the session token before the handler runs; rejects the call when there is none. */
-    private static final class SessionCheck implements ServerInterceptor {
-        private final PagerSessions sessions;
-
-        SessionCheck(PagerSessions sessions) {
-            this.sessions = sessions;
-        }
-
-        @Override
-        public <ReqT, RespT> ServerCall.Listener<ReqT> interceptCall(ServerCall<ReqT, RespT> call, Metadata headers,
-                ServerCallHandler<ReqT, RespT> next) {
-            String token = headers.get(FerryMetadata.SESSION_TOKEN);
-            if (token == null || token.isEmpty()) {
-                return reject(call, Status.UNAUTHENTICATED.withDescription(
-                        "missing " + FerryMetadata.SESSION_TOKEN_HEADER + " metadata"));
-            }
-            Optional<PageSource> source;
-            try {
-                source = sessions.byToken(token);
-            } catch (RuntimeException e) {
-                return reject(call, Status.INTERNAL.withDescription("session lookup failed").withCause(e));
-            }
-            if (source == null || source.isEmpty()) {
-                return reject(call, Status.UNAUTHENTICATED.withDescription(
-                        "unknown " + FerryMetadata.SESSION_TOKEN_HEADER + ": no migration has this token"));
-            }
-            RegionTable table;
-            try {
-                table = new RegionTable(source.get().memory());
-            } catch (IllegalStateException e) {
-                return reject(call, Status.FAILED_PRECONDITION.withDescription(
-                        "the migration does not serve page faults now: " + e.getMessage()));
-            }
-            Context context = Context.current().withValue(SESSION, new Session(source.get(), table));
-            return Contexts.interceptCall(context, call, headers, next);
-        }
-
-        /** Closes the call without requesting any message. */
-        private static <ReqT, RespT> ServerCall.Listener<ReqT> reject(ServerCall<ReqT, RespT> call, Status status) {
-            call.close(status, new Metadata());
-            return new ServerCall.Listener<>() { };
         }
     }
 }
