@@ -1,5 +1,6 @@
 package dev.ferry.control.agent;
 
+import dev.ferry.control.grpc.FaultTransport;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.control.vm.VmServiceImpl;
 import io.grpc.Server;
@@ -7,10 +8,7 @@ import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import dev.ferry.kvm.sys.ThreadPriority;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
-import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
-import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
@@ -81,9 +79,9 @@ public final class Agent implements AutoCloseable {
             Consumer<String> console, AgentServices.Factory services) throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
-        EventLoopGroup loop = new NioEventLoopGroup(1, ThreadPriority.latencyCritical("ferry-pager-loop"));
+        EventLoopGroup loop = FaultTransport.eventLoop("ferry-pager-loop");
         NettyServerBuilder pager = NettyServerBuilder.forAddress(pagerAt)
-                .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(NioServerSocketChannel.class)
+                .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(FaultTransport.serverChannelType())
                 .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
                 NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)

@@ -1,11 +1,9 @@
 package dev.ferry.control.migration;
 
+import dev.ferry.control.grpc.FaultTransport;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import dev.ferry.kvm.sys.ThreadPriority;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
-import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
-import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
@@ -19,7 +17,7 @@ final class Channels implements AutoCloseable {
     private final ConcurrentMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, ManagedChannel> pagerChannels = new ConcurrentHashMap<>();
     // One event loop for all pager channels, used by nothing else: fault replies never queue behind pages.
-    private final EventLoopGroup pagerLoop = new NioEventLoopGroup(1, ThreadPriority.latencyCritical("ferry-fault-loop"));
+    private final EventLoopGroup pagerLoop = FaultTransport.eventLoop("ferry-fault-loop");
 
     ManagedChannel get(String address) {
         return channels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
@@ -41,7 +39,7 @@ final class Channels implements AutoCloseable {
     /** A channel to a peer's pager listener, on its own event loop, callbacks run on that loop. */
     ManagedChannel pager(String address) {
         return pagerChannels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
-                .eventLoopGroup(pagerLoop).channelType(NioSocketChannel.class).directExecutor()
+                .eventLoopGroup(pagerLoop).channelType(FaultTransport.channelType()).directExecutor()
                 .maxInboundMessageSize(MAX_MESSAGE).build());
     }
 

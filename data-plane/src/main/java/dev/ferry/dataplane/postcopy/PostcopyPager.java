@@ -23,6 +23,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -109,7 +110,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private long eexist;
     private long backgroundPages;
     private long faultPages;
-    private long fetchesIssued;
+    private final LongAdder fetchesIssued = new LongAdder();
     private long fetchFailures;
     private long staleFaults;
     private long blockedNanos;
@@ -361,12 +362,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     }
 
     private void issue(Pending p, PageFetcher f) {
-        lock.lock();
-        try {
-            fetchesIssued++;
-        } finally {
-            lock.unlock();
-        }
+        fetchesIssued.increment(); // not under the lock: background pages hold it, and a vCPU waits here
         CompletableFuture<FetchedPage> cf;
         try {
             cf = f.fetch(p.gpa, 1);
@@ -874,7 +870,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
 
     /** Fetches issued so far (re-requests after recovery included). */
     public long fetchesIssued() {
-        return locked(() -> fetchesIssued);
+        return fetchesIssued.sum();
     }
 
     /** Fetches that failed so far. */
