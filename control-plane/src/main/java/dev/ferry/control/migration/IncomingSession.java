@@ -228,17 +228,15 @@ final class IncomingSession implements IncomingPages {
         // What precopy (hybrid) delivered stays, except pages the guest dirtied again since: dropped here.
         DirtyBitmap present = writer.pagesWritten() + writer.zeroPagesWritten() > 0 ? DirtyBitmap.populated(mem)
                 : DirtyBitmap.empty(mem);
+        long stalePages = 0;
         if (req.getDiscardPagesCount() > 0) {
-            DirtyBitmap discard = Bitmaps.fromProto(mem, req.getDiscardPagesList());
-            discard.ranges().forEach(r -> {
-                var region = mem.regionOf(r.gpa());
-                region.mapping().discard(r.gpa() - region.guestPhysAddr(), r.bytes());
-                for (long gpa = r.gpa(); gpa < r.endGpa(); gpa += GuestMemory.PAGE_SIZE) {
-                    writer.hashes().set(gpa, 0);
-                }
-            });
-            present.andNot(discard);
+            // Not present, yet they hold data: the pager punches them out so they fault like any missing page.
+            DirtyBitmap stale = Bitmaps.fromProto(mem, req.getDiscardPagesList());
+            stale.forEachDirtyPage(gpa -> writer.hashes().set(gpa, 0));
+            present.andNot(stale);
+            stalePages = stale.count();
         }
+        long armStart = System.nanoTime();
         PostcopyPager p = armed;
         armed = null;
         try {
@@ -246,6 +244,10 @@ final class IncomingSession implements IncomingPages {
                 p = new PostcopyPager(mem, writer.hashes(), present, faultStream());
             } else {
                 p.replaceFetcher(faultStream()); // the source serves faults from now on
+            }
+            if (stalePages > 0) {
+                LOG.log(System.Logger.Level.INFO, "{0}: dropped {1} stale pages and armed userfaultfd in {2} ms", name,
+                        stalePages, (System.nanoTime() - armStart) / 1_000_000);
             }
         } catch (Exception e) {
             fail("arming postcopy failed: " + e.getMessage());
