@@ -221,5 +221,14 @@ class PrecopyMigrationTest {
         e = assertThrows(StatusRuntimeException.class,
                 () -> Agents.vms(src).getVm(GetVmRequest.newBuilder().setName("vms/ghost").build()));
         assertEquals(Status.Code.NOT_FOUND, e.getStatus().getCode());
+        String vm = Agents.createVm(src, "badaddr", 64 * MIB, 8 * MIB, 0, false).getName();
+        for (String address : new String[] {"no-port", "host:0", "dns:///host:443", "host:http"}) {
+            e = assertThrows(StatusRuntimeException.class, () -> Agents.migrations(src).createMigration(
+                    dev.ferry.v1.CreateMigrationRequest.newBuilder().setMigrationId("badaddr").setMigration(
+                            Migration.newBuilder().setVm(vm).setDestinationAddress(address)).build()));
+            assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), address);
+            assertTrue(e.getStatus().getDescription().contains("host:port"), e.getStatus().getDescription());
+        }
+        Agents.assertGuestRunsIntact(src, vm);
     }
 }
