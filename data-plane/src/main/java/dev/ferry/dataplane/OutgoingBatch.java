@@ -3,8 +3,6 @@ package dev.ferry.dataplane;
 import com.google.protobuf.CodedOutputStream;
 import dev.ferry.kvm.memory.MemoryRegion;
 import dev.ferry.kvm.memory.PageHashes;
-import io.grpc.Drainable;
-import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import java.io.IOException;
 import java.io.InputStream;
@@ -173,28 +171,20 @@ final class OutgoingBatch {
      * recorded hash is the hash of exactly the bytes that went on the wire even if the guest writes the page
      * concurrently.
      */
-    final class BatchStream extends InputStream implements Drainable, KnownLength {
-        private int headerPos;
+    final class BatchStream extends HeaderedStream {
         private int run;           // current data run
         private int runOffset;     // bytes of the current run already staged
-        private int remaining = serializedSize();
-        private byte[] page;       // read() path: one staged page
+        private byte[] page;       // read path: one staged page
         private ByteBuffer pageView;
         private int pagePos = PageWire.PAGE_SIZE;
 
-        @Override
-        public int available() {
-            return remaining;
+        BatchStream() {
+            super(header, serializedSize() - header.length);
         }
 
         @Override
-        public int drainTo(OutputStream target) throws IOException {
+        protected int drainBody(OutputStream target) throws IOException {
             int written = 0;
-            if (headerPos < header.length) {
-                target.write(header, headerPos, header.length - headerPos);
-                written += header.length - headerPos;
-                headerPos = header.length;
-            }
             if (page != null && pagePos < PageWire.PAGE_SIZE) {
                 target.write(page, pagePos, PageWire.PAGE_SIZE - pagePos);
                 written += PageWire.PAGE_SIZE - pagePos;
@@ -213,54 +203,18 @@ final class OutgoingBatch {
                 run++;
                 runOffset = 0;
             }
-            remaining = 0;
             return written;
         }
 
         @Override
-        public int read() throws IOException {
-            if (remaining == 0) {
-                return -1;
-            }
-            remaining--;
-            if (headerPos < header.length) {
-                return header[headerPos++] & 0xff;
-            }
+        protected int readBody(byte[] b, int off, int len) throws IOException {
             if (pagePos == PageWire.PAGE_SIZE) {
                 stageNextPage();
             }
-            return page[pagePos++] & 0xff;
-        }
-
-        @Override
-        public int read(byte[] b, int off, int len) throws IOException {
-            if (len == 0) {
-                return 0;
-            }
-            if (remaining == 0) {
-                return -1;
-            }
-            int total = 0;
-            while (len > 0 && remaining > 0) {
-                int n;
-                if (headerPos < header.length) {
-                    n = Math.min(len, header.length - headerPos);
-                    System.arraycopy(header, headerPos, b, off, n);
-                    headerPos += n;
-                } else {
-                    if (pagePos == PageWire.PAGE_SIZE) {
-                        stageNextPage();
-                    }
-                    n = Math.min(len, PageWire.PAGE_SIZE - pagePos);
-                    System.arraycopy(page, pagePos, b, off, n);
-                    pagePos += n;
-                }
-                off += n;
-                len -= n;
-                total += n;
-                remaining -= n;
-            }
-            return total;
+            int n = Math.min(len, PageWire.PAGE_SIZE - pagePos);
+            System.arraycopy(page, pagePos, b, off, n);
+            pagePos += n;
+            return n;
         }
 
         private void stageNextPage() throws IOException {

@@ -1,9 +1,8 @@
 package dev.ferry.dataplane.postcopy;
 
 import com.google.protobuf.CodedOutputStream;
+import dev.ferry.dataplane.HeaderedStream;
 import dev.ferry.kvm.memory.MemoryRegion;
-import io.grpc.Drainable;
-import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import java.io.IOException;
 import java.io.InputStream;
@@ -123,27 +122,19 @@ final class OutgoingReply {
     }
 
     /** The serialized reply: drained by Netty, read by the in-process receiver. */
-    final class ReplyStream extends InputStream implements Drainable, KnownLength {
-        private int headerPos;
+    final class ReplyStream extends HeaderedStream {
         private int dataPos;
-        private int remaining = serializedSize();
-        private byte[] chunk;           // read() path: staged bytes [chunkStart, chunkEnd) of data
+        private byte[] chunk;           // read path: staged bytes [chunkStart, chunkEnd) of data
         private int chunkStart;
         private int chunkEnd;
 
-        @Override
-        public int available() {
-            return remaining;
+        ReplyStream() {
+            super(header, dataLength);
         }
 
         @Override
-        public int drainTo(OutputStream target) throws IOException {
+        protected int drainBody(OutputStream target) throws IOException {
             int written = 0;
-            if (headerPos < header.length) {
-                target.write(header, headerPos, header.length - headerPos);
-                written += header.length - headerPos;
-                headerPos = header.length;
-            }
             byte[] stage = hole ? ZEROS : STAGE.get();
             while (dataPos < dataLength) {
                 int n = Math.min(STAGE_BYTES, dataLength - dataPos);
@@ -154,68 +145,27 @@ final class OutgoingReply {
                 dataPos += n;
                 written += n;
             }
-            remaining = 0;
             return written;
         }
 
         @Override
-        public int read() throws IOException {
-            byte[] one = new byte[1];
-            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
-        }
-
-        @Override
-        public int read(byte[] b, int off, int len) throws IOException {
-            if (len == 0) {
-                return 0;
-            }
-            if (remaining == 0) {
-                return -1;
-            }
-            int total = 0;
-            while (len > 0 && remaining > 0) {
-                int n;
-                if (headerPos < header.length) {
-                    n = Math.min(len, header.length - headerPos);
-                    System.arraycopy(header, headerPos, b, off, n);
-                    headerPos += n;
+        protected int readBody(byte[] b, int off, int len) throws IOException {
+            if (chunk == null || dataPos >= chunkEnd) {
+                if (chunk == null) {
+                    chunk = new byte[Math.min(STAGE_BYTES, dataLength)];
+                }
+                chunkStart = dataPos;
+                chunkEnd = dataPos + Math.min(chunk.length, dataLength - dataPos);
+                if (hole) {
+                    java.util.Arrays.fill(chunk, (byte) 0);
                 } else {
-                    if (dataPos >= chunkEnd || chunk == null) {
-                        if (chunk == null) {
-                            chunk = new byte[Math.min(STAGE_BYTES, dataLength)];
-                        }
-                        chunkStart = dataPos;
-                        chunkEnd = dataPos + Math.min(chunk.length, dataLength - dataPos);
-                        if (hole) {
-                            java.util.Arrays.fill(chunk, (byte) 0);
-                        } else {
-                            stage(chunkStart, chunk, chunkEnd - chunkStart);
-                        }
-                    }
-                    n = Math.min(len, chunkEnd - dataPos);
-                    System.arraycopy(chunk, dataPos - chunkStart, b, off, n);
-                    dataPos += n;
+                    stage(chunkStart, chunk, chunkEnd - chunkStart);
                 }
-                off += n;
-                len -= n;
-                total += n;
-                remaining -= n;
             }
-            return total;
-        }
-
-        @Override
-        public long skip(long n) throws IOException {
-            byte[] sink = new byte[(int) Math.min(n, 8192)];
-            long done = 0;
-            while (done < n) {
-                int r = read(sink, 0, (int) Math.min(sink.length, n - done));
-                if (r < 0) {
-                    break;
-                }
-                done += r;
-            }
-            return done;
+            int n = Math.min(len, chunkEnd - dataPos);
+            System.arraycopy(chunk, dataPos - chunkStart, b, off, n);
+            dataPos += n;
+            return n;
         }
 
         /** Copies {@code n} data bytes from offset {@code pos} of the reply's range into {@code dst}, fenced. */
