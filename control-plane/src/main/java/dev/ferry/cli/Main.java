@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** Entry point of the {@code ferry} command. */
 @Command(name = "ferry", mixinStandardHelpOptions = true, version = "ferry 0.1.0",
         description = "Live migration of KVM virtual machines.",
-        subcommands = {DemoCommand.class, BenchCommand.class, AgentCommand.class, VmCommand.class, StateCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, BenchCommand.class, AgentCommand.class, MigrationCommand.class, VmCommand.class,
+                StateCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -29,6 +30,10 @@ public final class Main implements Runnable {
             if (e instanceof IllegalArgumentException || e instanceof IllegalStateException
                     || e instanceof dev.ferry.state.StateException || e instanceof java.io.IOException) {
                 cmd.getErr().println("ferry: " + e.getMessage());
+                return 2;
+            }
+            if (e instanceof io.grpc.StatusRuntimeException s) { // an agent refused: its status says why
+                cmd.getErr().println("ferry: " + s.getStatus().getCode() + ": " + s.getStatus().getDescription());
                 return 2;
             }
             throw e;

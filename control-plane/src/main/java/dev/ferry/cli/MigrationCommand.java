@@ -1,0 +1,271 @@
+package dev.ferry.cli;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.util.JsonFormat;
+import dev.ferry.control.vm.VmProtos;
+import dev.ferry.v1.CancelMigrationRequest;
+import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.GetMigrationRequest;
+import dev.ferry.v1.ListMigrationsRequest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.ResumeMigrationRequest;
+import dev.ferry.v1.SwitchToPostcopyRequest;
+import dev.ferry.v1.WatchMigrationRequest;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.util.Iterator;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code ferry migration}: drives the MigrationService of a running agent (the source), the way a
+ * controller would: create, watch, switch to postcopy, resume after a cut link, cancel.
+ */
+@Command(name = "migration", mixinStandardHelpOptions = true,
+        description = "Drive migrations on a running agent (its control-plane address).",
+        subcommands = {MigrationCommand.Create.class, MigrationCommand.Get.class, MigrationCommand.ListAll.class,
+                MigrationCommand.Watch.class, MigrationCommand.SwitchToPostcopy.class, MigrationCommand.Resume.class,
+                MigrationCommand.Cancel.class})
+final class MigrationCommand {
+    private static final long CALL_SECONDS = 60;
+
+    /** Options every subcommand takes. */
+    static final class Target {
+        @Option(names = "--agent", required = true, description = "Control-plane address of the source agent, HOST:PORT.")
+        String agent;
+
+        @Option(names = "--json", description = "Print migrations as JSON (the ferry.v1.Migration message), one per line.")
+        boolean json;
+
+        <T> T call(java.util.function.Function<MigrationServiceGrpc.MigrationServiceBlockingStub, T> body) {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(agent).usePlaintext().build();
+            try {
+                return body.apply(MigrationServiceGrpc.newBlockingStub(ch));
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+
+        void print(Migration m) throws InvalidProtocolBufferException {
+            if (json) {
+                System.out.println(JsonFormat.printer().omittingInsignificantWhitespace().print(m));
+                return;
+            }
+            var p = m.getProgress();
+            StringBuilder line = new StringBuilder(String.format("%s  %s  %s -> %s  round %d  %d/%d MiB", m.getName(),
+                    m.getPhase().name(), m.getVm(), m.getDestinationAddress(), p.getRound(), p.getBytesSent() >> 20,
+                    (p.getBytesSent() + p.getBytesRemaining()) >> 20));
+            if (m.hasStatistics() && m.getPhase() == Migration.Phase.COMPLETED) {
+                var s = m.getStatistics();
+                line.append(String.format("  downtime %.1f ms  verified %s", VmProtos.toJava(s.getDowntime()).toNanos() / 1e6,
+                        s.getMemoryVerified()));
+            }
+            if (!m.getError().getMessage().isEmpty()) {
+                line.append("  error: ").append(m.getError().getMessage());
+            }
+            System.out.println(line);
+        }
+
+        /** Follows the migration until it ends or pauses; exit 0 only if it completed. */
+        int watch(String name) throws InvalidProtocolBufferException {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(agent).usePlaintext().build();
+            try {
+                Iterator<Migration> it = MigrationServiceGrpc.newBlockingStub(ch).watchMigration(
+                        WatchMigrationRequest.newBuilder().setName(name)
+                                .setProgressInterval(VmProtos.duration(500_000_000L)).build());
+                Migration last = null;
+                Migration.Phase shown = null;
+                while (it.hasNext()) {
+                    last = it.next();
+                    if (!json || last.getPhase() != shown) {
+                        print(last);
+                        shown = last.getPhase();
+                    }
+                    if (last.getPhase() == Migration.Phase.POSTCOPY_PAUSED) {
+                        System.err.println("ferry: " + name + " is paused: fix the link, then `ferry migration resume "
+                                + name + "`");
+                        return 1;
+                    }
+                }
+                return last != null && last.getPhase() == Migration.Phase.COMPLETED ? 0 : 1;
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    /** "demo" and "migrations/demo" both name migration demo. */
+    static String name(String idOrName) {
+        return idOrName.startsWith("migrations/") ? idOrName : "migrations/" + idOrName;
+    }
+
+    @Command(name = "create", mixinStandardHelpOptions = true, description = "Start migrating a VM to another agent.")
+    static final class Create implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Option(names = "--vm", required = true, description = "The VM on the source agent, vms/ID or ID.")
+        String vm;
+
+        @Option(names = "--to", required = true, description = "Control-plane address of the destination agent, HOST:PORT.")
+        String to;
+
+        @Option(names = "--id", defaultValue = "", description = "Migration ID (default: the agent picks one).")
+        String id;
+
+        @Option(names = "--mode", defaultValue = "precopy", description = "precopy, postcopy or hybrid (default ${DEFAULT-VALUE}).")
+        String mode;
+
+        @Option(names = "--max-downtime", description = "Most the guest may be paused at switchover, e.g. 50ms (default: the agent's).")
+        String maxDowntime;
+
+        @Option(names = "--bandwidth", defaultValue = "0", description = "Page bandwidth limit per second, e.g. 200m (0 = unlimited).")
+        ByteSize bandwidth;
+
+        @Option(names = "--streams", defaultValue = "0", description = "Parallel page streams (0 = the agent's default).")
+        int streams;
+
+        @Option(names = "--watch", description = "Follow the migration until it ends; exit 0 only if it completed.")
+        boolean watch;
+
+        @Override
+        public Integer call() throws Exception {
+            MigrationMode m = switch (mode.toLowerCase(Locale.ROOT)) {
+                case "precopy" -> MigrationMode.PRECOPY;
+                case "postcopy" -> MigrationMode.POSTCOPY;
+                case "hybrid" -> MigrationMode.HYBRID;
+                default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid, not " + mode);
+            };
+            MigrationPolicy.Builder policy = MigrationPolicy.newBuilder()
+                    .setBandwidthLimitBytesPerSecond(bandwidth.bytes()).setDataStreams(streams);
+            if (maxDowntime != null) {
+                policy.setMaxDowntime(VmProtos.duration(Durations.parse(maxDowntime).toNanos()));
+            }
+            Migration created = target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id).setMigration(Migration
+                            .newBuilder().setVm(vm.startsWith("vms/") ? vm : "vms/" + vm).setDestinationAddress(to)
+                            .setMode(m).setPolicy(policy)).build()));
+            if (watch) {
+                return target.watch(created.getName());
+            }
+            target.print(created);
+            return 0;
+        }
+    }
+
+    @Command(name = "get", mixinStandardHelpOptions = true, description = "Show one migration.")
+    static final class Get implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        String name;
+
+        @Override
+        public Integer call() throws Exception {
+            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .getMigration(GetMigrationRequest.newBuilder().setName(name(name)).build())));
+            return 0;
+        }
+    }
+
+    @Command(name = "list", mixinStandardHelpOptions = true, description = "Show the agent's migrations, outgoing and incoming.")
+    static final class ListAll implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Override
+        public Integer call() throws Exception {
+            String page = "";
+            do {
+                String token = page;
+                var resp = target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                        .listMigrations(ListMigrationsRequest.newBuilder().setPageToken(token).build()));
+                for (Migration m : resp.getMigrationsList()) {
+                    target.print(m);
+                }
+                page = resp.getNextPageToken();
+            } while (!page.isEmpty());
+            return 0;
+        }
+    }
+
+    @Command(name = "watch", mixinStandardHelpOptions = true,
+            description = "Follow a migration until it ends; exit 0 only if it completed.")
+    static final class Watch implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        String name;
+
+        @Override
+        public Integer call() throws Exception {
+            return target.watch(name(name));
+        }
+    }
+
+    @Command(name = "switch-to-postcopy", mixinStandardHelpOptions = true,
+            description = "Make a hybrid migration still in precopy switch to postcopy now.")
+    static final class SwitchToPostcopy implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        String name;
+
+        @Override
+        public Integer call() throws Exception {
+            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .switchToPostcopy(SwitchToPostcopyRequest.newBuilder().setName(name(name)).build())));
+            return 0;
+        }
+    }
+
+    @Command(name = "resume", mixinStandardHelpOptions = true,
+            description = "Resume a postcopy migration paused by a cut link (POSTCOPY_PAUSED).")
+    static final class Resume implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        String name;
+
+        @Option(names = "--destination-address", defaultValue = "",
+                description = "The destination agent's control address, if it moved (HOST:PORT).")
+        String destination;
+
+        @Override
+        public Integer call() throws Exception {
+            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .resumeMigration(ResumeMigrationRequest.newBuilder().setName(name(name))
+                            .setDestinationAddress(destination).build())));
+            return 0;
+        }
+    }
+
+    @Command(name = "cancel", mixinStandardHelpOptions = true,
+            description = "Cancel a migration; the VM stays on the source (refused once the destination runs it).")
+    static final class Cancel implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        String name;
+
+        @Override
+        public Integer call() throws Exception {
+            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .cancelMigration(CancelMigrationRequest.newBuilder().setName(name(name)).build())));
+            return 0;
+        }
+    }
+}

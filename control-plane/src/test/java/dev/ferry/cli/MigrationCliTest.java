@@ -1,0 +1,91 @@
+package dev.ferry.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.control.agent.Agent;
+import dev.ferry.control.migration.MigrationServices;
+import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.v1.CreateVmRequest;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.VmServiceGrpc;
+import dev.ferry.v1.WorkloadSpec;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+
+/** {@code ferry migration}, against two real agents (in this JVM) migrating a real guest. */
+class MigrationCliTest {
+    record Result(int exit, String out, String err) {
+        JsonNode lastJson() throws Exception {
+            String[] lines = out.strip().split("\n");
+            return Output.JSON.readTree(lines[lines.length - 1]);
+        }
+    }
+
+    static synchronized Result ferry(String... args) {
+        PrintStream old = System.out;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        StringWriter err = new StringWriter();
+        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+        try {
+            int exit = Main.commandLine().setErr(new PrintWriter(err, true)).execute(args);
+            return new Result(exit, buf.toString(StandardCharsets.UTF_8), err.toString());
+        } finally {
+            System.setOut(old);
+        }
+    }
+
+    private static Agent agent(String name) throws Exception {
+        InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
+        return Agent.start(name, any, any, line -> { }, MigrationServices::new);
+    }
+
+    @Test
+    void createWatchGetListAndClearRefusals() throws Exception {
+        KvmTestSupport.assumeKvm();
+        KvmTestSupport.assumeUserfaultfd();
+        try (Agent src = agent("cli-src"); Agent dst = agent("cli-dst")) {
+            ManagedChannel ch = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
+            try {
+                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder()
+                        .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
+                                .setDirtyRateBytesPerSecond(4 << 20))).build());
+            } finally {
+                ch.shutdownNow();
+            }
+
+            Result run = ferry("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to",
+                    dst.controlAddress(), "--id", "cli", "--mode", "postcopy", "--watch", "--json");
+            assertEquals(0, run.exit(), run.out() + run.err());
+            JsonNode end = run.lastJson();
+            assertEquals("COMPLETED", end.get("phase").asText(), end.toString());
+            assertTrue(end.at("/statistics/memoryVerified").asBoolean(), end.toString());
+            assertTrue(end.at("/statistics/postcopy/unwrittenPagesVerified").asBoolean(), end.toString());
+
+            Result get = ferry("migration", "get", "cli", "--agent", src.controlAddress());
+            assertEquals(0, get.exit(), get.err());
+            assertTrue(get.out().contains("migrations/cli  COMPLETED  vms/cli -> " + dst.controlAddress()), get.out());
+            Result list = ferry("migration", "list", "--agent", dst.controlAddress(), "--json");
+            assertEquals(0, list.exit(), list.err());
+            assertTrue(list.out().contains("\"name\":\"migrations/cli\""), "the destination lists it too: " + list.out());
+
+            Result resume = ferry("migration", "resume", "migrations/cli", "--agent", src.controlAddress());
+            assertEquals(2, resume.exit());
+            assertTrue(resume.err().startsWith("ferry: FAILED_PRECONDITION: "), resume.err());
+            Result missing = ferry("migration", "get", "nope", "--agent", src.controlAddress());
+            assertEquals(2, missing.exit());
+            assertTrue(missing.err().startsWith("ferry: NOT_FOUND: "), missing.err());
+            Result bad = ferry("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to", "nowhere");
+            assertEquals(2, bad.exit());
+            assertTrue(bad.err().startsWith("ferry: INVALID_ARGUMENT: "), bad.err());
+        }
+    }
+}
