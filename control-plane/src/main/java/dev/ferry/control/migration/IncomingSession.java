@@ -405,6 +405,7 @@ final class IncomingSession implements IncomingPages {
         if (req.hasSourceMemoryDigest()) {
             written = digestUnwrittenPages(resp);
         }
+        vm.vm().dirtyLog().disable(); // logged for that check only: the guest runs without write faults again
         PostcopyPager.Stats st = p.stats();
         machine.postcopyCompleteRequested(0);
         PostcopyStatistics.Builder ps = machine.postcopyStatistics().setPageFaults(st.faults())
@@ -439,7 +440,6 @@ final class IncomingSession implements IncomingPages {
         GuestMemory mem = v.memory();
         long t0 = System.nanoTime();
         UnwrittenPages u = UnwrittenPages.of(mem, v.dirtyLog());
-        v.dirtyLog().disable();
         LOG.log(System.Logger.Level.INFO, "{0}: hashed the pages the guest did not write since resuming in {1} ms; "
                 + "it wrote {2}", name, (System.nanoTime() - t0) / 1_000_000, u.written().count());
         resp.addAllWrittenSinceResume(Bitmaps.toProto(mem, u.written()))
