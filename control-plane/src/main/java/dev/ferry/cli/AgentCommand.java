@@ -2,6 +2,10 @@ package dev.ferry.cli;
 
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.exporter.prometheus.PrometheusHttpServer;
+import io.opentelemetry.sdk.OpenTelemetrySdk;
+import io.opentelemetry.sdk.metrics.SdkMeterProvider;
 import java.net.InetSocketAddress;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -32,6 +36,9 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--console", description = "Copy guests' serial consoles to stderr.")
     boolean console;
 
+    @Option(names = "--metrics", description = "Serve Prometheus metrics (OpenTelemetry) at http://HOST:PORT/metrics.")
+    String metrics;
+
     @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
     boolean noWarmup;
 
@@ -50,9 +57,17 @@ final class AgentCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         InetSocketAddress dataAt = parseAddress(data);
+        OpenTelemetry telemetry = OpenTelemetry.noop();
+        if (metrics != null) {
+            InetSocketAddress at = parseAddress(metrics);
+            SdkMeterProvider meters = SdkMeterProvider.builder().registerMetricReader(PrometheusHttpServer.builder()
+                    .setHost(at.getHostString()).setPort(at.getPort()).build()).build();
+            telemetry = OpenTelemetrySdk.builder().setMeterProvider(meters).build();
+        }
+        OpenTelemetry t = telemetry;
         Agent agent = Agent.start(name, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                MigrationServices::new);
+                a -> new MigrationServices(a, t));
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised

@@ -12,6 +12,11 @@ import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WorkloadSpec;
 import io.grpc.ManagedChannel;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.sdk.OpenTelemetrySdk;
+import io.opentelemetry.sdk.metrics.SdkMeterProvider;
+import io.opentelemetry.sdk.metrics.data.MetricData;
+import io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -21,7 +26,7 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import org.junit.jupiter.api.Test;
 
-/** {@code ferry migration}, against two real agents (in this JVM) migrating a real guest. */
+/** {@code ferry migration}, against two real agents (in this JVM) migrating a real guest; and what it counts. */
 class MigrationCliTest {
     record Result(int exit, String out, String err) {
         JsonNode lastJson() throws Exception {
@@ -43,9 +48,18 @@ class MigrationCliTest {
         }
     }
 
-    private static Agent agent(String name) throws Exception {
+    private final InMemoryMetricReader metrics = InMemoryMetricReader.create();
+    private final OpenTelemetrySdk telemetry = OpenTelemetrySdk.builder()
+            .setMeterProvider(SdkMeterProvider.builder().registerMetricReader(metrics).build()).build();
+
+    private Agent agent(String name) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, any, any, line -> { }, MigrationServices::new);
+        return Agent.start(name, any, any, line -> { }, a -> new MigrationServices(a, telemetry));
+    }
+
+    private MetricData metric(String name) {
+        return metrics.collectAllMetrics().stream().filter(m -> m.getName().equals(name)).findFirst()
+                .orElseThrow(() -> new AssertionError("no metric " + name));
     }
 
     @Test
@@ -69,6 +83,15 @@ class MigrationCliTest {
             assertEquals("COMPLETED", end.get("phase").asText(), end.toString());
             assertTrue(end.at("/statistics/memoryVerified").asBoolean(), end.toString());
             assertTrue(end.at("/statistics/postcopy/unwrittenPagesVerified").asBoolean(), end.toString());
+
+            var ended = metric("ferry.migrations.ended").getLongSumData().getPoints();
+            assertEquals(1, ended.size(), ended.toString());
+            var point = ended.iterator().next();
+            assertEquals(1, point.getValue());
+            assertEquals("COMPLETED", point.getAttributes().get(AttributeKey.stringKey("phase")));
+            assertEquals("POSTCOPY", point.getAttributes().get(AttributeKey.stringKey("mode")));
+            assertEquals(1, metric("ferry.migration.downtime").getHistogramData().getPoints().iterator().next().getCount());
+            assertTrue(metric("ferry.migration.transferred").getLongSumData().getPoints().iterator().next().getValue() > 0);
 
             Result get = ferry("migration", "get", "cli", "--agent", src.controlAddress());
             assertEquals(0, get.exit(), get.err());

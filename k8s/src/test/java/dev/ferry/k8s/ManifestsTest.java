@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.MappingIterator;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.google.protobuf.ProtocolMessageEnum;
+import dev.ferry.cli.Main;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationPolicy;
@@ -22,6 +23,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
 
 /** Offline checks of the manifests: well-formed, and in step with the ferry.v1 API they front. */
 class ManifestsTest {
@@ -97,8 +99,12 @@ class ManifestsTest {
         assertEquals("agent", args.get(0));
         Set<String> ports = new HashSet<>();
         c.path("ports").forEach(p -> ports.add(p.path("containerPort").asText()));
-        assertTrue(ports.contains(args.get(args.indexOf("--control") + 1).split(":")[1]));
-        assertTrue(ports.contains(args.get(args.indexOf("--data") + 1).split(":")[1]));
+        for (String listener : List.of("--control", "--data", "--metrics")) {
+            assertTrue(ports.contains(args.get(args.indexOf(listener) + 1).split(":")[1]), listener + " port declared");
+        }
+        // The very command line the container runs parses with the agent's own options.
+        List<String> resolved = args.stream().map(a -> a.replace("$(NODE_NAME)", "node-1")).toList();
+        new CommandLine(new Main()).parseArgs(resolved.toArray(String[]::new));
         assertEquals(ds.at("/spec/selector/matchLabels"), ds.at("/spec/template/metadata/labels"));
         Set<String> mounts = new HashSet<>();
         c.path("volumeMounts").forEach(m -> mounts.add(m.path("mountPath").asText()));

@@ -57,7 +57,7 @@ public final class Warmup {
                 List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes());
                 modes.sort(null);
                 for (int i = 0; i < 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2); i++) {
-                    migrate(from, toAddr, "ferry-warmup-" + i, modes.get(i % modes.size()));
+                    migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i, modes.get(i % modes.size()));
                     from = from == a ? b : a;
                     String t = fromAddr;
                     fromAddr = toAddr;

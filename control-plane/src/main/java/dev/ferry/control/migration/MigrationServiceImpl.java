@@ -103,7 +103,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())
                     : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
             OutgoingMigration job = new OutgoingMigration(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
-                    m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels);
+                    m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
+                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics);
             m.outgoing.put(name, job);
             try {
                 job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible

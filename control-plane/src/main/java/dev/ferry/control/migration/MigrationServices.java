@@ -37,8 +37,20 @@ public final class MigrationServices implements AgentServices {
         return t;
     });
 
+    /** IDs of the migrations an agent runs to warm itself up (not counted in its metrics). */
+    public static final String WARMUP_ID_PREFIX = "ferry-warmup-";
+    final MigrationMetrics metrics;
+
     public MigrationServices(Agent agent) {
+        this(agent, io.opentelemetry.api.OpenTelemetry.noop());
+    }
+
+    /** Migration services whose metrics go to {@code telemetry}. */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry) {
         this.agent = agent;
+        this.metrics = new MigrationMetrics(telemetry,
+                () -> outgoing.values().stream().filter(o -> !o.isTerminal()).count(),
+                () -> incoming.values().stream().filter(i -> !i.isTerminal()).count());
         janitor.scheduleWithFixedDelay(this::discardIdleSessions, 5, 5, TimeUnit.SECONDS);
     }
 

@@ -53,6 +53,8 @@ final class OutgoingMigration implements Runnable {
 
     final String name;
     private volatile String destination; // control-plane address; ResumeMigration may move it
+    private final MigrationMetrics metrics;
+    private boolean counted; // guarded by this: the end went into the metrics
     private final ManagedVm vm;
     private final VmRegistry vms;
     private final Channels channels;
@@ -78,8 +80,9 @@ final class OutgoingMigration implements Runnable {
 
     OutgoingMigration(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
-            ConvergencePolicy policy, Channels channels) {
+            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics) {
         this.name = name;
+        this.metrics = metrics;
         this.pagerAddress = pagerAddress;
         this.pagers = pagers;
         this.vm = vm;
@@ -703,6 +706,10 @@ final class OutgoingMigration implements Runnable {
     private void changed() {
         version++;
         notifyAll();
+        if (!counted && machine.isTerminal() && settled) {
+            counted = true;
+            metrics.ended(snapshot());
+        }
     }
 
     /** A snapshot and whether it is the last one, taken together (a watcher must not miss the final phase). */
