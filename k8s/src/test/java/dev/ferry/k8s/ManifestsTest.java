@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.google.protobuf.ProtocolMessageEnum;
 import dev.ferry.cli.Main;
+import dev.ferry.k8s.operator.OperatorMain;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationPolicy;
@@ -111,5 +112,29 @@ class ManifestsTest {
         assertTrue(mounts.containsAll(Set.of("/dev/kvm", "/dev/userfaultfd")));
         assertEquals(kind("ServiceAccount").at("/metadata/name").asText(),
                 ds.at("/spec/template/spec/serviceAccountName").asText());
+    }
+
+    @Test
+    void theOperatorRunsWithTheRoleItNeedsAndFindsAgentsOnTheirPort() throws IOException {
+        JsonNode op = docs().stream().filter(d -> d.path("kind").asText().equals("Deployment")
+                && d.at("/metadata/name").asText().equals("ferry-operator")).findFirst().orElseThrow();
+        JsonNode c = op.at("/spec/template/spec/containers/0");
+        List<String> args = new ArrayList<>();
+        c.path("args").forEach(a -> args.add(a.asText()));
+        OperatorMain operator = new OperatorMain(); // its command line parses with its own options
+        new CommandLine(operator).parseArgs(args.toArray(String[]::new));
+        JsonNode agent = kind("DaemonSet").at("/spec/template/spec/containers/0");
+        List<String> agentArgs = new ArrayList<>();
+        agent.path("args").forEach(a -> agentArgs.add(a.asText()));
+        assertEquals(agentArgs.get(agentArgs.indexOf("--control") + 1).split(":")[1], String.valueOf(operator.agentPort()),
+                "the operator dials the port the agents listen on");
+        String sa = op.at("/spec/template/spec/serviceAccountName").asText();
+        JsonNode binding = kind("ClusterRoleBinding");
+        assertEquals(sa, binding.at("/subjects/0/name").asText());
+        Set<String> granted = new HashSet<>();
+        kind("ClusterRole").path("rules").forEach(r -> r.path("resources").forEach(x -> r.path("verbs")
+                .forEach(v -> granted.add(x.asText() + ":" + v.asText()))));
+        assertTrue(granted.containsAll(Set.of("virtualmachinemigrations:watch", "virtualmachinemigrations:list",
+                "virtualmachinemigrations/status:patch", "nodes:get", "nodes:list")), granted.toString());
     }
 }
