@@ -85,17 +85,22 @@ public final class MigrationOperator implements AutoCloseable {
 
     private void reconcile(GenericKubernetesResource r) {
         String uid = r.getMetadata().getUid();
-        if (VirtualMachineMigrations.terminal(string(section(r, "status"), "phase")) || followed.containsKey(uid)) {
+        if (VirtualMachineMigrations.terminal(string(section(r, "status"), "phase"))
+                || followed.putIfAbsent(uid, STARTING) != null) {
             return;
         }
-        followed.computeIfAbsent(uid, k -> workers.submit(() -> {
+        Future<?> f = workers.submit(() -> {
             try {
                 run(r);
             } finally {
                 followed.remove(uid);
             }
-        }));
+        });
+        followed.replace(uid, STARTING, f); // unless it already ended and removed itself
     }
+
+    /** Stands in for a follower between its reservation and its submission. */
+    private static final Future<?> STARTING = java.util.concurrent.CompletableFuture.completedFuture(null);
 
     /** Starts the migration if the agent does not have it yet, then mirrors it until it ends. */
     private void run(GenericKubernetesResource r) {
@@ -155,6 +160,11 @@ public final class MigrationOperator implements AutoCloseable {
             } catch (StatusRuntimeException e) {
                 if (Thread.currentThread().isInterrupted()) {
                     return; // the resource was deleted
+                }
+                if (e.getStatus().getCode() == Status.Code.NOT_FOUND) {
+                    writeStatus(r, VirtualMachineMigrations.failed("the agent on " + sourceNode + " no longer knows "
+                            + name + " (restarted?); the VM's state there is what counts"));
+                    return;
                 }
                 LOG.log(System.Logger.Level.WARNING, "{0}: watching on {1}: {2}; retrying", name, sourceNode,
                         e.getStatus().getCode() + " " + e.getStatus().getDescription());

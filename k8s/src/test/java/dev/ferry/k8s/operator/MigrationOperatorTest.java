@@ -165,4 +165,20 @@ class MigrationOperatorTest {
         assertEquals("FAILED", s.get("phase"));
         assertTrue(s.get("message").toString().contains("node node-z has no Ferry agent address"), s.toString());
     }
+
+    @Test
+    void aRestartedOperatorFollowsWhatItStartedAndReportsAMigrationTheAgentLost() throws Exception {
+        agentOn("node-a");
+        var r = create("lost", Map.of("vm", "vms/x", "sourceNode", "node-a", "destinationNode", "node-a"));
+        // As a previous operator left it: started on node-a, still running.
+        r.editStatus(x -> {
+            x.setAdditionalProperty("status", Map.of("sourceNode", "node-a", "phase", "PRECOPY",
+                    "migration", "migrations/" + VirtualMachineMigrations.migrationId(x)));
+            return x;
+        });
+        startOperator();
+        Map<String, Object> s = status(awaitEnd(r));
+        assertEquals("FAILED", s.get("phase"));
+        assertTrue(s.get("message").toString().contains("no longer knows"), s.toString());
+    }
 }
