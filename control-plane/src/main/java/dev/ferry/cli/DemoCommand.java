@@ -34,7 +34,7 @@ import picocli.CommandLine.Option;
         description = "Start two agents on loopback, run a guest on one, migrate it live to the other, verify it.")
 final class DemoCommand implements Callable<Integer> {
     @Option(names = "--mode", defaultValue = "precopy", description = "precopy (default), postcopy or hybrid.")
-    String mode;
+    MigrationMode m;
 
     @Option(names = "--memory", defaultValue = "1g", description = "Guest RAM (default ${DEFAULT-VALUE}).")
     ByteSize memory;
@@ -74,12 +74,6 @@ final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        MigrationMode m = switch (mode.toLowerCase(Locale.ROOT)) {
-            case "precopy" -> MigrationMode.PRECOPY;
-            case "postcopy" -> MigrationMode.POSTCOPY;
-            case "hybrid" -> MigrationMode.HYBRID;
-            default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid");
-        };
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
         try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs);
@@ -117,7 +111,7 @@ final class DemoCommand implements Callable<Integer> {
             Migration result = watch(migrations, created.getName());
 
             ObjectNode o = Output.object();
-            o.put("mode", mode.toLowerCase(Locale.ROOT));
+            o.put("mode", m.name().toLowerCase(Locale.ROOT));
             o.put("memory_bytes", memory.bytes());
             o.put("phase", result.getPhase().name());
             var st = result.getStatistics();

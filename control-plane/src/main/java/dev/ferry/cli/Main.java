@@ -17,6 +17,16 @@ public final class Main implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
+    /** --mode: precopy, postcopy or hybrid, in any case. */
+    static dev.ferry.v1.MigrationMode mode(String s) {
+        return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+            case "precopy" -> dev.ferry.v1.MigrationMode.PRECOPY;
+            case "postcopy" -> dev.ferry.v1.MigrationMode.POSTCOPY;
+            case "hybrid" -> dev.ferry.v1.MigrationMode.HYBRID;
+            default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid, not " + s);
+        };
+    }
+
     public static void main(String[] args) {
         System.exit(commandLine().execute(args));
     }
@@ -25,6 +35,7 @@ public final class Main implements Runnable {
         CommandLine cl = new CommandLine(new Main());
         cl.registerConverter(ByteSize.class, ByteSize::parse);
         cl.registerConverter(Rate.class, Rate::parse);
+        cl.registerConverter(dev.ferry.v1.MigrationMode.class, Main::mode);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             // Bad input and refused operations get one clear line; anything else keeps its trace.
             if (e instanceof IllegalArgumentException || e instanceof IllegalStateException

@@ -17,7 +17,6 @@ import dev.ferry.v1.WatchMigrationRequest;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.util.Iterator;
-import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
@@ -122,7 +121,7 @@ final class MigrationCommand {
         String id;
 
         @Option(names = "--mode", defaultValue = "precopy", description = "precopy, postcopy or hybrid (default ${DEFAULT-VALUE}).")
-        String mode;
+        MigrationMode mode;
 
         @Option(names = "--max-downtime", description = "Most the guest may be paused at switchover, e.g. 50ms (default: the agent's).")
         String maxDowntime;
@@ -138,12 +137,6 @@ final class MigrationCommand {
 
         @Override
         public Integer call() throws Exception {
-            MigrationMode m = switch (mode.toLowerCase(Locale.ROOT)) {
-                case "precopy" -> MigrationMode.PRECOPY;
-                case "postcopy" -> MigrationMode.POSTCOPY;
-                case "hybrid" -> MigrationMode.HYBRID;
-                default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid, not " + mode);
-            };
             MigrationPolicy.Builder policy = MigrationPolicy.newBuilder()
                     .setBandwidthLimitBytesPerSecond(bandwidth.bytes()).setDataStreams(streams);
             if (maxDowntime != null) {
@@ -152,7 +145,7 @@ final class MigrationCommand {
             Migration created = target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
                     .createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id).setMigration(Migration
                             .newBuilder().setVm(vm.startsWith("vms/") ? vm : "vms/" + vm).setDestinationAddress(to)
-                            .setMode(m).setPolicy(policy)).build()));
+                            .setMode(mode).setPolicy(policy)).build()));
             if (watch) {
                 return target.watch(created.getName());
             }
@@ -161,19 +154,28 @@ final class MigrationCommand {
         }
     }
 
-    @Command(name = "get", mixinStandardHelpOptions = true, description = "Show one migration.")
-    static final class Get implements Callable<Integer> {
+    /** A subcommand that acts on one migration, named on the command line, and prints what the agent answers. */
+    abstract static class OnOne implements Callable<Integer> {
         @Mixin
         Target target;
 
         @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
         String name;
 
+        abstract Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name);
+
         @Override
         public Integer call() throws Exception {
-            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
-                    .getMigration(GetMigrationRequest.newBuilder().setName(name(name)).build())));
+            target.print(target.call(s -> call(s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS), name(name))));
             return 0;
+        }
+    }
+
+    @Command(name = "get", mixinStandardHelpOptions = true, description = "Show one migration.")
+    static final class Get extends OnOne {
+        @Override
+        Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
+            return agent.getMigration(GetMigrationRequest.newBuilder().setName(name).build());
         }
     }
 
@@ -215,57 +217,33 @@ final class MigrationCommand {
 
     @Command(name = "switch-to-postcopy", mixinStandardHelpOptions = true,
             description = "Make a hybrid migration still in precopy switch to postcopy now.")
-    static final class SwitchToPostcopy implements Callable<Integer> {
-        @Mixin
-        Target target;
-
-        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
-        String name;
-
+    static final class SwitchToPostcopy extends OnOne {
         @Override
-        public Integer call() throws Exception {
-            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
-                    .switchToPostcopy(SwitchToPostcopyRequest.newBuilder().setName(name(name)).build())));
-            return 0;
+        Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
+            return agent.switchToPostcopy(SwitchToPostcopyRequest.newBuilder().setName(name).build());
         }
     }
 
     @Command(name = "resume", mixinStandardHelpOptions = true,
             description = "Resume a postcopy migration paused by a cut link (POSTCOPY_PAUSED).")
-    static final class Resume implements Callable<Integer> {
-        @Mixin
-        Target target;
-
-        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
-        String name;
-
+    static final class Resume extends OnOne {
         @Option(names = "--destination-address", defaultValue = "",
                 description = "The destination agent's control address, if it moved (HOST:PORT).")
         String destination;
 
         @Override
-        public Integer call() throws Exception {
-            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
-                    .resumeMigration(ResumeMigrationRequest.newBuilder().setName(name(name))
-                            .setDestinationAddress(destination).build())));
-            return 0;
+        Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
+            return agent.resumeMigration(ResumeMigrationRequest.newBuilder().setName(name)
+                    .setDestinationAddress(destination).build());
         }
     }
 
     @Command(name = "cancel", mixinStandardHelpOptions = true,
             description = "Cancel a migration; the VM stays on the source (refused once the destination runs it).")
-    static final class Cancel implements Callable<Integer> {
-        @Mixin
-        Target target;
-
-        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
-        String name;
-
+    static final class Cancel extends OnOne {
         @Override
-        public Integer call() throws Exception {
-            target.print(target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
-                    .cancelMigration(CancelMigrationRequest.newBuilder().setName(name(name)).build())));
-            return 0;
+        Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
+            return agent.cancelMigration(CancelMigrationRequest.newBuilder().setName(name).build());
         }
     }
 }

@@ -12,41 +12,18 @@ import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WorkloadSpec;
 import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.opentelemetry.api.common.AttributeKey;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
 import io.opentelemetry.sdk.metrics.SdkMeterProvider;
 import io.opentelemetry.sdk.metrics.data.MetricData;
 import io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import org.junit.jupiter.api.Test;
 
 /** {@code ferry migration}, against two real agents (in this JVM) migrating a real guest; and what it counts. */
 class MigrationCliTest {
-    record Result(int exit, String out, String err) {
-        JsonNode lastJson() throws Exception {
-            String[] lines = out.strip().split("\n");
-            return Output.JSON.readTree(lines[lines.length - 1]);
-        }
-    }
 
-    static synchronized Result ferry(String... args) {
-        PrintStream old = System.out;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        StringWriter err = new StringWriter();
-        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
-        try {
-            int exit = Main.commandLine().setErr(new PrintWriter(err, true)).execute(args);
-            return new Result(exit, buf.toString(StandardCharsets.UTF_8), err.toString());
-        } finally {
-            System.setOut(old);
-        }
-    }
 
     private final InMemoryMetricReader metrics = InMemoryMetricReader.create();
     private final OpenTelemetrySdk telemetry = OpenTelemetrySdk.builder()
@@ -76,7 +53,7 @@ class MigrationCliTest {
                 ch.shutdownNow();
             }
 
-            Result run = ferry("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to",
+            Cli.Result run = Cli.run("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to",
                     dst.controlAddress(), "--id", "cli", "--mode", "postcopy", "--watch", "--json");
             assertEquals(0, run.exit(), run.out() + run.err());
             JsonNode end = run.lastJson();
@@ -93,20 +70,20 @@ class MigrationCliTest {
             assertEquals(1, metric("ferry.migration.downtime").getHistogramData().getPoints().iterator().next().getCount());
             assertTrue(metric("ferry.migration.transferred").getLongSumData().getPoints().iterator().next().getValue() > 0);
 
-            Result get = ferry("migration", "get", "cli", "--agent", src.controlAddress());
+            Cli.Result get = Cli.run("migration", "get", "cli", "--agent", src.controlAddress());
             assertEquals(0, get.exit(), get.err());
             assertTrue(get.out().contains("migrations/cli  COMPLETED  vms/cli -> " + dst.controlAddress()), get.out());
-            Result list = ferry("migration", "list", "--agent", dst.controlAddress(), "--json");
+            Cli.Result list = Cli.run("migration", "list", "--agent", dst.controlAddress(), "--json");
             assertEquals(0, list.exit(), list.err());
             assertTrue(list.out().contains("\"name\":\"migrations/cli\""), "the destination lists it too: " + list.out());
 
-            Result resume = ferry("migration", "resume", "migrations/cli", "--agent", src.controlAddress());
+            Cli.Result resume = Cli.run("migration", "resume", "migrations/cli", "--agent", src.controlAddress());
             assertEquals(2, resume.exit());
             assertTrue(resume.err().startsWith("ferry: FAILED_PRECONDITION: "), resume.err());
-            Result missing = ferry("migration", "get", "nope", "--agent", src.controlAddress());
+            Cli.Result missing = Cli.run("migration", "get", "nope", "--agent", src.controlAddress());
             assertEquals(2, missing.exit());
             assertTrue(missing.err().startsWith("ferry: NOT_FOUND: "), missing.err());
-            Result bad = ferry("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to", "nowhere");
+            Cli.Result bad = Cli.run("migration", "create", "--agent", src.controlAddress(), "--vm", "cli", "--to", "nowhere");
             assertEquals(2, bad.exit());
             assertTrue(bad.err().startsWith("ferry: INVALID_ARGUMENT: "), bad.err());
         }

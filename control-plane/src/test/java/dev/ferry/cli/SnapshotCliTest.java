@@ -5,9 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.ferry.kvm.sys.KvmTestSupport;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.HashSet;
 import java.util.Set;
@@ -25,30 +22,13 @@ class SnapshotCliTest {
         KvmTestSupport.assumeKvm();
     }
 
-    record Result(int exit, String out) {
-        JsonNode lastJson() throws Exception {
-            String[] lines = out.strip().split("\n");
-            return Output.JSON.readTree(lines[lines.length - 1]);
-        }
-    }
 
-    static synchronized Result ferry(String... args) {
-        PrintStream old = System.out;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
-        try {
-            int exit = Main.commandLine().execute(args);
-            return new Result(exit, buf.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(old);
-        }
-    }
 
     @Test
     void runSnapshotRestoreDumpAndDiff() throws Exception {
         Path a = tmp.resolve("a");
         Path b = tmp.resolve("b");
-        Result run = ferry("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
+        Cli.Result run = Cli.run("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
                 "--seconds", "0.5", "--vcpus", "2", "--snapshot", a.toString(), "--json");
         assertEquals(0, run.exit(), run.out());
         JsonNode r = run.lastJson();
@@ -60,7 +40,7 @@ class SnapshotCliTest {
         assertEquals(64L << 20, r.get("memory_bytes").asLong());
         assertTrue(r.get("dirty_pages_per_second").asLong() > 0, "paced guest dirties pages: " + r);
 
-        Result restored = ferry("vm", "restore", a.toString(), "--seconds", "0.5", "--json");
+        Cli.Result restored = Cli.run("vm", "restore", a.toString(), "--seconds", "0.5", "--json");
         assertEquals(0, restored.exit(), restored.out());
         JsonNode rr = restored.lastJson();
         assertEquals(0, rr.get("wrong_pages").asLong());
@@ -70,14 +50,14 @@ class SnapshotCliTest {
 
         // On demand: resumes at once, pages come from the snapshot file on first touch (userfaultfd).
         KvmTestSupport.assumeUserfaultfd();
-        Result lazy = ferry("vm", "restore", a.toString(), "--on-demand", "--seconds", "0.5", "--json");
+        Cli.Result lazy = Cli.run("vm", "restore", a.toString(), "--on-demand", "--seconds", "0.5", "--json");
         assertEquals(0, lazy.exit(), lazy.out());
         JsonNode lz = lazy.lastJson();
         assertEquals(0, lz.get("wrong_pages").asLong(), "every page faulted in from the file is right");
         assertTrue(lz.get("postcopy_faults").asLong() >= (16 << 20) / 4096, "the self-check faulted the working set in");
         assertTrue(lz.get("guest_counter").asLong() > rr.get("guest_counter_at_restore").asLong());
 
-        Result dump = ferry("state", "dump", a.toString());
+        Cli.Result dump = Cli.run("state", "dump", a.toString());
         assertEquals(0, dump.exit(), dump.out());
         JsonNode doc = Output.JSON.readTree(dump.out());
         Set<String> names = new HashSet<>();
@@ -85,18 +65,18 @@ class SnapshotCliTest {
         assertTrue(names.containsAll(Set.of("vm.config", "kvm.vm", "kvm.vcpu", "device.serial", "device.workload")),
                 "dump names every section: " + names);
 
-        assertEquals(0, ferry("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
+        assertEquals(0, Cli.run("vm", "run", "--memory", "64m", "--working-set", "16m", "--dirty-rate", "20m",
                 "--seconds", "0.3", "--vcpus", "2", "--snapshot", b.toString()).exit());
-        Result same = ferry("state", "diff", a.toString(), a.toString());
+        Cli.Result same = Cli.run("state", "diff", a.toString(), a.toString());
         assertEquals(0, same.exit(), same.out());
-        Result diff = ferry("state", "diff", a.toString(), b.toString());
+        Cli.Result diff = Cli.run("state", "diff", a.toString(), b.toString());
         assertEquals(1, diff.exit(), diff.out());
         assertTrue(diff.out().contains("kvm.vcpu/0"), diff.out());
     }
 
     @Test
     void badInputGetsAClearError() {
-        Result r = ferry("vm", "run", "--memory", "64m", "--working-set", "1g", "--seconds", "0.1");
+        Cli.Result r = Cli.run("vm", "run", "--memory", "64m", "--working-set", "1g", "--seconds", "0.1");
         assertTrue(r.exit() != 0);
     }
 }
