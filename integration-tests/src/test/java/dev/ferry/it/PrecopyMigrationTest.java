@@ -74,6 +74,7 @@ class PrecopyMigrationTest {
         Migration end = Agents.watchToEnd(src, m.getName());
         assertMovedAndVerified(end, vm);
         assertTrue(end.getProgress().getZeroPages() > 0, "untouched memory travels as zero ranges");
+        assertTrue(end.getConfig().getTscKhz() > 100_000, "the guest's TSC rate was negotiated: " + end.getConfig());
     }
 
     @Test

@@ -2,6 +2,7 @@ package dev.ferry.control.migration;
 
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
+import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.v1.CpuidEntry;
 import dev.ferry.v1.MemoryRegion;
@@ -26,7 +27,7 @@ public final class Compatibility {
 
     /** What this destination host offers. */
     public record Local(List<KvmCpuidEntry2> supportedCpuid, Collection<SectionSchema<?>> schemas,
-            Set<MigrationMode> modes) {}
+            Set<MigrationMode> modes, MicroVm.HostTsc tsc) {}
 
     /** The accepted configuration, or the mismatches that make the proposal unacceptable. */
     public record Result(MigrationConfig accepted, List<Mismatch> mismatches) {
@@ -51,6 +52,11 @@ public final class Compatibility {
             m.add(mismatch("mode", mode, local.modes(), "this agent does not offer " + mode + " migration"));
         }
         checkCpuid(p.getCpuidEntriesList(), local.supportedCpuid(), m);
+        if (p.getTscKhz() != 0 && local.tsc().khz() != 0 && !MicroVm.sameTscRate(p.getTscKhz(), local.tsc().khz())
+                && !local.tsc().scalable()) {
+            m.add(mismatch("tsc_khz", p.getTscKhz(), local.tsc().khz(), "the guest's TSC would tick at another rate "
+                    + "here, and this host cannot scale it (no KVM_CAP_TSC_CONTROL)"));
+        }
         checkSections(p.getStateSectionsList(), local.schemas(), m);
         MigrationConfig.Builder accepted = p.toBuilder().setMode(mode)
                 .setDataStreamCount(Math.max(1, Math.min(MAX_DATA_STREAMS, p.getDataStreamCount())))

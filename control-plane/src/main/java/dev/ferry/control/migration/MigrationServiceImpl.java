@@ -262,7 +262,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.ALREADY_EXISTS.withDescription(vmName + " already exists on the destination").asRuntimeException();
             }
             Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(
-                    MicroVm.supportedCpuid(), MicroVm.schemas(), MigrationServices.modes()));
+                    MicroVm.supportedCpuid(), MicroVm.schemas(), MigrationServices.modes(), MicroVm.hostTsc()));
             long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
             VmConfig config = null;
             List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
@@ -283,7 +283,14 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (!mismatches.isEmpty()) {
                 throw incompatible(mismatches);
             }
-            MicroVm vm = MicroVm.createIncoming(config, cpuidOf(req.getProposed().getCpuidEntriesList()), line -> { });
+            MicroVm vm;
+            try {
+                vm = MicroVm.createIncoming(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
+                        req.getProposed().getTscKhz(), line -> { });
+            } catch (dev.ferry.kvm.sys.NativeException e) {
+                throw incompatible(List.of(Compatibility.mismatch("tsc_khz", req.getProposed().getTscKhz(), "",
+                        "scaling the guest's TSC to the source's rate failed: " + e.getMessage())));
+            }
             ManagedVm managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
             String token = SessionTokens.newToken();

@@ -106,7 +106,7 @@ final class OutgoingMigration implements Runnable {
     void negotiate() {
         MicroVm v = vm.vm();
         MigrationConfig.Builder proposed = MigrationConfig.newBuilder().setVcpuCount(v.config().vcpus())
-                .setTscKhz(0).setPageSizeBytes(4096).setMode(machine.mode())
+                .setTscKhz(v.tscKhz()).setPageSizeBytes(4096).setMode(machine.mode())
                 .setDataStreamCount(machine.policy().dataStreams())
                 .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
                 .addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT)

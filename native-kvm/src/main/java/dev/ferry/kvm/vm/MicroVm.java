@@ -61,6 +61,7 @@ public final class MicroVm implements AutoCloseable {
     private final WorkloadPort workload;
     private final StateRegistry registry = new StateRegistry();
     private final List<KvmCpuidEntry2> cpuid;
+    private final boolean kvmTscKhz; // KVM_GET_TSC_KHZ works here
     private volatile Throwable failure;
     private boolean started;
     private boolean paused;
@@ -83,6 +84,7 @@ public final class MicroVm implements AutoCloseable {
         }
         this.vm = v;
         this.memory = m;
+        this.kvmTscKhz = kvm.checkExtension(KvmIoctls.KVM_CAP_GET_TSC_KHZ) > 0;
         this.dirtyLog = new DirtyLog(vm, memory);
         this.serial = new Serial16550("com1", GuestAbi.PORT_COM1, console);
         this.workload = new WorkloadPort(config.vcpus());
@@ -139,10 +141,53 @@ public final class MicroVm implements AutoCloseable {
 
     /**
      * An empty VM of the given shape that will receive memory and state from elsewhere (the
-     * destination of a migration). {@code cpuid} is what the guest saw on the source.
+     * destination of a migration). {@code cpuid} is what the guest saw on the source; {@code tscKhz}
+     * its TSC rate there (0: unknown), which this VM's vCPUs are scaled to if this host's differs.
+     *
+     * @throws dev.ferry.kvm.sys.NativeException if the rate differs and cannot be scaled here
      */
-    public static MicroVm createIncoming(VmConfig config, List<KvmCpuidEntry2> cpuid, Consumer<String> console) {
-        return new MicroVm(config, cpuid, console, false);
+    public static MicroVm createIncoming(VmConfig config, List<KvmCpuidEntry2> cpuid, int tscKhz,
+            Consumer<String> console) {
+        MicroVm vm = new MicroVm(config, cpuid, console, false);
+        try {
+            if (tscKhz > 0 && !sameTscRate(tscKhz, vm.tscKhz())) {
+                for (KvmVcpu c : vm.vcpus) {
+                    c.setTscKhz(tscKhz);
+                }
+            }
+        } catch (RuntimeException e) {
+            vm.close();
+            throw e;
+        }
+        return vm;
+    }
+
+    /** KVM's own tolerance (tsc_tolerance_ppm) for calling two TSC rates the same. */
+    public static final int TSC_TOLERANCE_PPM = 250;
+
+    /** Whether a guest moving between TSC rates {@code a} and {@code b} kHz needs no scaling. */
+    public static boolean sameTscRate(int a, int b) {
+        return Math.abs((long) a - b) * 1_000_000L <= (long) TSC_TOLERANCE_PPM * Math.max(a, b);
+    }
+
+    /** The guest's TSC rate in kHz (KVM_GET_TSC_KHZ), or 0 where KVM cannot tell. */
+    public int tscKhz() {
+        return kvmTscKhz ? vcpus.get(0).getTscKhz() : 0;
+    }
+
+    /** This host's TSC as a new VM sees it: its rate (0: unknown) and whether KVM can scale a guest's. */
+    public record HostTsc(int khz, boolean scalable) {}
+
+    public static HostTsc hostTsc() {
+        try (KvmSystem k = KvmSystem.open()) {
+            boolean scalable = k.checkExtension(KvmIoctls.KVM_CAP_TSC_CONTROL) > 0;
+            if (k.checkExtension(KvmIoctls.KVM_CAP_GET_TSC_KHZ) <= 0) {
+                return new HostTsc(0, scalable);
+            }
+            try (KvmVm vm = k.createVm(); KvmVcpu c = vm.createVcpu(0)) {
+                return new HostTsc(c.getTscKhz(), scalable);
+            }
+        }
     }
 
     /** CPUID entries this host's KVM supports, as a fresh VM would see them. */
