@@ -78,8 +78,8 @@ public final class Warmup {
 
     /**
      * Device state is saved and restored inside every switchover's downtime, once per migration: too
-     * rarely for the JIT. Interpreted, the save alone took 5-8 ms CPU of a postcopy resume's ~20 ms
-     * (measured in the demo); a few hundred save/restore rounds of a paused VM get that code compiled.
+     * rarely for the JIT. Interpreted, the save took 2-4 ms of CPU inside the demo's postcopy downtime;
+     * compiled, about 1 ms. A few hundred save/restore rounds of a paused VM get that code compiled.
      */
     private static void warmDeviceState() throws Exception {
         VmConfig config = new VmConfig(1, 8L << 20, 1, dev.ferry.kvm.guest.WorkloadSpec.of(1L << 20, 0, false));
