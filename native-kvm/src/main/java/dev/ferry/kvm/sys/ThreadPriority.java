@@ -1,5 +1,6 @@
 package dev.ferry.kvm.sys;
 
+import java.io.File;
 import java.util.concurrent.ThreadFactory;
 
 /**
@@ -22,9 +23,9 @@ public final class ThreadPriority {
      * thread that starts them); returns how many threads took it.
      */
     public static int setProcess(int nice) {
-        java.io.File[] tasks = new java.io.File("/proc/self/task").listFiles();
+        File[] tasks = new File("/proc/self/task").listFiles();
         int n = 0;
-        for (java.io.File t : tasks == null ? new java.io.File[0] : tasks) {
+        for (File t : tasks == null ? new File[0] : tasks) {
             try {
                 if (LibC.setpriority(LibC.PRIO_PROCESS, Integer.parseInt(t.getName()), nice) == 0) {
                     n++;
