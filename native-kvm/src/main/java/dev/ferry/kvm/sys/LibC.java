@@ -88,8 +88,12 @@ public final class LibC {
     // ---- sys/resource.h ------------------------------------------------------------------------
     public static final int PRIO_PROCESS = 0; /* with a thread id: that one thread (Linux) */
 
+    // ---- linux/sched.h --------------------------------------------------------------------------
+    public static final int SCHED_NORMAL = 0;
+
     // ---- sys/syscall.h (asm/unistd_64.h) --------------------------------------------------------
     public static final int SYS_getpriority = 140;
+    public static final int SYS_sched_setattr = 314;
     public static final int SYS_tgkill = 234;
     public static final int SYS_userfaultfd = 323;
 
@@ -182,6 +186,13 @@ public final class LibC {
     /** The raw {@code getpriority(2)}: 20 - nice (1..40), or -1 and errno; never ambiguous, unlike glibc's. */
     public static int getpriorityRaw(int which, int who) {
         return (int) syscall(SYS_getpriority, which, who);
+    }
+
+    /** {@code sched_setattr(2)} for thread {@code tid}; -1 and errno on failure. */
+    public static int schedSetattr(int tid, SchedAttr attr) {
+        attr.size = attr.size();
+        attr.write();
+        return (int) syscall(SYS_sched_setattr, tid, com.sun.jna.Pointer.nativeValue(attr.getPointer()), 0);
     }
 
     /** {@code tgkill(2)}: send {@code sig} to thread {@code tid} of thread group {@code tgid}. */

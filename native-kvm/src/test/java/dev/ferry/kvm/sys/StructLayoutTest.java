@@ -65,6 +65,7 @@ class StructLayoutTest {
         STRUCTS.put(KvmDirtyLog.class, "struct kvm_dirty_log");
         STRUCTS.put(KvmClearDirtyLog.class, "struct kvm_clear_dirty_log");
         STRUCTS.put(KvmEnableCap.class, "struct kvm_enable_cap");
+        STRUCTS.put(SchedAttr.class, "struct sched_attr");
         STRUCTS.put(KvmCpuidEntry2.class, "struct kvm_cpuid_entry2");
         STRUCTS.put(UffdioApi.class, "struct uffdio_api");
         STRUCTS.put(UffdioRange.class, "struct uffdio_range");
@@ -422,6 +423,8 @@ class StructLayoutTest {
                 #include <sys/resource.h>
                 #include <sys/syscall.h>
                 #include <linux/kvm.h>
+                #include <linux/sched.h>
+                #include <linux/sched/types.h>
                 #include <linux/userfaultfd.h>
 
                 #define P(key, expr) printf("%s %lld\\n", key, (long long) (expr))
