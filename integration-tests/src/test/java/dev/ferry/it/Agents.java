@@ -40,6 +40,15 @@ final class Agents {
         return AgentProcess.start(name, dir.resolve(name + "-" + ProcessHandle.current().pid() + ".log"), List.of());
     }
 
+    /** Stops the agents that were started (a class whose start-up was skipped has nulls here). */
+    static void stop(AgentProcess... agents) throws Exception {
+        for (AgentProcess a : agents) {
+            if (a != null) {
+                a.close();
+            }
+        }
+    }
+
     static VmServiceGrpc.VmServiceBlockingStub vms(AgentProcess a) {
         return VmServiceGrpc.newBlockingStub(a.channel()).withDeadlineAfter(120, TimeUnit.SECONDS);
     }

@@ -34,9 +34,7 @@ class CancelInEveryPhaseTest {
 
     @AfterAll
     static void stop() throws Exception {
-        if (src != null) {
-            src.close();
-        }
+        Agents.stop(src);
     }
 
     private static CompletableFuture<Object> create(String id, String vm, String destination) {

@@ -34,12 +34,7 @@ class PostcopyMigrationTest {
 
     @AfterAll
     static void stop() throws Exception {
-        if (src != null) {
-            src.close();
-        }
-        if (dst != null) {
-            dst.close();
-        }
+        Agents.stop(src, dst);
     }
 
     private static void assertMovedByPostcopy(Migration m, String vm) {

@@ -50,12 +50,7 @@ class PrecopyMigrationTest {
 
     @AfterAll
     static void stop() throws Exception {
-        if (src != null) {
-            src.close();
-        }
-        if (dst != null) {
-            dst.close();
-        }
+        Agents.stop(src, dst);
     }
 
     private static void assertMovedAndVerified(Migration m, String vm) {
