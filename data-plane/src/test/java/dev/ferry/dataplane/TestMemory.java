@@ -9,7 +9,7 @@ import java.nio.ByteBuffer;
 import java.util.SplittableRandom;
 
 /** Guest memory fixtures for tests: memfd-backed (no /dev/kvm needed). */
-final class TestMemory {
+public final class TestMemory {
     static final int PAGE = 4096;
 
     private TestMemory() {
@@ -58,7 +58,7 @@ final class TestMemory {
         return n;
     }
 
-    static void assertSameContent(GuestMemory expected, GuestMemory actual) {
+    public static void assertSameContent(GuestMemory expected, GuestMemory actual) {
         assertEquals(expected.totalBytes(), actual.totalBytes());
         for (int i = 0; i < expected.regions().size(); i++) {
             MemoryRegion a = expected.regions().get(i);

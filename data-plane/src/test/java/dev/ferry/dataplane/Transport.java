@@ -15,14 +15,14 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 /** The two transports the data plane is tested on: in-process, and Netty over loopback TCP (port 0). */
-enum Transport {
+public enum Transport {
     IN_PROCESS, NETTY;
 
     /**
      * A started server with {@code service} and a channel to it. The server runs its calls on an executor of its own,
      * so {@link Endpoint#close()} can wait until no handler runs before the test unmaps guest memory.
      */
-    Endpoint start(ServerServiceDefinition service) throws IOException {
+    public Endpoint start(ServerServiceDefinition service) throws IOException {
         // Like newCachedThreadPool, but tasks arriving after shutdown (Netty can report a stream closed after the
         // server terminated) are dropped instead of logged as rejected.
         ExecutorService executor = new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60, TimeUnit.SECONDS,
@@ -38,7 +38,14 @@ enum Transport {
         return new Endpoint(server, channel, executor);
     }
 
-    record Endpoint(Server server, ManagedChannel channel, ExecutorService executor) implements AutoCloseable {
+    /** A server and a channel to it; closing shuts both down and waits for them. */
+    public record Endpoint(Server server, ManagedChannel channel, ExecutorService executor) implements AutoCloseable {
+        /** Cuts the connection the hard way: the server goes away. */
+        public void shutdownServer() throws InterruptedException {
+            server.shutdownNow();
+            server.awaitTermination(5, TimeUnit.SECONDS);
+        }
+
         @Override
         public void close() {
             channel.shutdownNow();

@@ -11,9 +11,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
-import dev.ferry.dataplane.postcopy.PostcopyFixtures.Endpoint;
+import dev.ferry.dataplane.Transport;
+import dev.ferry.dataplane.Transport.Endpoint;
 import dev.ferry.dataplane.postcopy.PostcopyFixtures.Sessions;
-import dev.ferry.dataplane.postcopy.PostcopyFixtures.Transport;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageFaultReply;
@@ -75,7 +75,7 @@ class PagerServerTest {
     }
 
     private Endpoint endpoint(Transport t) throws Exception {
-        Endpoint e = Endpoint.start(t, sessions);
+        Endpoint e = t.start(PagerServer.service(sessions));
         closeables.add(e);
         return e;
     }

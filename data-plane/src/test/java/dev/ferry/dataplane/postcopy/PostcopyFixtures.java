@@ -1,19 +1,10 @@
 package dev.ferry.dataplane.postcopy;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import com.sun.jna.Pointer;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.memory.MemoryRegion;
-import io.grpc.ManagedChannel;
-import io.grpc.Server;
-import io.grpc.inprocess.InProcessChannelBuilder;
-import io.grpc.inprocess.InProcessServerBuilder;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
@@ -22,9 +13,6 @@ import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.SynchronousQueue;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -94,18 +82,6 @@ final class PostcopyFixtures {
                 .filter(g -> isZeroPage(m, g) == zero).toArray();
     }
 
-    static void assertSameContent(GuestMemory expected, GuestMemory actual) {
-        assertEquals(expected.totalBytes(), actual.totalBytes());
-        for (int i = 0; i < expected.regions().size(); i++) {
-            MemoryRegion a = expected.regions().get(i);
-            MemoryRegion b = actual.regions().get(i);
-            int m = a.view().duplicate().clear().mismatch(b.view().duplicate().clear());
-            if (m != -1) {
-                fail(String.format("memory differs at gpa 0x%x", a.guestPhysAddr() + m));
-            }
-        }
-    }
-
     /**
      * 'vCPU' threads: each touches its list of pages in order (through {@link #touch}), checks every page against the
      * source, then counts {@link #done} down. Failures are collected.
@@ -164,46 +140,6 @@ final class PostcopyFixtures {
         @Override
         public Optional<PageSource> byToken(String token) {
             return Optional.ofNullable(byToken.get(token));
-        }
-    }
-
-    enum Transport { IN_PROCESS, NETTY }
-
-    /** A pager server and a channel to it; closing shuts both down and waits for them. */
-    record Endpoint(Server server, ManagedChannel channel, ExecutorService executor) implements AutoCloseable {
-        static Endpoint start(Transport transport, PagerSessions sessions) throws IOException {
-            ExecutorService executor = new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60, TimeUnit.SECONDS,
-                    new SynchronousQueue<>(), new ThreadPoolExecutor.DiscardPolicy());
-            if (transport == Transport.IN_PROCESS) {
-                String name = InProcessServerBuilder.generateName();
-                Server server = InProcessServerBuilder.forName(name).executor(executor)
-                        .addService(PagerServer.service(sessions)).build().start();
-                return new Endpoint(server, InProcessChannelBuilder.forName(name).build(), executor);
-            }
-            Server server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).executor(executor)
-                    .addService(PagerServer.service(sessions)).build().start();
-            ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext().build();
-            return new Endpoint(server, channel, executor);
-        }
-
-        /** Cuts the connection the hard way: the server goes away. */
-        void shutdownServer() throws InterruptedException {
-            server.shutdownNow();
-            server.awaitTermination(5, TimeUnit.SECONDS);
-        }
-
-        @Override
-        public void close() {
-            channel.shutdownNow();
-            server.shutdownNow();
-            try {
-                channel.awaitTermination(5, TimeUnit.SECONDS);
-                server.awaitTermination(5, TimeUnit.SECONDS);
-                executor.shutdown();
-                executor.awaitTermination(5, TimeUnit.SECONDS);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
         }
     }
 

@@ -10,10 +10,11 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.ferry.dataplane.postcopy.PostcopyFixtures.Endpoint;
+import dev.ferry.dataplane.TestMemory;
+import dev.ferry.dataplane.Transport;
+import dev.ferry.dataplane.Transport.Endpoint;
 import dev.ferry.dataplane.postcopy.PostcopyFixtures.Sessions;
 import dev.ferry.dataplane.postcopy.PostcopyFixtures.Touchers;
-import dev.ferry.dataplane.postcopy.PostcopyFixtures.Transport;
 import dev.ferry.kvm.memory.DirtyBitmap;
 import dev.ferry.kvm.memory.GuestMemory;
 import dev.ferry.kvm.memory.PageHashes;
@@ -82,7 +83,7 @@ class PostcopyPagerTest {
     }
 
     private Endpoint endpoint(Transport t) throws Exception {
-        return closeLater(Endpoint.start(t, sessions));
+        return closeLater(t.start(PagerServer.service(sessions)));
     }
 
     private PostcopyPager pager(DirtyBitmap present, PageFetcher fetcher) {
@@ -233,7 +234,7 @@ class PostcopyPagerTest {
         assertTrue(s.races() >= earlyDistinct, "pushed pages that faults had placed are races: " + s);
         assertEquals(0, pager.eexistRaces(), "the kernel never had to refuse a second copy");
         // what landed is the source, and the incrementally kept hashes say so
-        PostcopyFixtures.assertSameContent(source, dest);
+        TestMemory.assertSameContent(source, dest);
         long sourceDigest = PageHashes.digestOf(source);
         assertEquals(sourceDigest, pager.hashes().digest(), "digest from the bytes placed");
         assertEquals(sourceDigest, PageHashes.digestOf(dest), "digest recomputed from destination memory");
@@ -361,7 +362,7 @@ class PostcopyPagerTest {
         // The first source answers only while 'serving' is open: faults get stuck in flight, then the server dies.
         CountDownLatch serving = new CountDownLatch(1);
         HoldingSource holding = new HoldingSource(source, serving);
-        Endpoint first = closeLater(Endpoint.start(Transport.NETTY, new Sessions().with(TOKEN, holding)));
+        Endpoint first = closeLater(Transport.NETTY.start(PagerServer.service(new Sessions().with(TOKEN, holding))));
         GrpcPageFetcher f1 = new GrpcPageFetcher(first.channel(), TOKEN);
         PostcopyPager pager = pager(DirtyBitmap.empty(dest), f1);
         java.util.concurrent.LinkedBlockingQueue<Status> broken = new java.util.concurrent.LinkedBlockingQueue<>();
