@@ -81,7 +81,7 @@ final class DemoCommand implements Callable<Integer> {
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
             // This process only watches: its progress rendering must not take CPU from the agents it measures.
-            dev.ferry.kvm.sys.ThreadPriority.setProcess(dev.ferry.kvm.sys.ThreadPriority.OBSERVER);
+            dev.ferry.linux.ThreadPriority.setProcess(dev.ferry.linux.ThreadPriority.OBSERVER);
             var srcVms = VmServiceGrpc.newBlockingStub(src.channel());
             var dstVms = VmServiceGrpc.newBlockingStub(dst.channel());
             dev.ferry.v1.WorkloadSpec.Builder w = dev.ferry.v1.WorkloadSpec.newBuilder()

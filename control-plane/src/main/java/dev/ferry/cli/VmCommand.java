@@ -1,8 +1,8 @@
 package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.ferry.kvm.guest.AccessPattern;
-import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.guest.AccessPattern;
+import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.control.restore.OnDemandRestore;
 import dev.ferry.dataplane.postcopy.PostcopyPager;
 import dev.ferry.kvm.vm.MicroVm;

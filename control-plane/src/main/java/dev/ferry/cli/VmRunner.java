@@ -1,8 +1,8 @@
 package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.ferry.kvm.devices.WorkloadPort;
-import dev.ferry.kvm.memory.DirtyLog;
+import dev.ferry.devices.WorkloadPort;
+import dev.ferry.kvm.vm.DirtyLog;
 import dev.ferry.kvm.vm.MicroVm;
 import java.time.Duration;
 

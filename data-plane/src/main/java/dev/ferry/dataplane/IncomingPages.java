@@ -1,7 +1,7 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import java.nio.ByteBuffer;
 
 /**

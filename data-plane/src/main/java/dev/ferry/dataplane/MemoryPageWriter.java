@@ -1,8 +1,8 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.PageHashes;
 import java.nio.ByteBuffer;
 import java.util.Objects;
 import java.util.concurrent.atomic.LongAdder;

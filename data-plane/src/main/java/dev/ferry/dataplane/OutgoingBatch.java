@@ -1,8 +1,8 @@
 package dev.ferry.dataplane;
 
 import com.google.protobuf.CodedOutputStream;
-import dev.ferry.kvm.memory.MemoryRegion;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.PageHashes;
 import io.grpc.MethodDescriptor;
 import java.io.IOException;
 import java.io.InputStream;

@@ -1,8 +1,8 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageAck;
 import dev.ferry.v1.PageTransferServiceGrpc;

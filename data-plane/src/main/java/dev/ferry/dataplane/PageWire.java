@@ -1,6 +1,6 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.GuestMemory;
 
 /** Constants of the PageBatch wire format and of Ferry's batching, in one place. */
 final class PageWire {

@@ -1,6 +1,6 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.PageRange;
+import dev.ferry.memory.PageRange;
 import java.util.List;
 
 /**

@@ -1,6 +1,6 @@
 package dev.ferry.dataplane;
 
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.PageHashes;
 import java.nio.ByteBuffer;
 
 /**

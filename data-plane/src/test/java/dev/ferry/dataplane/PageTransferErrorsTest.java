@@ -6,9 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageAck;
 import dev.ferry.v1.PageBatch;

@@ -4,9 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import io.grpc.Status;
 import java.util.Map;
 import java.util.Optional;

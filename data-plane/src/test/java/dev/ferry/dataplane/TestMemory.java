@@ -3,8 +3,8 @@ package dev.ferry.dataplane;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import java.nio.ByteBuffer;
 import java.util.SplittableRandom;
 
@@ -51,7 +51,7 @@ public final class TestMemory {
     static long countZeroPages(GuestMemory memory) {
         long n = 0;
         for (long gpa = 0; gpa < memory.totalBytes(); gpa += PAGE) {
-            if (dev.ferry.kvm.memory.PageHashes.isZero(page(memory, gpa))) {
+            if (dev.ferry.memory.PageHashes.isZero(page(memory, gpa))) {
                 n++;
             }
         }

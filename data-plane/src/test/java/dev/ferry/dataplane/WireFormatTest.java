@@ -11,8 +11,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.CodedOutputStream;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import dev.ferry.v1.PageBatch;
 import dev.ferry.v1.PageRange;
 import dev.ferry.v1.PageTransferServiceGrpc;

@@ -82,7 +82,7 @@ public final class Warmup {
      * compiled, about 1 ms. A few hundred save/restore rounds of a paused VM get that code compiled.
      */
     private static void warmDeviceState() throws Exception {
-        VmConfig config = new VmConfig(1, 8L << 20, 1, dev.ferry.kvm.guest.WorkloadSpec.of(1L << 20, 0, false));
+        VmConfig config = new VmConfig(1, 8L << 20, 1, dev.ferry.guest.WorkloadSpec.of(1L << 20, 0, false));
         try (MicroVm vm = MicroVm.create(config, line -> { })) {
             vm.start();
             vm.pause();

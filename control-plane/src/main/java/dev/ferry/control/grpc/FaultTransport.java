@@ -1,6 +1,6 @@
 package dev.ferry.control.grpc;
 
-import dev.ferry.kvm.sys.ThreadPriority;
+import dev.ferry.linux.ThreadPriority;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.ServerChannel;
 import io.grpc.netty.shaded.io.netty.channel.epoll.Epoll;

@@ -1,9 +1,9 @@
 package dev.ferry.control.migration;
 
 import com.google.protobuf.ByteString;
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.v1.PageBitmap;
 import io.grpc.Status;
 import java.nio.ByteBuffer;

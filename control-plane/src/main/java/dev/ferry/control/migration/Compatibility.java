@@ -1,6 +1,6 @@
 package dev.ferry.control.migration;
 
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.GuestMemory;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.state.SectionSchema;
@@ -84,7 +84,7 @@ public final class Compatibility {
                         "regions must be contiguous from 0"));
             }
             if (r.getSizeBytes() == 0 || r.getSizeBytes() % GuestMemory.SLOT_ALIGN != 0
-                    || r.getSizeBytes() > dev.ferry.kvm.memory.MemoryRegion.MAX_SIZE) {
+                    || r.getSizeBytes() > dev.ferry.memory.MemoryRegion.MAX_SIZE) {
                 m.add(mismatch(f + ".size_bytes", r.getSizeBytes(), "2 MiB multiple up to 1 GiB",
                         "slot size not supported"));
             }

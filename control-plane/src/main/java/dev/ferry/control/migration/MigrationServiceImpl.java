@@ -7,10 +7,10 @@ import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.Pages;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
-import dev.ferry.kvm.guest.WorkloadSpec;
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.memory.GuestMemory;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
-import dev.ferry.kvm.sys.ThreadPriority;
+import dev.ferry.linux.ThreadPriority;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.kvm.vm.VmConfig;
 import dev.ferry.v1.AbortIncomingMigrationRequest;
@@ -287,7 +287,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             try {
                 vm = MicroVm.createIncoming(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
                         req.getProposed().getTscKhz(), line -> { });
-            } catch (dev.ferry.kvm.sys.NativeException e) {
+            } catch (dev.ferry.linux.NativeException e) {
                 throw incompatible(List.of(Compatibility.mismatch("tsc_khz", req.getProposed().getTscKhz(), "",
                         "scaling the guest's TSC to the source's rate failed: " + e.getMessage())));
             }

@@ -83,7 +83,7 @@ public final class MigrationServices implements AgentServices {
 
     /** Migration modes this agent offers: postcopy needs userfaultfd. */
     public static java.util.Set<dev.ferry.v1.MigrationMode> modes() {
-        return dev.ferry.kvm.sys.Userfaultfd.available()
+        return dev.ferry.linux.Userfaultfd.available()
                 ? java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY, dev.ferry.v1.MigrationMode.POSTCOPY,
                         dev.ferry.v1.MigrationMode.HYBRID)
                 : java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY);

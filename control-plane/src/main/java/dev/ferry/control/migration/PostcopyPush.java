@@ -1,8 +1,8 @@
 package dev.ferry.control.migration;
 
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageRange;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageRange;
 import java.util.List;
 
 /**

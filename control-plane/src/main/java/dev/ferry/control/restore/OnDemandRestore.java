@@ -1,8 +1,8 @@
 package dev.ferry.control.restore;
 
 import dev.ferry.dataplane.postcopy.PostcopyPager;
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.PageHashes;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.kvm.vm.Snapshot;
 import dev.ferry.state.SectionSet;

@@ -2,8 +2,8 @@ package dev.ferry.control.restore;
 
 import dev.ferry.dataplane.postcopy.FetchedPage;
 import dev.ferry.dataplane.postcopy.PageFetcher;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.PageHashes;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.PageHashes;
 import io.grpc.Status;
 import java.io.IOException;
 import java.nio.ByteBuffer;

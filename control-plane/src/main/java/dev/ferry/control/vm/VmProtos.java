@@ -2,9 +2,9 @@ package dev.ferry.control.vm;
 
 import com.google.protobuf.Duration;
 import com.google.protobuf.Timestamp;
-import dev.ferry.kvm.guest.AccessPattern;
-import dev.ferry.kvm.guest.WorkloadSpec;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.guest.AccessPattern;
+import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.v1.Vm;
 import io.grpc.Status;

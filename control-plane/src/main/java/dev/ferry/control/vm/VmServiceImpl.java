@@ -2,8 +2,8 @@ package dev.ferry.control.vm;
 
 import com.google.protobuf.Empty;
 import dev.ferry.control.grpc.Calls;
-import dev.ferry.kvm.guest.GuestLayout;
-import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.guest.GuestLayout;
+import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.kvm.vm.VmConfig;
 import dev.ferry.v1.CheckVmMemoryRequest;

@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
 import java.util.HashSet;
 import java.util.Set;
 import org.junit.jupiter.api.Test;

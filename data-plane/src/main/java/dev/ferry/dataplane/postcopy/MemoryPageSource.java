@@ -1,6 +1,6 @@
 package dev.ferry.dataplane.postcopy;
 
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.GuestMemory;
 import java.util.Objects;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;

@@ -2,7 +2,7 @@ package dev.ferry.dataplane.postcopy;
 
 import com.google.protobuf.CodedOutputStream;
 import dev.ferry.dataplane.HeaderedStream;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.MemoryRegion;
 import io.grpc.MethodDescriptor;
 import java.io.IOException;
 import java.io.InputStream;

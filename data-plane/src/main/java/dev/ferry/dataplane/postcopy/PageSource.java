@@ -1,6 +1,6 @@
 package dev.ferry.dataplane.postcopy;
 
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.GuestMemory;
 
 /**
  * The source side of one postcopy migration, as {@link PagerServer} sees it: the paused source VM's memory, from

@@ -2,9 +2,9 @@ package dev.ferry.dataplane.postcopy;
 
 import com.sun.jna.Native;
 import dev.ferry.dataplane.SessionTokenCheck;
-import dev.ferry.kvm.memory.MemoryRegion;
-import dev.ferry.kvm.sys.Errno;
-import dev.ferry.kvm.sys.LibC;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.linux.Errno;
+import dev.ferry.linux.LibC;
 import dev.ferry.v1.PageFaultRequest;
 import dev.ferry.v1.PostcopyPagerServiceGrpc;
 import io.grpc.Context;

@@ -1,7 +1,7 @@
 package dev.ferry.dataplane.postcopy;
 
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import java.util.Arrays;
 import java.util.Comparator;
 

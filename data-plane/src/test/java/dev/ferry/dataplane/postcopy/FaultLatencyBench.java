@@ -1,11 +1,11 @@
 package dev.ferry.dataplane.postcopy;
 
 import com.sun.jna.Pointer;
-import dev.ferry.kvm.memory.DirtyBitmap;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
-import dev.ferry.kvm.memory.PageHashes;
-import dev.ferry.kvm.sys.Userfaultfd;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.PageHashes;
+import dev.ferry.linux.Userfaultfd;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;

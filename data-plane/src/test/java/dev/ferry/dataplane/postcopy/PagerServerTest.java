@@ -14,7 +14,7 @@ import com.google.protobuf.ByteString;
 import dev.ferry.dataplane.Transport;
 import dev.ferry.dataplane.Transport.Endpoint;
 import dev.ferry.dataplane.postcopy.PostcopyFixtures.Sessions;
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.memory.GuestMemory;
 import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.PageFaultReply;
 import dev.ferry.v1.PageFaultRequest;

@@ -3,8 +3,8 @@ package dev.ferry.dataplane.postcopy;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import com.sun.jna.Pointer;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
@@ -49,7 +49,7 @@ final class PostcopyFixtures {
     }
 
     static boolean isZeroPage(GuestMemory m, long gpa) {
-        return dev.ferry.kvm.memory.PageHashes.isZero(m.buffer(gpa, PAGE));
+        return dev.ferry.memory.PageHashes.isZero(m.buffer(gpa, PAGE));
     }
 
     static byte[] pageOf(GuestMemory m, long gpa) {

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /**
  * {@code struct kvm_clear_dirty_log} (linux/kvm.h): for KVM_CLEAR_DIRTY_LOG. first_page must be a

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_cpuid_entry2} (asm/kvm.h). See {@link KvmCpuid2} for the list. */
 @FieldOrder({"function", "index", "flags", "eax", "ebx", "ecx", "edx", "padding"})

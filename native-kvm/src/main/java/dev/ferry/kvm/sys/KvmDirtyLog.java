@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /**
  * {@code struct kvm_dirty_log} (linux/kvm.h): for KVM_GET_DIRTY_LOG. The bitmap has one bit per

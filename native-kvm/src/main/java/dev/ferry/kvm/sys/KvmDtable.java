@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_dtable} (asm/kvm.h): GDT/IDT base and limit. */
 @FieldOrder({"base", "limit", "padding"})

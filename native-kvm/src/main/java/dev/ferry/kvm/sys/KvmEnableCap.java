@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_enable_cap} (linux/kvm.h): for KVM_ENABLE_CAP on a VM or vCPU fd. */
 @FieldOrder({"cap", "flags", "args", "pad"})

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_fpu} (asm/kvm.h): for KVM_GET_FPU and KVM_SET_FPU. */
 @FieldOrder({"fpr", "fcw", "fsw", "ftwx", "pad1", "last_opcode", "last_ip", "last_dp", "xmm",

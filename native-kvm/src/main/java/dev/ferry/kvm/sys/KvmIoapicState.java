@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /**
  * {@code struct kvm_ioapic_state} (asm/kvm.h): the IOAPIC in {@link KvmIrqchip#chip}. Each

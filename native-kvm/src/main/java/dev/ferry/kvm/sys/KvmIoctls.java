@@ -1,9 +1,9 @@
 package dev.ferry.kvm.sys;
 
-import static dev.ferry.kvm.sys.Ioctl._IO;
-import static dev.ferry.kvm.sys.Ioctl._IOR;
-import static dev.ferry.kvm.sys.Ioctl._IOW;
-import static dev.ferry.kvm.sys.Ioctl._IOWR;
+import static dev.ferry.linux.Ioctl._IO;
+import static dev.ferry.linux.Ioctl._IOR;
+import static dev.ferry.linux.Ioctl._IOW;
+import static dev.ferry.linux.Ioctl._IOWR;
 
 import com.sun.jna.Structure;
 

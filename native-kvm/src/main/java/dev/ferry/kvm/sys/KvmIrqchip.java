@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /**
  * {@code struct kvm_irqchip} (linux/kvm.h): for KVM_GET/SET_IRQCHIP. {@link #chip} is the

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_lapic_state} (asm/kvm.h): the 1 KiB APIC register page, KVM_GET/SET_LAPIC. */
 @FieldOrder({"regs"})

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_msr_entry} (asm/kvm.h). See {@link KvmMsrs} for the variable-length list. */
 @FieldOrder({"index", "reserved", "data"})

@@ -1,6 +1,9 @@
 package dev.ferry.kvm.sys;
 
 import com.sun.jna.Memory;
+import dev.ferry.linux.Errno;
+import dev.ferry.linux.LibC;
+import dev.ferry.linux.NativeException;
 
 /**
  * The variable-length {@code struct kvm_msr_list} (asm/kvm.h): {@code {__u32 nmsrs; __u32 indices[];}}

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_pic_state} (asm/kvm.h): one 8259 in {@link KvmIrqchip#chip}. */
 @FieldOrder({"last_irr", "irr", "imr", "isr", "priority_add", "irq_base", "read_reg_select",

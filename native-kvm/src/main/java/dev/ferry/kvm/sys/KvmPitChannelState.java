@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_pit_channel_state} (asm/kvm.h): one i8254 channel. */
 @FieldOrder({"count", "latched_count", "count_latched", "status_latched", "status", "read_state",

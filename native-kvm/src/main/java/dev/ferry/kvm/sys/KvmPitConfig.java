@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_pit_config} (linux/kvm.h): for KVM_CREATE_PIT2. */
 @FieldOrder({"flags", "pad"})

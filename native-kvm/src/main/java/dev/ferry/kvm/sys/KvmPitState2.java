@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_pit_state2} (asm/kvm.h): for KVM_GET/SET_PIT2. */
 @FieldOrder({"channels", "flags", "reserved"})

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_segment} (asm/kvm.h). */
 @FieldOrder({"base", "limit", "selector", "type", "present", "dpl", "db", "s", "l", "g", "avl",

@@ -7,6 +7,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
+import dev.ferry.linux.Errno;
+import dev.ferry.linux.Fd;
+import dev.ferry.linux.LibC;
+import dev.ferry.linux.NativeException;
 
 /** The /dev/kvm system fd: capability queries, CPUID/MSR lists, VM creation. */
 public final class KvmSystem implements AutoCloseable {

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_userspace_memory_region} (linux/kvm.h): for KVM_SET_USER_MEMORY_REGION. */
 @FieldOrder({"slot", "flags", "guest_phys_addr", "memory_size", "userspace_addr"})

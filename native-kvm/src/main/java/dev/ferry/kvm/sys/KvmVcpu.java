@@ -5,6 +5,10 @@ import static dev.ferry.kvm.sys.KvmIoctls.*;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.util.concurrent.atomic.AtomicInteger;
+import dev.ferry.linux.Fd;
+import dev.ferry.linux.LibC;
+import dev.ferry.linux.NativeException;
+import dev.ferry.linux.Signals;
 
 /**
  * A vCPU fd plus its mmap'ed {@code kvm_run}. State getters/setters allocate a fresh structure

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /**
  * {@code struct kvm_vcpu_events} (asm/kvm.h, Linux 6.1 layout): pending/injected exception,

@@ -6,6 +6,9 @@ import com.sun.jna.Memory;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.util.concurrent.atomic.AtomicInteger;
+import dev.ferry.linux.Fd;
+import dev.ferry.linux.LibC;
+import dev.ferry.linux.NativeException;
 
 /**
  * A VM fd: memory slots, in-kernel irqchip/PIT/clock, dirty logging, vCPU creation. Thread-safe in

@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Pointer;
 import com.sun.jna.Structure.FieldOrder;
+import dev.ferry.linux.NativeStruct;
 
 /** {@code struct kvm_xcrs} (asm/kvm.h): for KVM_GET_XCRS and KVM_SET_XCRS. */
 @FieldOrder({"nr_xcrs", "flags", "xcrs", "padding"})

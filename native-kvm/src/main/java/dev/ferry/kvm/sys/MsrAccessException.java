@@ -1,5 +1,7 @@
 package dev.ferry.kvm.sys;
 
+import dev.ferry.linux.NativeException;
+
 /**
  * KVM_GET_MSRS / KVM_SET_MSRS succeeded but processed fewer entries than asked: KVM stops at the
  * first MSR it refuses (unknown to KVM, or a value it rejects). Not an errno ({@link #errno()} is 0).

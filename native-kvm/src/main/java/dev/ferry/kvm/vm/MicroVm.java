@@ -1,13 +1,13 @@
 package dev.ferry.kvm.vm;
 
-import dev.ferry.kvm.devices.PortIoBus;
-import dev.ferry.kvm.devices.Serial16550;
-import dev.ferry.kvm.devices.WorkloadPort;
-import dev.ferry.kvm.guest.GuestAbi;
-import dev.ferry.kvm.guest.GuestLayout;
-import dev.ferry.kvm.memory.DirtyLog;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.devices.PortIoBus;
+import dev.ferry.devices.Serial16550;
+import dev.ferry.devices.WorkloadPort;
+import dev.ferry.guest.GuestAbi;
+import dev.ferry.guest.GuestLayout;
+import dev.ferry.kvm.vm.DirtyLog;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.kvm.sys.KvmCpuid2;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
 import dev.ferry.kvm.sys.KvmIoctls;
@@ -18,7 +18,7 @@ import dev.ferry.kvm.sys.KvmSregs;
 import dev.ferry.kvm.sys.KvmSystem;
 import dev.ferry.kvm.sys.KvmVcpu;
 import dev.ferry.kvm.sys.KvmVm;
-import dev.ferry.kvm.sys.NativeException;
+import dev.ferry.linux.NativeException;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateException;
@@ -144,7 +144,7 @@ public final class MicroVm implements AutoCloseable {
      * destination of a migration). {@code cpuid} is what the guest saw on the source; {@code tscKhz}
      * its TSC rate there (0: unknown), which this VM's vCPUs are scaled to if this host's differs.
      *
-     * @throws dev.ferry.kvm.sys.NativeException if the rate differs and cannot be scaled here
+     * @throws dev.ferry.linux.NativeException if the rate differs and cannot be scaled here
      */
     public static MicroVm createIncoming(VmConfig config, List<KvmCpuidEntry2> cpuid, int tscKhz,
             Consumer<String> console) {

@@ -1,7 +1,7 @@
 package dev.ferry.kvm.vm;
 
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateCodec;
 import dev.ferry.state.StateException;

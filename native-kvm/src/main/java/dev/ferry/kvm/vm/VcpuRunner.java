@@ -1,12 +1,12 @@
 package dev.ferry.kvm.vm;
 
-import dev.ferry.kvm.devices.PortIoBus;
-import dev.ferry.kvm.sys.Errno;
+import dev.ferry.devices.PortIoBus;
+import dev.ferry.linux.Errno;
 import dev.ferry.kvm.sys.KvmIoctls;
 import dev.ferry.kvm.sys.KvmRun;
 import dev.ferry.kvm.sys.KvmVcpu;
-import dev.ferry.kvm.sys.KickTarget;
-import dev.ferry.kvm.sys.Signals;
+import dev.ferry.linux.KickTarget;
+import dev.ferry.linux.Signals;
 import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
 

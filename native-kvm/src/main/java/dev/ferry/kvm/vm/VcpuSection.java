@@ -20,7 +20,7 @@ import dev.ferry.kvm.sys.KvmVcpu;
 import dev.ferry.kvm.sys.KvmVcpuEvents;
 import dev.ferry.kvm.sys.KvmXcrs;
 import dev.ferry.kvm.sys.KvmXsave;
-import dev.ferry.kvm.sys.NativeException;
+import dev.ferry.linux.NativeException;
 import dev.ferry.state.RestorePhase;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.StateException;

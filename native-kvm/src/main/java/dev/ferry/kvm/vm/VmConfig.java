@@ -1,8 +1,8 @@
 package dev.ferry.kvm.vm;
 
-import dev.ferry.kvm.guest.GuestLayout;
-import dev.ferry.kvm.guest.WorkloadSpec;
-import dev.ferry.kvm.memory.GuestMemory;
+import dev.ferry.guest.GuestLayout;
+import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.memory.GuestMemory;
 import java.util.List;
 import java.util.Objects;
 

@@ -1,9 +1,9 @@
 package dev.ferry.kvm.vm;
 
-import dev.ferry.kvm.guest.AccessPattern;
-import dev.ferry.kvm.guest.WorkloadSpec;
-import dev.ferry.kvm.memory.GuestMemory;
-import dev.ferry.kvm.memory.MemoryRegion;
+import dev.ferry.guest.AccessPattern;
+import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.kvm.state.v1.CpuidEntry;
 import dev.ferry.kvm.state.v1.MemoryRegionState;
 import dev.ferry.kvm.state.v1.VmConfigState;

@@ -8,7 +8,7 @@ import dev.ferry.kvm.sys.KvmClockData;
 import dev.ferry.kvm.sys.KvmIrqchip;
 import dev.ferry.kvm.sys.KvmPitState2;
 import dev.ferry.kvm.sys.KvmVm;
-import dev.ferry.kvm.sys.NativeException;
+import dev.ferry.linux.NativeException;
 import dev.ferry.state.RestorePhase;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.StateException;

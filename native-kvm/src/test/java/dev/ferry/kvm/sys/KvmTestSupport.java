@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import java.util.Optional;
 import org.junit.jupiter.api.Assumptions;
+import dev.ferry.linux.Userfaultfd;
 
 /**
  * Gate for tests that need /dev/kvm or userfaultfd. System property {@code ferry.requireKvm}:

@@ -28,6 +28,21 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import dev.ferry.linux.Errno;
+import dev.ferry.linux.Ioctl;
+import dev.ferry.linux.LibC;
+import dev.ferry.linux.NativeException;
+import dev.ferry.linux.SchedAttr;
+import dev.ferry.linux.Signals;
+import dev.ferry.linux.UffdIoctls;
+import dev.ferry.linux.UffdMsg;
+import dev.ferry.linux.UffdioApi;
+import dev.ferry.linux.UffdioContinue;
+import dev.ferry.linux.UffdioCopy;
+import dev.ferry.linux.UffdioRange;
+import dev.ferry.linux.UffdioRegister;
+import dev.ferry.linux.UffdioWriteprotect;
+import dev.ferry.linux.UffdioZeropage;
 
 /**
  * Checks every structure, offset, ioctl number and constant of the bindings against the installed
@@ -85,7 +100,7 @@ class StructLayoutTest {
 
     /** Constants in those classes that are not C macros; each is checked explicitly below. */
     static final Set<String> JAVA_ONLY = Set.of(
-            "Signals.GLIBC_SIGSET_SIZE", "Signals.KICK_SIGNAL");
+            "Signals.GLIBC_SIGSET_SIZE", "Signals.KICK_SIGNAL", "LibC.SIZEOF_POLLFD");
 
     record Check(String key, String cExpr, long javaValue, boolean macro) {}
 
@@ -126,20 +141,23 @@ class StructLayoutTest {
 
     @Test
     void everyStructureClassInThePackageIsChecked() throws Exception {
-        Path dir = classDirectory();
-        if (dir == null) {
-            return; // running from a jar: the listing check is only meaningful on a classes dir
-        }
         Set<String> unchecked = new TreeSet<>();
-        try (Stream<Path> files = Files.list(dir)) {
-            for (Path f : (Iterable<Path>) files::iterator) {
-                String name = f.getFileName().toString();
-                if (!name.endsWith(".class") || name.contains("$")) {
-                    continue;
-                }
-                Class<?> c = Class.forName(KvmRegs.class.getPackageName() + "." + name.replace(".class", ""));
-                if (Structure.class.isAssignableFrom(c) && !Modifier.isAbstract(c.getModifiers()) && !STRUCTS.containsKey(c)) {
-                    unchecked.add(c.getSimpleName());
+        for (Class<?> inPackage : List.of(KvmRegs.class, UffdioApi.class)) {
+            Path dir = classDirectory(inPackage);
+            if (dir == null) {
+                return; // running from a jar: the listing check is only meaningful on a classes dir
+            }
+            try (Stream<Path> files = Files.list(dir)) {
+                for (Path f : (Iterable<Path>) files::iterator) {
+                    String name = f.getFileName().toString();
+                    if (!name.endsWith(".class") || name.contains("$")) {
+                        continue;
+                    }
+                    Class<?> c = Class.forName(inPackage.getPackageName() + "." + name.replace(".class", ""));
+                    if (Structure.class.isAssignableFrom(c) && !Modifier.isAbstract(c.getModifiers())
+                            && !STRUCTS.containsKey(c)) {
+                        unchecked.add(c.getSimpleName());
+                    }
                 }
             }
         }
@@ -496,8 +514,8 @@ class StructLayoutTest {
         return text;
     }
 
-    private static Path classDirectory() throws URISyntaxException {
-        var src = KvmRegs.class.getProtectionDomain().getCodeSource();
+    private static Path classDirectory(Class<?> inPackage) throws URISyntaxException {
+        var src = inPackage.getProtectionDomain().getCodeSource();
         if (src == null) {
             return null;
         }
@@ -505,6 +523,6 @@ class StructLayoutTest {
         if (!Files.isDirectory(root)) {
             return null;
         }
-        return root.resolve(KvmRegs.class.getPackageName().replace('.', '/'));
+        return root.resolve(inPackage.getPackageName().replace('.', '/'));
     }
 }

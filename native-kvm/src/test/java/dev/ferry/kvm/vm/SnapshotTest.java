@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.ferry.kvm.guest.WorkloadSpec;
+import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.state.StateException;
 import java.io.RandomAccessFile;

@@ -1,0 +1,24 @@
+package dev.ferry.linux;
+
+import com.sun.jna.Pointer;
+import com.sun.jna.Structure.FieldOrder;
+
+/** {@code struct uffdio_continue} (linux/userfaultfd.h): for UFFDIO_CONTINUE (minor faults). */
+@FieldOrder({"range", "mode", "mapped"})
+public class UffdioContinue extends NativeStruct {
+    public UffdioRange range = new UffdioRange();
+    /** UFFDIO_CONTINUE_MODE_DONTWAKE */
+    public long mode;
+    /*
+     * Fields below here are written by the ioctl and must be at the end:
+     * the copy_from_user will not read past here.
+     */
+    public long mapped;
+
+    public UffdioContinue() {}
+
+    public UffdioContinue(Pointer p) {
+        super(p);
+        read();
+    }
+}

@@ -1,0 +1,101 @@
+package dev.ferry.memory;
+
+import com.sun.jna.Native;
+import com.sun.jna.Pointer;
+import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.AtomicLongArray;
+import net.openhft.hashing.LongHashFunction;
+
+/**
+ * Ferry's memory digest (ferry.v1.MemoryDigest): every non-zero 4 KiB page hashed with XXH3-64
+ * seeded with its guest-physical address, summed mod 2^64; zero pages count 0. Because it is a sum,
+ * both migration ends keep it up to date page by page as pages are sent and received, so the
+ * switchover check costs a sum, not a pass over all memory.
+ *
+ * <p>Thread-safe: data-plane streams update disjoint pages concurrently.
+ */
+public final class PageHashes {
+    private final GuestMemory memory;
+    private final AtomicLongArray hashes;
+
+    public PageHashes(GuestMemory memory) {
+        this.memory = memory;
+        if (memory.totalPages() > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("guest memory too large for a page hash table");
+        }
+        this.hashes = new AtomicLongArray((int) memory.totalPages());
+    }
+
+    private static final ByteBuffer ZERO_PAGE = ByteBuffer.allocateDirect((int) GuestMemory.PAGE_SIZE);
+
+    /** Hash of {@code page} (4 KiB, e.g. a slice of guest memory or a received buffer) as guest page {@code gpa}; 0 if all zero. */
+    public static long hashPage(ByteBuffer page, long gpa) {
+        if (isZero(page)) {
+            return 0;
+        }
+        LongHashFunction f = LongHashFunction.xx3(gpa);
+        if (page.isDirect()) {
+            // By address: the library's ByteBuffer path needs sun.nio.ch exported to it.
+            long address = Pointer.nativeValue(Native.getDirectBufferPointer(page)) + page.position();
+            return f.hashMemory(address, GuestMemory.PAGE_SIZE);
+        }
+        return f.hashBytes(page.array(), page.arrayOffset() + page.position(), (int) GuestMemory.PAGE_SIZE);
+    }
+
+    /** True when the 4 KiB in {@code page} (from its position) are all zero. Vectorised by the JIT. */
+    public static boolean isZero(ByteBuffer page) {
+        return page.mismatch(ZERO_PAGE) == -1;
+    }
+
+    /** Records the hash of page {@code gpa} (from {@link #hashPage}, or 0 for a page known to be zero). */
+    public void set(long gpa, long hash) {
+        hashes.set((int) (gpa / GuestMemory.PAGE_SIZE), hash);
+    }
+
+    /** Hashes page {@code gpa} as it is in memory now and records it. */
+    public long refresh(long gpa) {
+        long h = hashPage(memory.regionOf(gpa).slice(gpa, (int) GuestMemory.PAGE_SIZE), gpa);
+        set(gpa, h);
+        return h;
+    }
+
+    /** Hashes every page as it is now. */
+    public void refreshAll() {
+        for (MemoryRegion r : memory.regions()) {
+            for (long off = 0; off < r.size(); off += GuestMemory.PAGE_SIZE) {
+                long gpa = r.guestPhysAddr() + off;
+                set(gpa, hashPage(r.slice(gpa, (int) GuestMemory.PAGE_SIZE), gpa));
+            }
+        }
+    }
+
+    public long get(long gpa) {
+        return hashes.get((int) (gpa / GuestMemory.PAGE_SIZE));
+    }
+
+    /** The digest: sum of all page hashes. */
+    public long digest() {
+        long sum = 0;
+        for (int i = 0, n = hashes.length(); i < n; i++) {
+            sum += hashes.get(i);
+        }
+        return sum;
+    }
+
+    /**
+     * The digest of every page NOT in {@code excluded}: what two copies of the memory must agree on
+     * when only the excluded pages may differ.
+     */
+    public long digestExcept(DirtyBitmap excluded) {
+        long[] sum = {digest()};
+        excluded.forEachDirtyPage(gpa -> sum[0] -= get(gpa));
+        return sum[0];
+    }
+
+    /** The digest of {@code memory} as it is now, computed from scratch. */
+    public static long digestOf(GuestMemory memory) {
+        PageHashes h = new PageHashes(memory);
+        h.refreshAll();
+        return h.digest();
+    }
+}
