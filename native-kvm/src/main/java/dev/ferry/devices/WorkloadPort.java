@@ -6,6 +6,7 @@ import dev.ferry.state.RestorePhase;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.StateException;
 import dev.ferry.state.Stateful;
+import dev.ferry.vm.GuestProbe.ReportStats;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -165,8 +166,6 @@ public final class WorkloadPort implements PortIoDevice, Stateful<WorkloadPortSt
     }
 
     /** Statistics of the progress reports, for measuring guest-visible pauses. */
-    public record ReportStats(long reports, long lastReportNanos, long firstReportAfterResetNanos, long maxGapNanos) {}
-
     public synchronized ReportStats reportStats() {
         return new ReportStats(reports, lastReportNanos, firstReportAfterResetNanos, maxGapNanos);
     }

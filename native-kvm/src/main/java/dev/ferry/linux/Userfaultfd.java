@@ -325,4 +325,8 @@ public final class Userfaultfd implements AutoCloseable {
     public void close() {
         Fd.close(fd.getAndSet(-1), "userfaultfd");
     }
+
+    public boolean isClosed() {
+        return fd.get() < 0;
+    }
 }

@@ -1,6 +1,6 @@
 package dev.ferry.memory;
 
-import dev.ferry.kvm.vm.DirtyLog;
+
 
 /**
  * The digest of the pages a running guest has not written since its dirty log was enabled. On a
@@ -14,7 +14,7 @@ import dev.ferry.kvm.vm.DirtyLog;
 public record UnwrittenPages(DirtyBitmap written, long digest) {
 
     /** Hashes every populated page not yet reported by {@code log}, then reads the log again. */
-    public static UnwrittenPages of(GuestMemory memory, DirtyLog log) {
+    public static UnwrittenPages of(GuestMemory memory, DirtyTracker log) {
         DirtyBitmap toHash = DirtyBitmap.populated(memory); // holes are zero: they count 0 on both sides
         toHash.andNot(log.fetch());
         PageHashes now = new PageHashes(memory);

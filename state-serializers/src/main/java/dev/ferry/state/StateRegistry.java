@@ -103,6 +103,31 @@ public final class StateRegistry {
      *                        components were already restored: the VM must not be resumed)
      */
     public synchronized void restore(SectionSet sections) throws StateException {
+        List<Prepared<?>> plan = plan(sections);
+        for (int i = 0; i < plan.size(); i++) {
+            Prepared<?> p = plan.get(i);
+            try {
+                p.apply();
+            } catch (StateException | RuntimeException e) {
+                throw new StateException(p.component.schema().name(), p.component.instanceId(),
+                        "restore failed after " + i + " of " + plan.size() + " sections were applied; the VM is"
+                                + " in an inconsistent state and must not be resumed: " + e.getMessage(), e);
+            }
+        }
+    }
+
+    /**
+     * Everything {@link #restore} checks before it applies anything: every required section present and
+     * known, every payload decodable and accepted by its component's {@link Stateful#validateState}.
+     * Touches no component.
+     *
+     * @throws StateException listing every problem
+     */
+    public synchronized void validate(SectionSet sections) throws StateException {
+        plan(sections);
+    }
+
+    private List<Prepared<?>> plan(SectionSet sections) throws StateException {
         List<StateException> problems = new ArrayList<>();
         for (Section s : sections) {
             if (byKey.containsKey(new SectionSet.Key(s.name(), s.instanceId()))) {
@@ -139,16 +164,7 @@ public final class StateRegistry {
         if (!problems.isEmpty()) {
             throw StateException.of("state refused, nothing was restored", problems);
         }
-        for (int i = 0; i < plan.size(); i++) {
-            Prepared<?> p = plan.get(i);
-            try {
-                p.apply();
-            } catch (StateException | RuntimeException e) {
-                throw new StateException(p.component.schema().name(), p.component.instanceId(),
-                        "restore failed after " + i + " of " + plan.size() + " sections were applied; the VM is"
-                                + " in an inconsistent state and must not be resumed: " + e.getMessage(), e);
-            }
-        }
+        return plan;
     }
 
     private String unknownSection(Section s) {

@@ -1,6 +1,7 @@
 package dev.ferry.kvm.vm;
 
 import com.sun.jna.Memory;
+import dev.ferry.memory.DirtyTracker;
 import dev.ferry.kvm.sys.KvmIoctls;
 import dev.ferry.kvm.sys.KvmVm;
 import dev.ferry.memory.DirtyBitmap;
@@ -12,7 +13,7 @@ import dev.ferry.memory.MemoryRegion;
  * (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): reading the log does not re-protect pages, clearing does, and
  * only for the pages that were dirty, which keeps each round cheap for large guests.
  */
-public final class DirtyLog {
+public final class DirtyLog implements DirtyTracker {
     private final KvmVm vm;
     private final GuestMemory memory;
     private final Memory[] kernelBitmaps;

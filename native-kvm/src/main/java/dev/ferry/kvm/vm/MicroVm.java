@@ -3,11 +3,9 @@ package dev.ferry.kvm.vm;
 import dev.ferry.devices.PortIoBus;
 import dev.ferry.devices.Serial16550;
 import dev.ferry.devices.WorkloadPort;
+import dev.ferry.devices.WorkloadProbe;
 import dev.ferry.guest.GuestAbi;
 import dev.ferry.guest.GuestLayout;
-import dev.ferry.kvm.vm.DirtyLog;
-import dev.ferry.memory.GuestMemory;
-import dev.ferry.memory.MemoryRegion;
 import dev.ferry.kvm.sys.KvmCpuid2;
 import dev.ferry.kvm.sys.KvmCpuidEntry2;
 import dev.ferry.kvm.sys.KvmIoctls;
@@ -19,27 +17,37 @@ import dev.ferry.kvm.sys.KvmSystem;
 import dev.ferry.kvm.sys.KvmVcpu;
 import dev.ferry.kvm.sys.KvmVm;
 import dev.ferry.linux.NativeException;
+import dev.ferry.memory.DirtyTracker;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.MissingPageTrap;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateException;
 import dev.ferry.state.StateRegistry;
-import java.time.Duration;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.CpuidLeaf;
+import dev.ferry.vm.GuestProbe;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.HostTsc;
+import dev.ferry.vm.IncompatibleShapeException;
+import dev.ferry.vm.VmConfig;
+import dev.ferry.vm.VmConfigSection;
+import dev.ferry.vm.VmShape;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
+import java.util.Optional;
 import java.util.function.Consumer;
 
 /**
- * A running micro-VM: KVM VM and vCPUs, guest memory, the port-I/O devices and their state. Each
+ * The KVM backend's guest: KVM VM and vCPUs, guest memory, the port-I/O devices and their state. Each
  * vCPU runs on its own thread; {@link #pause()} stops them all (kicking any that are inside
  * KVM_RUN), after which the whole state can be saved or restored.
  *
- * <p>Life cycle: {@link #create} (fresh guest, boots on {@link #start}) or {@link #createForRestore}
+ * <p>Life cycle: {@link #create} (fresh guest, boots on {@link #start}) or {@link #createIncoming}
  * (empty guest; load memory, {@link #restoreState}, then {@link #start}); {@link #close} always.
  */
-public final class MicroVm implements AutoCloseable {
+public final class MicroVm implements GuestVm {
     /** Sections every snapshot of a micro-VM may contain, for decoding and JSON dumps. */
     public static List<SectionSchema<?>> schemas() {
         return List.of(VmConfigSection.SCHEMA, VmSection.SCHEMA, VcpuSection.SCHEMA, Serial16550.SCHEMA,
@@ -59,6 +67,7 @@ public final class MicroVm implements AutoCloseable {
     private final PortIoBus bus = new PortIoBus();
     private final Serial16550 serial;
     private final WorkloadPort workload;
+    private final WorkloadProbe probe;
     private final StateRegistry registry = new StateRegistry();
     private final List<KvmCpuidEntry2> cpuid;
     private final boolean kvmTscKhz; // KVM_GET_TSC_KHZ works here
@@ -88,6 +97,7 @@ public final class MicroVm implements AutoCloseable {
         this.dirtyLog = new DirtyLog(vm, memory);
         this.serial = new Serial16550("com1", GuestAbi.PORT_COM1, console);
         this.workload = new WorkloadPort(config.vcpus());
+        this.probe = new WorkloadProbe(workload, memory, config);
         try {
             vm.setTssAddr(TSS_ADDR);
             vm.createIrqchip();
@@ -104,7 +114,7 @@ public final class MicroVm implements AutoCloseable {
             }
             bus.attach(serial);
             bus.attach(workload);
-            registry.register(new VmConfigSection(config, memory, cpuid));
+            registry.register(new VmConfigSection(Backend.KVM, memory, this::shape));
             registry.register(new VmSection(vm));
             int[] msrs = savableMsrs(kvm, vcpus.get(0));
             for (KvmVcpu c : vcpus) {
@@ -131,43 +141,33 @@ public final class MicroVm implements AutoCloseable {
     }
 
     /**
-     * An empty VM shaped like the one that saved {@code sections} (same vCPUs, memory layout and
-     * CPUID). Fill its memory, then call {@link #restoreState} and {@link #start()}.
-     */
-    public static MicroVm createForRestore(SectionSet sections, Consumer<String> console) throws StateException {
-        VmConfigSection.Shape shape = VmConfigSection.shapeOf(sections);
-        return new MicroVm(shape.config(), shape.cpuid(), console, false);
-    }
-
-    /**
-     * An empty VM of the given shape that will receive memory and state from elsewhere (the
-     * destination of a migration). {@code cpuid} is what the guest saw on the source; {@code tscKhz}
-     * its TSC rate there (0: unknown), which this VM's vCPUs are scaled to if this host's differs.
+     * An empty VM of the given shape that will receive memory and state from elsewhere (a migration's
+     * destination, a restore): the CPUID the guest saw, and its TSC rate (0: unknown), which this VM's
+     * vCPUs are scaled to if this host's differs.
      *
-     * @throws dev.ferry.linux.NativeException if the rate differs and cannot be scaled here
+     * @throws IncompatibleShapeException if the rate differs and cannot be scaled here
      */
-    public static MicroVm createIncoming(VmConfig config, List<KvmCpuidEntry2> cpuid, int tscKhz,
-            Consumer<String> console) {
-        MicroVm vm = new MicroVm(config, cpuid, console, false);
+    public static MicroVm createIncoming(VmShape shape, Consumer<String> console) {
+        List<KvmCpuidEntry2> cpuid = new ArrayList<>();
+        for (CpuidLeaf l : shape.cpuid()) {
+            cpuid.add(KvmCpuidEntry2.of(l.function(), l.index(), l.flags(), l.eax(), l.ebx(), l.ecx(), l.edx()));
+        }
+        MicroVm vm = new MicroVm(shape.config(), cpuid, console, false);
         try {
-            if (tscKhz > 0 && !sameTscRate(tscKhz, vm.tscKhz())) {
+            if (shape.tscKhz() > 0 && !HostTsc.sameRate(shape.tscKhz(), vm.tscKhz())) {
                 for (KvmVcpu c : vm.vcpus) {
-                    c.setTscKhz(tscKhz);
+                    c.setTscKhz(shape.tscKhz());
                 }
             }
+        } catch (NativeException e) {
+            vm.close();
+            throw new IncompatibleShapeException("tsc_khz", "scaling the guest's TSC from " + vm.tscKhz() + " to "
+                    + shape.tscKhz() + " kHz failed: " + e.getMessage(), e);
         } catch (RuntimeException e) {
             vm.close();
             throw e;
         }
         return vm;
-    }
-
-    /** KVM's own tolerance (tsc_tolerance_ppm) for calling two TSC rates the same. */
-    public static final int TSC_TOLERANCE_PPM = 250;
-
-    /** Whether a guest moving between TSC rates {@code a} and {@code b} kHz needs no scaling. */
-    public static boolean sameTscRate(int a, int b) {
-        return Math.abs((long) a - b) * 1_000_000L <= (long) TSC_TOLERANCE_PPM * Math.max(a, b);
     }
 
     /** The guest's TSC rate in kHz (KVM_GET_TSC_KHZ), or 0 where KVM cannot tell. */
@@ -176,8 +176,6 @@ public final class MicroVm implements AutoCloseable {
     }
 
     /** This host's TSC as a new VM sees it: its rate (0: unknown) and whether KVM can scale a guest's. */
-    public record HostTsc(int khz, boolean scalable) {}
-
     public static HostTsc hostTsc() {
         try (KvmSystem k = KvmSystem.open()) {
             boolean scalable = k.checkExtension(KvmIoctls.KVM_CAP_TSC_CONTROL) > 0;
@@ -195,11 +193,6 @@ public final class MicroVm implements AutoCloseable {
         try (KvmSystem k = KvmSystem.open()) {
             return k.supportedCpuid().entries();
         }
-    }
-
-    /** The shape of the VM that saved {@code sections}, without creating anything. */
-    public static VmConfig configOf(SectionSet sections) throws StateException {
-        return VmConfigSection.shapeOf(sections).config();
     }
 
     private static int[] savableMsrs(KvmSystem kvm, KvmVcpu probe) {
@@ -322,16 +315,28 @@ public final class MicroVm implements AutoCloseable {
         return paused || !started;
     }
 
+    @Override
+    public List<SectionSchema<?>> stateSchemas() {
+        return schemas();
+    }
+
     /** Captures every section (VM, vCPUs, devices). The VM must be paused (or not yet started). */
+    @Override
     public synchronized SectionSet saveState() {
         requirePaused("save state");
         return registry.save();
+    }
+
+    @Override
+    public void validateState(SectionSet sections) throws StateException {
+        registry.validate(sections);
     }
 
     /**
      * Validates {@code sections} completely, then applies them. Nothing is applied if any section is
      * missing, unknown-and-required, of an unreadable version or malformed.
      */
+    @Override
     public synchronized void restoreState(SectionSet sections) throws StateException {
         requirePaused("restore state");
         registry.restore(sections);
@@ -344,40 +349,38 @@ public final class MicroVm implements AutoCloseable {
         }
     }
 
-    /**
-     * Asks the guest to check its whole working set and returns the number of wrong pages. The VM
-     * must be running (the guest does the checking).
-     */
-    public long selfCheck(Duration timeout) throws InterruptedException, TimeoutException {
-        try {
-            return workload.requestSelfCheck().get(timeout.toNanos(), TimeUnit.NANOSECONDS);
-        } catch (ExecutionException e) {
-            throw new VmFailure("self-check failed", e.getCause());
-        } catch (TimeoutException e) {
-            throwIfFailed();
-            throw e;
-        }
+    @Override
+    public Backend backend() {
+        return Backend.KVM;
     }
 
-    /** Sum of every vCPU's progress counter, read from guest memory. */
-    public long guestCounter() {
-        long sum = 0;
-        for (int i = 0; i < config.vcpus(); i++) {
-            sum += memory.getLong(GuestAbi.statusGpa(i) + GuestAbi.S_COUNTER);
+    @Override
+    public VmShape shape() {
+        List<CpuidLeaf> leaves = new ArrayList<>();
+        for (KvmCpuidEntry2 e : cpuid) {
+            leaves.add(new CpuidLeaf(e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx));
         }
-        return sum;
+        return new VmShape(config, leaves, tscKhz());
     }
 
-    /** Pages the guest has written since boot (fill included), all vCPUs. */
-    public long guestPagesWritten() {
-        long sum = 0;
-        for (int i = 0; i < config.vcpus(); i++) {
-            sum += memory.getLong(GuestAbi.statusGpa(i) + GuestAbi.S_PAGES_WRITTEN);
-        }
-        return sum;
+    @Override
+    public Optional<GuestProbe> probe() {
+        return Optional.of(probe);
+    }
+
+    @Override
+    public DirtyTracker dirtyTracker() {
+        return dirtyLog;
+    }
+
+    /** KVM reaches guest memory through the region mappings: a userfaultfd of its own over them. */
+    @Override
+    public MissingPageTrap trapMissingPages() {
+        return MissingPageTrap.open(memory);
     }
 
     /** Linux thread ids of the vCPU threads, in vCPU order (empty before {@link #start()}). */
+    @Override
     public synchronized List<Integer> vcpuThreadIds() {
         return runners.stream().map(VcpuRunner::tid).toList();
     }
@@ -390,14 +393,7 @@ public final class MicroVm implements AutoCloseable {
         return sum;
     }
 
-    /** Throws the first vCPU failure, if any. */
-    public void throwIfFailed() {
-        Throwable t = failure;
-        if (t != null) {
-            throw t instanceof VmFailure f ? f : new VmFailure("VM failed: " + t, t);
-        }
-    }
-
+    @Override
     public Throwable failure() {
         return failure;
     }
@@ -410,10 +406,6 @@ public final class MicroVm implements AutoCloseable {
         return memory;
     }
 
-    public DirtyLog dirtyLog() {
-        return dirtyLog;
-    }
-
     public WorkloadPort workloadPort() {
         return workload;
     }
@@ -424,10 +416,6 @@ public final class MicroVm implements AutoCloseable {
 
     public GuestLayout layout() {
         return new GuestLayout(config.memoryBytes(), config.vcpus(), config.workload());
-    }
-
-    public List<KvmCpuidEntry2> cpuid() {
-        return List.copyOf(cpuid);
     }
 
     private void checkOpen() {

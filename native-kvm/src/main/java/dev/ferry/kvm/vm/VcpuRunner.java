@@ -7,6 +7,7 @@ import dev.ferry.kvm.sys.KvmRun;
 import dev.ferry.kvm.sys.KvmVcpu;
 import dev.ferry.linux.KickTarget;
 import dev.ferry.linux.Signals;
+import dev.ferry.vm.VmFailure;
 import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
 

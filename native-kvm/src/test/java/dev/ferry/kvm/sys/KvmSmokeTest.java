@@ -9,17 +9,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
+import dev.ferry.linux.Errno;
+import dev.ferry.linux.FdSnapshot;
+import dev.ferry.linux.MappedMemory;
+import dev.ferry.linux.NativeException;
+import dev.ferry.linux.NativeStruct;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import dev.ferry.linux.Errno;
-import dev.ferry.linux.FdSnapshot;
-import dev.ferry.linux.MappedMemory;
-import dev.ferry.linux.NativeException;
-import dev.ferry.linux.NativeStruct;
 
 /**
  * Exercises every KVM ioctl wrapper against the real /dev/kvm without running guest code:

@@ -8,12 +8,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.ferry.guest.AccessPattern;
 import dev.ferry.guest.GuestAbi;
 import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.MemoryRegion;
 import dev.ferry.memory.PageHashes;
 import dev.ferry.memory.UnwrittenPages;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.state.SectionSet;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -44,24 +46,24 @@ class MicroVmTest {
             }
         });
         vm.start();
-        assertTrue(vm.workloadPort().awaitFillDone(T), "guest finished its fill");
+        assertTrue(vm.probe().orElseThrow().awaitFillDone(T), "guest finished its fill");
         return vm;
     }
 
     /** Waits until every vCPU has reported progress a few more times: proof the guest executes. */
-    static void awaitProgress(MicroVm vm) throws InterruptedException {
-        long since = vm.workloadPort().reportStats().reports();
-        assertTrue(vm.workloadPort().awaitReports(since, 5L * vm.config().vcpus(), T), "guest keeps reporting");
+    static void awaitProgress(GuestVm vm) throws InterruptedException {
+        long since = vm.probe().orElseThrow().reportStats().reports();
+        assertTrue(vm.probe().orElseThrow().awaitReports(since, 5L * vm.shape().vcpus(), T), "guest keeps reporting");
     }
 
     @Test
     void bootsRunsAndSelfChecksClean() throws Exception {
         try (MicroVm vm = started(config(1, 16 * MIB, 50 * MIB))) {
-            long c1 = vm.guestCounter();
+            long c1 = vm.probe().orElseThrow().guestCounter();
             awaitProgress(vm);
-            assertTrue(vm.guestCounter() > c1, "counter rises");
-            assertEquals(0, vm.selfCheck(T));
-            assertTrue(vm.guestPagesWritten() >= 16 * MIB / 4096, "fill wrote every page");
+            assertTrue(vm.probe().orElseThrow().guestCounter() > c1, "counter rises");
+            assertEquals(0, vm.probe().orElseThrow().selfCheck(T));
+            assertTrue(vm.probe().orElseThrow().guestPagesWritten() >= 16 * MIB / 4096, "fill wrote every page");
             vm.throwIfFailed();
         }
         synchronized (console) {
@@ -75,16 +77,16 @@ class MicroVmTest {
         VmConfig c = new VmConfig(2, 64 * MIB, 1, WorkloadSpec.of(8 * MIB, 0, true));
         try (MicroVm vm = started(c)) {
             vm.pause();
-            long frozen = vm.guestCounter();
-            long written = vm.guestPagesWritten();
+            long frozen = vm.probe().orElseThrow().guestCounter();
+            long written = vm.probe().orElseThrow().guestPagesWritten();
             // A paused guest does not move, however long we look: compare across a self-contained wait
             // on something unrelated to the guest (another VM's progress would do; here we re-read).
-            assertEquals(frozen, vm.guestCounter());
-            assertEquals(written, vm.guestPagesWritten());
+            assertEquals(frozen, vm.probe().orElseThrow().guestCounter());
+            assertEquals(written, vm.probe().orElseThrow().guestPagesWritten());
             vm.resume();
             awaitProgress(vm);
-            assertTrue(vm.guestCounter() > frozen);
-            assertEquals(0, vm.selfCheck(T));
+            assertTrue(vm.probe().orElseThrow().guestCounter() > frozen);
+            assertEquals(0, vm.probe().orElseThrow().selfCheck(T));
         }
     }
 
@@ -106,11 +108,11 @@ class MicroVmTest {
             org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(Duration.ofSeconds(20), () -> vm.pause(),
                     "pause must not wait for the guest to exit by itself");
             assertEquals(exits, vm.vcpuExits(), "no guest exit happened: the kick did it");
-            long frozen = vm.guestCounter();
-            assertEquals(frozen, vm.guestCounter());
+            long frozen = vm.probe().orElseThrow().guestCounter();
+            assertEquals(frozen, vm.probe().orElseThrow().guestCounter());
             vm.resume();
             vm.pause();
-            assertTrue(vm.guestCounter() >= frozen);
+            assertTrue(vm.probe().orElseThrow().guestCounter() >= frozen);
         }
     }
 
@@ -120,26 +122,26 @@ class MicroVmTest {
         try (MicroVm src = started(c)) {
             awaitProgress(src);
             src.pause();
-            long savedCounter = src.guestCounter();
+            long savedCounter = src.probe().orElseThrow().guestCounter();
             SectionSet state = src.saveState();
             long digest = src.memory().digest();
 
-            try (MicroVm dst = MicroVm.createForRestore(state, line -> { })) {
+            try (GuestVm dst = new KvmBackend().createForRestore(state, line -> { })) {
                 copyMemory(src.memory(), dst.memory());
                 assertEquals(digest, dst.memory().digest());
                 dst.restoreState(state);
-                assertEquals(savedCounter, dst.guestCounter(), "restored counter is the saved one");
+                assertEquals(savedCounter, dst.probe().orElseThrow().guestCounter(), "restored counter is the saved one");
                 dst.start();
                 awaitProgress(dst);
-                assertTrue(dst.guestCounter() > savedCounter, "guest continues from where it stopped");
-                assertEquals(0, dst.selfCheck(T), "no wrong pages after restore");
+                assertTrue(dst.probe().orElseThrow().guestCounter() > savedCounter, "guest continues from where it stopped");
+                assertEquals(0, dst.probe().orElseThrow().selfCheck(T), "no wrong pages after restore");
 
                 dst.throwIfFailed();
             }
             // the source was left intact by all of this
             src.resume();
             awaitProgress(src);
-            assertEquals(0, src.selfCheck(T));
+            assertEquals(0, src.probe().orElseThrow().selfCheck(T));
         }
     }
 
@@ -147,11 +149,11 @@ class MicroVmTest {
     void aCorruptedPageIsCaughtByTheGuestsOwnCheck() throws Exception {
         // A quiet guest (fill once, then no writes), so nothing rewrites the page before the check.
         try (MicroVm vm = started(config(2, 16 * MIB, 0))) {
-            assertEquals(0, vm.selfCheck(T));
+            assertEquals(0, vm.probe().orElseThrow().selfCheck(T));
             vm.pause();
             vm.memory().putLong(vm.layout().workingSetBase() + 5 * GuestAbi.PAGE_SIZE + 64, 0xdeadbeefL);
             vm.resume();
-            assertEquals(1, vm.selfCheck(T));
+            assertEquals(1, vm.probe().orElseThrow().selfCheck(T));
         }
     }
 
@@ -166,7 +168,7 @@ class MicroVmTest {
             assertEquals(before.sections().size(), b.saveState().sections().size());
             b.resume();
             awaitProgress(b);
-            assertEquals(0, b.selfCheck(T));
+            assertEquals(0, b.probe().orElseThrow().selfCheck(T));
         }
     }
 
@@ -180,9 +182,9 @@ class MicroVmTest {
         try (MicroVm vm = started(c)) {
             long wsBase = vm.layout().workingSetBase();
             long pages = c.workload().workingSetPages();
-            vm.dirtyLog().enable();
+            vm.dirtyTracker().enable();
             vm.pause();
-            vm.dirtyLog().fetchAndClear();
+            vm.dirtyTracker().fetchAndClear();
             int[] gen0 = generations(vm, pages);
             // A page the guest was in the middle of writing at the pause already has its new generation
             // but not yet its last words: it gets written in the window without a generation change.
@@ -195,7 +197,7 @@ class MicroVmTest {
             awaitProgress(vm);
             awaitProgress(vm);
             vm.pause();
-            var dirty = vm.dirtyLog().fetchAndClear();
+            var dirty = vm.dirtyTracker().fetchAndClear();
             int[] gen1 = generations(vm, pages);
             int written = 0;
             for (int p = 0; p < pages; p++) {
@@ -206,7 +208,7 @@ class MicroVmTest {
             }
             assertTrue(written > 10, "guest wrote pages in the window: " + written);
             // With the guest paused nothing new is dirty.
-            assertEquals(0, vm.dirtyLog().fetchAndClear().count());
+            assertEquals(0, vm.dirtyTracker().fetchAndClear().count());
         }
     }
 
@@ -218,13 +220,13 @@ class MicroVmTest {
             SectionSet state = src.saveState();
             PageHashes original = new PageHashes(src.memory());
             original.refreshAll();
-            try (MicroVm dst = MicroVm.createForRestore(state, line -> { })) {
+            try (GuestVm dst = new KvmBackend().createForRestore(state, line -> { })) {
                 copyMemory(src.memory(), dst.memory());
                 dst.restoreState(state);
-                dst.dirtyLog().enable();
+                dst.dirtyTracker().enable();
                 dst.start();
                 awaitProgress(dst);
-                UnwrittenPages u = UnwrittenPages.of(dst.memory(), dst.dirtyLog()); // the guest keeps writing
+                UnwrittenPages u = UnwrittenPages.of(dst.memory(), dst.dirtyTracker()); // the guest keeps writing
                 assertTrue(u.written().count() > 0, "the copy wrote pages after it resumed");
                 assertTrue(u.matches(original), "every page it did not write is the original's");
 
@@ -232,7 +234,7 @@ class MicroVmTest {
                 long gpa = dst.memory().totalPages() * GuestAbi.PAGE_SIZE - GuestAbi.PAGE_SIZE;
                 assertFalse(u.written().isDirty(gpa));
                 dst.memory().putLong(gpa + 8, dst.memory().getLong(gpa + 8) ^ 1);
-                UnwrittenPages corrupted = UnwrittenPages.of(dst.memory(), dst.dirtyLog());
+                UnwrittenPages corrupted = UnwrittenPages.of(dst.memory(), dst.dirtyTracker());
                 assertFalse(corrupted.matches(original), "a changed page the guest did not write is caught");
             }
         }

@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.state.StateException;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.Snapshot;
+import dev.ferry.vm.VmConfig;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -32,25 +35,25 @@ class SnapshotTest {
         VmConfig c = new VmConfig(2, 64 * MIB, 2, WorkloadSpec.of(16 * MIB, 30 * MIB, false));
         try (MicroVm vm = MicroVm.create(c, l -> { })) {
             vm.start();
-            assertTrue(vm.workloadPort().awaitFillDone(T));
-            long r = vm.workloadPort().reportStats().reports();
-            assertTrue(vm.workloadPort().awaitReports(r, 10, T));
+            assertTrue(vm.probe().orElseThrow().awaitFillDone(T));
+            long r = vm.probe().orElseThrow().reportStats().reports();
+            assertTrue(vm.probe().orElseThrow().awaitReports(r, 10, T));
             vm.pause();
             Snapshot.write(vm, dir);
-            return vm.guestCounter();
+            return vm.probe().orElseThrow().guestCounter();
         }
     }
 
     @Test
     void restoredSnapshotContinuesWhereTheGuestStopped() throws Exception {
         long saved = snapshotRunningGuest();
-        try (MicroVm vm = Snapshot.restore(dir, l -> { })) {
-            assertEquals(saved, vm.guestCounter());
+        try (GuestVm vm = Snapshot.restore(dir, new KvmBackend(), l -> { })) {
+            assertEquals(saved, vm.probe().orElseThrow().guestCounter());
             vm.start();
-            long r = vm.workloadPort().reportStats().reports();
-            assertTrue(vm.workloadPort().awaitReports(r, 10, T));
-            assertTrue(vm.guestCounter() > saved);
-            assertEquals(0, vm.selfCheck(T));
+            long r = vm.probe().orElseThrow().reportStats().reports();
+            assertTrue(vm.probe().orElseThrow().awaitReports(r, 10, T));
+            assertTrue(vm.probe().orElseThrow().guestCounter() > saved);
+            assertEquals(0, vm.probe().orElseThrow().selfCheck(T));
         }
     }
 
@@ -63,7 +66,7 @@ class SnapshotTest {
             f.seek(40 * MIB + 123);
             f.write(b ^ 0x10);
         }
-        StateException e = assertThrows(StateException.class, () -> Snapshot.restore(dir, l -> { }));
+        StateException e = assertThrows(StateException.class, () -> Snapshot.restore(dir, new KvmBackend(), l -> { }));
         assertTrue(e.getMessage().contains("digest"), e.getMessage());
     }
 
@@ -73,6 +76,6 @@ class SnapshotTest {
         Path state = dir.resolve(Snapshot.STATE_FILE);
         byte[] all = Files.readAllBytes(state);
         Files.write(state, java.util.Arrays.copyOf(all, all.length - 7));
-        assertThrows(StateException.class, () -> Snapshot.restore(dir, l -> { }));
+        assertThrows(StateException.class, () -> Snapshot.restore(dir, new KvmBackend(), l -> { }));
     }
 }

@@ -5,15 +5,17 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.guest.WorkloadSpec;
-import dev.ferry.memory.GuestMemory;
-import dev.ferry.memory.MemoryRegion;
-import dev.ferry.linux.Errno;
 import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.linux.Errno;
 import dev.ferry.linux.LibC;
 import dev.ferry.linux.UffdEvent;
 import dev.ferry.linux.UffdIoctls;
 import dev.ferry.linux.Userfaultfd;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
 import dev.ferry.state.SectionSet;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -36,13 +38,13 @@ class UserfaultfdVcpuTest {
         VmConfig config = new VmConfig(1, 64 * MIB, 2, WorkloadSpec.of(16 * MIB, 20 * MIB, false));
         try (MicroVm src = MicroVm.create(config, l -> { })) {
             src.start();
-            assertTrue(src.workloadPort().awaitFillDone(T));
+            assertTrue(src.probe().orElseThrow().awaitFillDone(T));
             src.pause();
-            long savedCounter = src.guestCounter();
-            long savedReports = src.workloadPort().reportStats().reports();
+            long savedCounter = src.probe().orElseThrow().guestCounter();
+            long savedReports = src.probe().orElseThrow().reportStats().reports();
             SectionSet state = src.saveState();
 
-            try (MicroVm dst = MicroVm.createForRestore(state, l -> { });
+            try (GuestVm dst = new KvmBackend().createForRestore(state, l -> { });
                     Userfaultfd uffd = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK,
                             UffdIoctls.UFFD_FEATURE_MISSING_SHMEM | UffdIoctls.UFFD_FEATURE_THREAD_ID)) {
                 for (MemoryRegion r : dst.memory().regions()) {
@@ -70,13 +72,13 @@ class UserfaultfdVcpuTest {
                 // The faulting thread is the vCPU thread, so it is stuck inside KVM_RUN, and the guest
                 // has made no progress of its own.
                 assertEquals((long) dst.vcpuThreadIds().get(0), firstFaultThread.get());
-                assertEquals(savedReports, dst.workloadPort().reportStats().reports());
+                assertEquals(savedReports, dst.probe().orElseThrow().reportStats().reports());
                 releaseFirst.countDown();
 
-                long since = dst.workloadPort().reportStats().reports();
-                assertTrue(dst.workloadPort().awaitReports(since, 5, T), "guest runs once pages arrive");
-                assertTrue(dst.guestCounter() > savedCounter, "guest continued from its saved counter");
-                assertEquals(0, dst.selfCheck(T), "every page came through intact");
+                long since = dst.probe().orElseThrow().reportStats().reports();
+                assertTrue(dst.probe().orElseThrow().awaitReports(since, 5, T), "guest runs once pages arrive");
+                assertTrue(dst.probe().orElseThrow().guestCounter() > savedCounter, "guest continued from its saved counter");
+                assertEquals(0, dst.probe().orElseThrow().selfCheck(T), "every page came through intact");
                 assertTrue(served.get() >= config.workload().workingSetPages(),
                         "self-check touched the whole working set: " + served.get() + " pages served");
                 dst.pause();

@@ -1,4 +1,4 @@
-package dev.ferry.kvm.vm;
+package dev.ferry.vm;
 
 /** The VM cannot go on: a guest crash, an unexpected exit or a failing KVM call. */
 public final class VmFailure extends RuntimeException {

@@ -1,4 +1,4 @@
-package dev.ferry.kvm.vm;
+package dev.ferry.vm;
 
 import dev.ferry.guest.GuestLayout;
 import dev.ferry.guest.WorkloadSpec;

@@ -1,4 +1,4 @@
-package dev.ferry.kvm.vm;
+package dev.ferry.vm;
 
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.MemoryRegion;
@@ -30,7 +30,7 @@ public final class Snapshot {
     private Snapshot() {}
 
     /** Writes a snapshot of a paused {@code vm} into {@code dir} (created if needed). */
-    public static void write(MicroVm vm, Path dir) throws IOException {
+    public static void write(GuestVm vm, Path dir) throws IOException {
         Files.createDirectories(dir);
         SectionSet state = vm.saveState();
         GuestMemory mem = vm.memory();
@@ -60,14 +60,21 @@ public final class Snapshot {
         return StateCodec.decode(Files.readAllBytes(dir.resolve(STATE_FILE)));
     }
 
+    /** The backend that saved the snapshot in {@code dir}. */
+    public static Backend backendOf(Path dir) throws IOException, StateException {
+        return VmConfigSection.read(readState(dir)).backend();
+    }
+
     /**
-     * Builds a paused VM from the snapshot in {@code dir}: shape from the state, memory from the file
-     * (digest checked), then every section applied. Call {@link MicroVm#start()} to resume it.
+     * Builds a paused VM from the snapshot in {@code dir} on {@code backend}, which must be the one that
+     * saved it: shape from the state, memory from the file (digest checked), then every section applied.
+     * Call {@link GuestVm#start()} to resume it.
      */
-    public static MicroVm restore(Path dir, Consumer<String> console) throws IOException, StateException {
+    public static GuestVm restore(Path dir, GuestBackend backend, Consumer<String> console)
+            throws IOException, StateException {
         SectionSet state = readState(dir);
         Properties manifest = readManifest(dir);
-        MicroVm vm = MicroVm.createForRestore(state, console);
+        GuestVm vm = backend.createForRestore(state, console);
         try {
             GuestMemory mem = vm.memory();
             long expectedBytes = Long.parseLong(manifest.getProperty("memory_bytes", "-1"));
