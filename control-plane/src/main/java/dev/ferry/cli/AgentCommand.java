@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
 import io.opentelemetry.api.OpenTelemetry;
@@ -42,6 +43,9 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
     boolean noWarmup;
 
+    @picocli.CommandLine.Mixin
+    BackendOption backend = new BackendOption();
+
     static InetSocketAddress parseAddress(String s) {
         int i = s.lastIndexOf(':');
         if (i <= 0 || i == s.length() - 1) {
@@ -65,9 +69,10 @@ final class AgentCommand implements Callable<Integer> {
             telemetry = OpenTelemetrySdk.builder().setMeterProvider(meters).build();
         }
         OpenTelemetry t = telemetry;
+        Backends backends = backend.open();
         Agent agent = Agent.start(name, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                a -> new MigrationServices(a, t));
+                backends, a -> new MigrationServices(a, t));
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
@@ -77,7 +82,10 @@ final class AgentCommand implements Callable<Integer> {
         var ready = Output.object().put("event", "ready").put("name", name)
                 .put("control", agent.controlAddress()).put("data", agent.dataListenAddress())
                 .put("pager", agent.pagerListenAddress())
+                .put("backend", backends.preferred().kind().cliName())
                 .put("pid", ProcessHandle.current().pid());
+        var offered = ready.putArray("backends");
+        backends.offered().forEach(b -> offered.add(b.cliName()));
         System.out.println(Output.JSON.writeValueAsString(ready));
         System.out.flush();
         agent.awaitTermination();

@@ -39,7 +39,9 @@ public final class Main implements Runnable {
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             // Bad input and refused operations get one clear line; anything else keeps its trace.
             if (e instanceof IllegalArgumentException || e instanceof IllegalStateException
-                    || e instanceof dev.ferry.state.StateException || e instanceof java.io.IOException) {
+                    || e instanceof dev.ferry.state.StateException || e instanceof java.io.IOException
+                    || e instanceof dev.ferry.backends.BackendUnavailableException
+                    || e instanceof dev.ferry.vm.VmFailure || e instanceof dev.ferry.linux.NativeException) {
                 cmd.getErr().println("ferry: " + e.getMessage());
                 return 2;
             }

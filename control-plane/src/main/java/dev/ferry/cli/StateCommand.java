@@ -1,7 +1,7 @@
 package dev.ferry.cli;
 
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.Snapshot;
+import dev.ferry.backends.Backends;
+import dev.ferry.vm.Snapshot;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateCodec;
 import dev.ferry.state.StateDiff;
@@ -34,7 +34,7 @@ final class StateCommand {
 
         @Override
         public Integer call() throws Exception {
-            System.out.println(StateJson.toJson(read(file), MicroVm.schemas()));
+            System.out.println(StateJson.toJson(read(file), Backends.allSchemas()));
             return 0;
         }
     }
@@ -50,7 +50,7 @@ final class StateCommand {
 
         @Override
         public Integer call() throws Exception {
-            List<String> lines = StateDiff.diff(read(a), read(b), MicroVm.schemas());
+            List<String> lines = StateDiff.diff(read(a), read(b), Backends.allSchemas());
             if (lines.isEmpty()) {
                 System.out.println("no differences");
                 return 0;

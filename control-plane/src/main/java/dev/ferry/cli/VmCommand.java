@@ -5,9 +5,12 @@ import dev.ferry.guest.AccessPattern;
 import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.control.restore.OnDemandRestore;
 import dev.ferry.dataplane.postcopy.PostcopyPager;
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.Snapshot;
-import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.backends.Backends;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.GuestBackend;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.Snapshot;
+import dev.ferry.vm.VmConfig;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -29,6 +32,9 @@ final class VmCommand {
 
         @Option(names = "--console", description = "Copy the guest's serial console to stderr.")
         boolean console;
+
+        @picocli.CommandLine.Mixin
+        BackendOption backend = new BackendOption();
     }
 
     @Command(name = "run", mixinStandardHelpOptions = true,
@@ -68,7 +74,7 @@ final class VmCommand {
                     AccessPattern.parse(pattern), Durations.parse(reportPeriod), 0x5eed, 100, 900);
             VmConfig config = slots == null ? VmConfig.of(vcpus, memory.bytes(), spec)
                     : new VmConfig(vcpus, memory.bytes(), slots, spec);
-            try (MicroVm vm = MicroVm.create(config, Console.sink(run.console))) {
+            try (GuestVm vm = run.backend.openOne().create(config, Console.sink(run.console))) {
                 ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, true);
                 if (snapshot != null) {
                     vm.pause();
@@ -98,22 +104,33 @@ final class VmCommand {
             if (onDemand) {
                 return restoreOnDemand(this);
             }
-            try (MicroVm vm = Snapshot.restore(dir, Console.sink(run.console))) {
-                long before = vm.guestCounter();
+            try (GuestVm vm = Snapshot.restore(dir, backendFor(dir, run.backend), Console.sink(run.console))) {
+                long before = vm.probe().orElseThrow().guestCounter();
                 ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, false);
                 out.put("restored_from", dir.toAbsolutePath().toString());
                 out.put("guest_counter_at_restore", before);
                 Output.print(out, run.json);
-                return out.get("wrong_pages").asLong() == 0 && vm.guestCounter() > before ? 0 : 1;
+                return out.get("wrong_pages").asLong() == 0 && vm.probe().orElseThrow().guestCounter() > before ? 0 : 1;
             }
         }
     }
 
     private VmCommand() {}
 
+    /** A snapshot restores on the backend that saved it; --backend may only confirm that one. */
+    static GuestBackend backendFor(Path dir, BackendOption option) throws Exception {
+        Backend saved = Snapshot.backendOf(dir);
+        if (option.choice != Backends.Choice.AUTO && !option.choice.name().equals(saved.name())) {
+            throw new IllegalArgumentException("the snapshot in " + dir + " was saved by the " + saved.cliName()
+                    + " backend: it restores only there, not on --backend " + option.choice.name().toLowerCase());
+        }
+        return Backends.open(Backends.Choice.valueOf(saved.name())).preferred();
+    }
+
     static int restoreOnDemand(Restore r) throws Exception {
-        try (OnDemandRestore od = OnDemandRestore.start(r.dir, Console.sink(r.run.console))) {
-            MicroVm vm = od.vm();
+        try (OnDemandRestore od = OnDemandRestore.start(r.dir, backendFor(r.dir, r.run.backend),
+                Console.sink(r.run.console))) {
+            GuestVm vm = od.vm();
             ObjectNode out = VmRunner.runAndMeasure(vm, r.run.seconds, false);
             PostcopyPager.Stats st = od.pager().stats();
             out.put("restored_from", r.dir.toAbsolutePath().toString());

@@ -1,9 +1,10 @@
 package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.ferry.devices.WorkloadPort;
-import dev.ferry.kvm.vm.DirtyLog;
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.memory.DirtyTracker;
+import dev.ferry.vm.GuestProbe;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import java.time.Duration;
 
 /** Runs an in-process VM for a while and measures it from the guest's own figures. */
@@ -14,15 +15,15 @@ final class VmRunner {
 
     /**
      * Starts {@code vm}, lets it run {@code seconds} (a fresh guest first finishes its fill), counts
-     * dirty pages through the KVM dirty log, then has the guest self-check its working set.
+     * dirty pages through the backend's dirty tracking, then has the guest self-check its working set.
      */
-    static ObjectNode runAndMeasure(MicroVm vm, double seconds, boolean fresh) throws Exception {
+    static ObjectNode runAndMeasure(GuestVm vm, double seconds, boolean fresh) throws Exception {
         long t0 = System.nanoTime();
         long end = t0 + (long) (seconds * 1e9);
         if (vm.paused()) {
             vm.start();
         }
-        WorkloadPort port = vm.workloadPort();
+        GuestProbe port = vm.probe().orElseThrow(() -> new IllegalStateException("the guest has no workload probe"));
         long fillMs = -1;
         if (fresh) {
             if (!port.awaitFillDone(Duration.ofSeconds(120))) {
@@ -32,11 +33,11 @@ final class VmRunner {
             fillMs = (System.nanoTime() - t0) / 1_000_000;
         }
         vm.throwIfFailed();
-        DirtyLog log = vm.dirtyLog();
+        DirtyTracker log = vm.dirtyTracker();
         log.enable();
         log.fetchAndClear(); // start the window clean
         long windowStart = System.nanoTime();
-        long pagesBefore = vm.guestPagesWritten();
+        long pagesBefore = port.guestPagesWritten();
         long dirtyPages = 0;
         port.resetGapTracking();
         while (System.nanoTime() < end) {
@@ -46,20 +47,22 @@ final class VmRunner {
             vm.throwIfFailed();
         }
         long windowNanos = Math.max(1, System.nanoTime() - windowStart);
-        long pagesWritten = vm.guestPagesWritten() - pagesBefore;
+        long pagesWritten = port.guestPagesWritten() - pagesBefore;
         log.disable();
-        WorkloadPort.ReportStats stats = port.reportStats();
-        long wrong = vm.selfCheck(Duration.ofSeconds(120));
+        GuestProbe.ReportStats stats = port.reportStats();
+        long wrong = port.selfCheck(Duration.ofSeconds(120));
         long elapsedMs = (System.nanoTime() - t0) / 1_000_000;
 
+        VmConfig config = vm.shape().config();
         ObjectNode o = Output.object();
-        o.put("guest_counter", vm.guestCounter());
+        o.put("backend", vm.backend().cliName());
+        o.put("guest_counter", port.guestCounter());
         o.put("vcpu_exits", vm.vcpuExits());
         o.put("dirty_pages_per_second", Math.round(dirtyPages * 1e9 / windowNanos));
         o.put("page_writes_per_second", Math.round(pagesWritten * 1e9 / windowNanos));
-        o.put("memory_bytes", vm.config().memoryBytes());
-        o.put("working_set_bytes", vm.config().workload().workingSetBytes());
-        o.put("vcpus", vm.config().vcpus());
+        o.put("memory_bytes", config.memoryBytes());
+        o.put("working_set_bytes", config.workload().workingSetBytes());
+        o.put("vcpus", config.vcpus());
         o.put("elapsed_ms", elapsedMs);
         if (fillMs >= 0) {
             o.put("fill_ms", fillMs);

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.kvm.sys.KvmTestSupport;
@@ -31,7 +32,8 @@ class MigrationCliTest {
 
     private Agent agent(String name) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, any, any, line -> { }, a -> new MigrationServices(a, telemetry));
+        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.KVM),
+                a -> new MigrationServices(a, telemetry));
     }
 
     private MetricData metric(String name) {

@@ -47,6 +47,43 @@ public final class MappedMemory implements AutoCloseable {
     }
 
     /**
+     * As {@link #createShared}, mapped at exactly {@code address} (MAP_FIXED), which must lie in a range
+     * the caller reserved (see {@link #reserve}): this is how guest memory gets one contiguous host range.
+     */
+    public static MappedMemory createSharedAt(String name, long size, long address) {
+        requirePositive(size);
+        int fd = NativeException.check(LibC.memfd_create(name, LibC.MFD_CLOEXEC), "memfd_create(" + name + ")");
+        try {
+            NativeException.check(LibC.ftruncate(fd, size), "ftruncate(memfd)");
+            Pointer p = LibC.mmap(new Pointer(address), size, LibC.PROT_READ | LibC.PROT_WRITE,
+                    LibC.MAP_SHARED | LibC.MAP_NORESERVE | LibC.MAP_FIXED, fd, 0);
+            if (LibC.isMapFailed(p)) {
+                throw NativeException.lastError("mmap(memfd, MAP_FIXED)");
+            }
+            return new MappedMemory(p, size, fd, true);
+        } catch (RuntimeException e) {
+            LibC.close(fd);
+            throw e;
+        }
+    }
+
+    /**
+     * Reserves {@code size} bytes of address space (PROT_NONE, nothing backs it) and returns its
+     * address; map into it with {@link #createSharedAt}, and munmap what is left unused.
+     */
+    public static long reserve(long size) {
+        requirePositive(size);
+        Pointer p = mapOrThrow0(size, LibC.PROT_NONE, LibC.MAP_PRIVATE | LibC.MAP_ANONYMOUS | LibC.MAP_NORESERVE,
+                "mmap(reserve)");
+        return Pointer.nativeValue(p);
+    }
+
+    /** munmap of a range this class does not own (a reservation's unused part). */
+    public static void unmap(long address, long size) {
+        NativeException.check(LibC.munmap(new Pointer(address), size), "munmap");
+    }
+
+    /**
      * A further MAP_SHARED mapping of {@code size} bytes of an existing fd (e.g. the memfd of
      * another MappedMemory). Does not take ownership: close() only unmaps.
      */
@@ -137,6 +174,14 @@ public final class MappedMemory implements AutoCloseable {
 
     private static Pointer mapOrThrow(long size, int flags, int fd, String op) {
         Pointer p = LibC.mmap(null, size, LibC.PROT_READ | LibC.PROT_WRITE, flags, fd, 0);
+        if (LibC.isMapFailed(p)) {
+            throw NativeException.lastError(op);
+        }
+        return p;
+    }
+
+    private static Pointer mapOrThrow0(long size, int prot, int flags, String op) {
+        Pointer p = LibC.mmap(null, size, prot, flags, -1, 0);
         if (LibC.isMapFailed(p)) {
             throw NativeException.lastError(op);
         }

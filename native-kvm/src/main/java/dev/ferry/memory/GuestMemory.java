@@ -9,7 +9,9 @@ import java.util.List;
 
 /**
  * Guest RAM: contiguous guest-physical memory from 0, split into one or more memory slots, each
- * backed by its own memfd. All access from the VMM goes through here.
+ * backed by its own memfd. The slots are mapped back to back, so guest-physical address g is host
+ * address {@link #base()} + g (a process guest computes its pointers that way). All access from the
+ * VMM goes through here.
  */
 public final class GuestMemory implements AutoCloseable {
     public static final long PAGE_SIZE = 4096;
@@ -29,19 +31,38 @@ public final class GuestMemory implements AutoCloseable {
         return allocate(layout(totalBytes, slots));
     }
 
-    /** Allocates exactly the given layout (slot, guest-physical base, size per region). */
+    /**
+     * Allocates exactly the given layout (slot, guest-physical base, size per region), which must be
+     * contiguous from 0, in one reserved host range.
+     */
     public static GuestMemory allocate(List<RegionLayout> layout) {
+        long total = 0;
+        for (RegionLayout l : layout) {
+            if (l.guestPhysAddr() != total || l.size() <= 0) {
+                throw new IllegalArgumentException("memory regions must be contiguous from 0: " + layout);
+            }
+            total += l.size();
+        }
+        long base = MappedMemory.reserve(total);
         List<MemoryRegion> regions = new ArrayList<>();
         try {
             for (RegionLayout l : layout) {
-                MappedMemory m = MappedMemory.createShared("ferry-guest-slot" + l.slot(), l.size());
+                MappedMemory m = MappedMemory.createSharedAt("ferry-guest-slot" + l.slot(), l.size(),
+                        base + l.guestPhysAddr());
                 regions.add(new MemoryRegion(l.slot(), l.guestPhysAddr(), l.size(), m));
             }
         } catch (RuntimeException e) {
-            regions.forEach(r -> r.mapping().close());
+            regions.forEach(r -> r.mapping().close()); // each unmaps its part of the reservation
+            long mapped = regions.stream().mapToLong(MemoryRegion::size).sum();
+            MappedMemory.unmap(base + mapped, total - mapped);
             throw e;
         }
         return new GuestMemory(regions);
+    }
+
+    /** Host address of guest-physical address 0; the regions follow it without gaps. */
+    public long base() {
+        return regions.get(0).mapping().address() - regions.get(0).guestPhysAddr();
     }
 
     /** Slot, guest-physical base and size of one region, without its backing. */

@@ -1,5 +1,6 @@
 package dev.ferry.control.agent;
 
+import dev.ferry.backends.Backends;
 import dev.ferry.control.grpc.FaultTransport;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.control.vm.VmServiceImpl;
@@ -35,6 +36,7 @@ public final class Agent implements AutoCloseable {
     public static final int DATA_FLOW_CONTROL_WINDOW = 32 << 20;
 
     private final String name;
+    private final Backends backends;
     private final VmRegistry vms = new VmRegistry();
     private final AgentServices services;
     private final HealthStatusManager controlHealth = new HealthStatusManager();
@@ -47,11 +49,12 @@ public final class Agent implements AutoCloseable {
     private volatile String advertisedPager;
 
     private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, ServerBuilder<?> pagerBuilder,
-            EventLoopGroup pagerLoop, Consumer<String> console, AgentServices.Factory servicesFactory) {
+            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory servicesFactory) {
         this.pagerLoop = pagerLoop;
         this.name = name;
+        this.backends = backends;
         this.services = servicesFactory.create(this);
-        controlBuilder.addService(new VmServiceImpl(vms, console));
+        controlBuilder.addService(new VmServiceImpl(vms, backends, console));
         for (ServerServiceDefinition s : services.controlServices()) {
             controlBuilder.addService(s);
         }
@@ -68,15 +71,18 @@ public final class Agent implements AutoCloseable {
         this.pager = pagerBuilder.build();
     }
 
-    /** Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port). */
+    /**
+     * Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port), running guests
+     * on {@code backends}.
+     */
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
-            AgentServices.Factory services) throws IOException {
-        return start(name, control, data, new InetSocketAddress(data.getAddress(), 0), console, services);
+            Backends backends, AgentServices.Factory services) throws IOException {
+        return start(name, control, data, new InetSocketAddress(data.getAddress(), 0), console, backends, services);
     }
 
     /** As above, with the pager's listen address given. */
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, InetSocketAddress pagerAt,
-            Consumer<String> console, AgentServices.Factory services) throws IOException {
+            Consumer<String> console, Backends backends, AgentServices.Factory services) throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
         EventLoopGroup loop = FaultTransport.eventLoop("ferry-pager-loop");
@@ -85,13 +91,14 @@ public final class Agent implements AutoCloseable {
                 .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
         return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
                 NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
-                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, services);
+                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, backends, services);
     }
 
     /** Starts an agent on the given server builders (tests pass in-process builders). */
     public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, ServerBuilder<?> pager,
-            EventLoopGroup pagerLoop, Consumer<String> console, AgentServices.Factory services) throws IOException {
-        Agent a = new Agent(name, control, data, pager, pagerLoop, console, services);
+            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory services)
+            throws IOException {
+        Agent a = new Agent(name, control, data, pager, pagerLoop, console, backends, services);
         a.control.start();
         try {
             a.data.start();
@@ -112,6 +119,11 @@ public final class Agent implements AutoCloseable {
 
     public VmRegistry vms() {
         return vms;
+    }
+
+    /** The backends this agent runs guests on, probed once at start. */
+    public Backends backends() {
+        return backends;
     }
 
     /** host:port of the control listener. */

@@ -1,8 +1,9 @@
 package dev.ferry.control.agent;
 
 import dev.ferry.control.migration.MigrationServices;
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.vm.GuestBackend;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.DeleteVmRequest;
@@ -40,13 +41,15 @@ public final class Warmup {
     /** Runs the warm-up against {@code agent}; failures are logged, never fatal. */
     public static void run(Agent agent) {
         long t0 = System.nanoTime();
+        GuestBackend backend = agent.backends().preferred();
         try (Agent peer = Agent.start(agent.name() + "-warmup-peer", new InetSocketAddress("127.0.0.1", 0),
-                new InetSocketAddress("127.0.0.1", 0), line -> { }, MigrationServices::new)) {
+                new InetSocketAddress("127.0.0.1", 0), line -> { }, agent.backends(), MigrationServices::new)) {
             ManagedChannel a = NettyChannelBuilder.forTarget(agent.controlAddress()).usePlaintext().build();
             ManagedChannel b = NettyChannelBuilder.forTarget(peer.controlAddress()).usePlaintext().build();
             try {
                 VmServiceGrpc.newBlockingStub(a).withDeadlineAfter(60, TimeUnit.SECONDS).createVm(CreateVmRequest
                         .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setMemoryBytes(2 * WORKING_SET)
+                                .setBackend(dev.ferry.control.vm.VmProtos.toProto(backend.kind()))
                                 .setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(WORKING_SET)
                                         .setDirtyRateBytesPerSecond(WORKING_SET)))
                         .build());
@@ -54,7 +57,7 @@ public final class Warmup {
                 String fromAddr = agent.controlAddress();
                 String toAddr = peer.controlAddress();
                 // Every mode this agent offers, so none pays for cold code in its first real run.
-                List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes());
+                List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes(backend));
                 modes.sort(null);
                 for (int i = 0; i < 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2); i++) {
                     migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i, modes.get(i % modes.size()));
@@ -69,7 +72,7 @@ public final class Warmup {
                 a.shutdownNow();
                 b.shutdownNow();
             }
-            warmDeviceState();
+            warmDeviceState(backend);
             LOG.log(System.Logger.Level.INFO, "warm-up done in {0} ms", (System.nanoTime() - t0) / 1_000_000);
         } catch (Exception | Error e) {
             LOG.log(System.Logger.Level.WARNING, "warm-up failed (the agent works, its first migration will be slower)", e);
@@ -81,9 +84,9 @@ public final class Warmup {
      * rarely for the JIT. Interpreted, the save took 2-4 ms of CPU inside the demo's postcopy downtime;
      * compiled, about 1 ms. A few hundred save/restore rounds of a paused VM get that code compiled.
      */
-    private static void warmDeviceState() throws Exception {
+    private static void warmDeviceState(GuestBackend backend) throws Exception {
         VmConfig config = new VmConfig(1, 8L << 20, 1, dev.ferry.guest.WorkloadSpec.of(1L << 20, 0, false));
-        try (MicroVm vm = MicroVm.create(config, line -> { })) {
+        try (GuestVm vm = backend.create(config, line -> { })) {
             vm.start();
             vm.pause();
             for (int i = 0; i < STATE_ROUNDS; i++) {

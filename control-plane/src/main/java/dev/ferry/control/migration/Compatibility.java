@@ -1,8 +1,9 @@
 package dev.ferry.control.migration;
 
 import dev.ferry.memory.GuestMemory;
-import dev.ferry.kvm.sys.KvmCpuidEntry2;
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.CpuidLeaf;
+import dev.ferry.vm.HostTsc;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.v1.CpuidEntry;
 import dev.ferry.v1.MemoryRegion;
@@ -25,9 +26,9 @@ public final class Compatibility {
     static final Set<MigrationConfig.Feature> SUPPORTED_FEATURES = Set.of(MigrationConfig.Feature.ZERO_PAGE_ELISION,
             MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT, MigrationConfig.Feature.MEMORY_DIGEST);
 
-    /** What this destination host offers. */
-    public record Local(List<KvmCpuidEntry2> supportedCpuid, Collection<SectionSchema<?>> schemas,
-            Set<MigrationMode> modes, MicroVm.HostTsc tsc) {}
+    /** What this destination host offers for guests of {@code backend}. */
+    public record Local(Backend backend, List<CpuidLeaf> supportedCpuid, Collection<SectionSchema<?>> schemas,
+            Set<MigrationMode> modes, HostTsc tsc) {}
 
     /** The accepted configuration, or the mismatches that make the proposal unacceptable. */
     public record Result(MigrationConfig accepted, List<Mismatch> mismatches) {
@@ -52,10 +53,11 @@ public final class Compatibility {
             m.add(mismatch("mode", mode, local.modes(), "this agent does not offer " + mode + " migration"));
         }
         checkCpuid(p.getCpuidEntriesList(), local.supportedCpuid(), m);
-        if (p.getTscKhz() != 0 && local.tsc().khz() != 0 && !MicroVm.sameTscRate(p.getTscKhz(), local.tsc().khz())
+        if (p.getTscKhz() != 0 && local.tsc().khz() != 0 && !HostTsc.sameRate(p.getTscKhz(), local.tsc().khz())
                 && !local.tsc().scalable()) {
             m.add(mismatch("tsc_khz", p.getTscKhz(), local.tsc().khz(), "the guest's TSC would tick at another rate "
-                    + "here, and this host cannot scale it (no KVM_CAP_TSC_CONTROL)"));
+                    + "here, and this host cannot scale it (" + (local.backend() == Backend.KVM
+                            ? "no KVM_CAP_TSC_CONTROL" : "a process guest reads the host's TSC") + ")"));
         }
         checkSections(p.getStateSectionsList(), local.schemas(), m);
         MigrationConfig.Builder accepted = p.toBuilder().setMode(mode)
@@ -93,9 +95,9 @@ public final class Compatibility {
     }
 
     /** Every feature bit the guest saw must exist on this host, or the guest would break after resume. */
-    private static void checkCpuid(List<CpuidEntry> proposed, List<KvmCpuidEntry2> supported, List<Mismatch> m) {
+    private static void checkCpuid(List<CpuidEntry> proposed, List<CpuidLeaf> supported, List<Mismatch> m) {
         for (CpuidEntry e : proposed) {
-            KvmCpuidEntry2 s = find(supported, e.getFunction(), e.getIndex());
+            CpuidLeaf s = find(supported, e.getFunction(), e.getIndex());
             if (s == null) {
                 continue; // leaves this host does not describe carry no features KVM could lack
             }
@@ -104,10 +106,10 @@ public final class Compatibility {
             }
             String f = String.format("cpuid[0x%x.%d]", e.getFunction(), e.getIndex());
             if (e.getFunction() != 0x1) { // leaf 1 EBX holds the APIC id and counts, not features
-                extra(f + ".ebx", e.getEbx(), s.ebx, m);
+                extra(f + ".ebx", e.getEbx(), s.ebx(), m);
             }
-            extra(f + ".ecx", e.getEcx(), s.ecx, m);
-            extra(f + ".edx", e.getEdx(), s.edx, m);
+            extra(f + ".ecx", e.getEcx(), s.ecx(), m);
+            extra(f + ".edx", e.getEdx(), s.edx(), m);
         }
     }
 
@@ -148,9 +150,9 @@ public final class Compatibility {
         }
     }
 
-    private static KvmCpuidEntry2 find(List<KvmCpuidEntry2> l, int function, int index) {
-        for (KvmCpuidEntry2 e : l) {
-            if (e.function == function && e.index == index) {
+    private static CpuidLeaf find(List<CpuidLeaf> l, int function, int index) {
+        for (CpuidLeaf e : l) {
+            if (e.function() == function && e.index() == index) {
                 return e;
             }
         }

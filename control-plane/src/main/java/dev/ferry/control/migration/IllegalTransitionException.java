@@ -21,12 +21,12 @@ public final class IllegalTransitionException extends IllegalStateException {
         this.reason = reason;
     }
 
-    /** The phase the machine was (and still is) in: a {@code Migration.Phase} or an {@code IncomingMigration.State}. */
+    /** The phase the machine was (and still is) in: a {@code Migration.Phase} or an {@code DestinationStateMachine.State}. */
     public Enum<?> phase() {
         return phase;
     }
 
-    /** The refused event: a {@code SourceMigration.Event} or an {@code IncomingMigration.Event}. */
+    /** The refused event: a {@code SourceStateMachine.Event} or an {@code DestinationStateMachine.Event}. */
     public Enum<?> event() {
         return event;
     }

@@ -8,11 +8,16 @@ import dev.ferry.control.vm.Pages;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.guest.WorkloadSpec;
-import dev.ferry.memory.GuestMemory;
-import dev.ferry.kvm.sys.KvmCpuidEntry2;
 import dev.ferry.linux.ThreadPriority;
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.CpuidLeaf;
+import dev.ferry.vm.GuestBackend;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.HostCapabilities;
+import dev.ferry.vm.IncompatibleShapeException;
+import dev.ferry.vm.VmConfig;
+import dev.ferry.vm.VmShape;
 import dev.ferry.v1.AbortIncomingMigrationRequest;
 import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
@@ -48,7 +53,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 
-/** ferry.v1.MigrationService: the gRPC edge over {@link OutgoingMigration} and {@link IncomingSession}. */
+/** ferry.v1.MigrationService: the gRPC edge over {@link SourceDriver} and {@link DestinationDriver}. */
 final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceImplBase {
     static final String PREFIX = "migrations/";
     private static final Duration DEFAULT_WATCH_INTERVAL = Duration.ofMillis(200);
@@ -78,9 +83,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             requireHostPort("migration.destination_address", spec.getDestinationAddress());
             MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
                     : spec.getMode();
-            if (!MigrationServices.modes().contains(mode)) {
-                throw Status.FAILED_PRECONDITION.withDescription("mode " + mode
-                        + " needs userfaultfd, which this agent cannot open; use PRECOPY").asRuntimeException();
+            if (mode != MigrationMode.PRECOPY && mode != MigrationMode.POSTCOPY && mode != MigrationMode.HYBRID) {
+                throw Status.INVALID_ARGUMENT.withDescription("unknown migration mode " + spec.getModeValue())
+                        .asRuntimeException();
             }
             ConvergencePolicy policy;
             try {
@@ -89,6 +94,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.INVALID_ARGUMENT.withDescription("policy: " + e.getMessage()).asRuntimeException();
             }
             ManagedVm vm = m.agent.vms().get(spec.getVm());
+            GuestBackend backend = m.agent.backends().require(vm.vm().backend());
+            if (!MigrationServices.modes(backend).contains(mode)) {
+                throw Status.FAILED_PRECONDITION.withDescription("mode " + mode
+                        + " needs userfaultfd, which this agent cannot open; use PRECOPY").asRuntimeException();
+            }
             if (vm.state() != Vm.State.RUNNING) {
                 throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is " + vm.state()
                         + "; only a RUNNING VM can be migrated").asRuntimeException();
@@ -102,7 +112,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())
                     : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
-            OutgoingMigration job = new OutgoingMigration(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
+            SourceDriver job = new SourceDriver(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
                     m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics);
             m.outgoing.put(name, job);
@@ -125,11 +135,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     }
 
     private Migration find(String name) {
-        OutgoingMigration o = m.outgoing.get(name);
+        SourceDriver o = m.outgoing.get(name);
         if (o != null) {
             return o.snapshot();
         }
-        IncomingSession s = m.incoming.get(name);
+        DestinationDriver s = m.incoming.get(name);
         if (s != null) {
             return s.snapshot();
         }
@@ -154,7 +164,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void cancelMigration(CancelMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            OutgoingMigration o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(req.getName());
             if (o == null) {
                 if (m.incoming.containsKey(req.getName())) {
                     throw Status.FAILED_PRECONDITION.withDescription(req.getName()
@@ -175,10 +185,10 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             interval = DEFAULT_WATCH_INTERVAL;
         }
         try {
-            OutgoingMigration o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(req.getName());
             if (o == null) {
                 find(req.getName()); // NOT_FOUND, or an incoming one: send its one snapshot
-                IncomingSession s = m.incoming.get(req.getName());
+                DestinationDriver s = m.incoming.get(req.getName());
                 while (!call.isCancelled()) {
                     Migration snap;
                     boolean last;
@@ -197,7 +207,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             long seen = -1;
             while (!call.isCancelled()) {
-                OutgoingMigration.Watched w = o.watched();
+                SourceDriver.Watched w = o.watched();
                 out.onNext(w.migration());
                 if (w.last()) {
                     break;
@@ -216,7 +226,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void switchToPostcopy(SwitchToPostcopyRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            OutgoingMigration o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(req.getName());
             if (o == null) {
                 find(req.getName()); // NOT_FOUND, or incoming here
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName()
@@ -230,7 +240,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void resumeMigration(ResumeMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            OutgoingMigration o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(req.getName());
             if (o == null) {
                 find(req.getName());
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName()
@@ -261,8 +271,16 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (m.agent.vms().exists(vmName)) {
                 throw Status.ALREADY_EXISTS.withDescription(vmName + " already exists on the destination").asRuntimeException();
             }
-            Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(
-                    MicroVm.supportedCpuid(), MicroVm.schemas(), MigrationServices.modes(), MicroVm.hostTsc()));
+            Backend kind = VmProtos.fromProto(req.getProposed().getBackend());
+            GuestBackend backend = m.agent.backends().get(kind).orElse(null);
+            if (backend == null) {
+                throw incompatible(List.of(Compatibility.mismatch("backend", kind.cliName(),
+                        m.agent.backends().offered().stream().map(Backend::cliName).toList(),
+                        "this agent cannot run " + kind.cliName() + " guests, and a guest cannot change backends")));
+            }
+            HostCapabilities host = backend.capabilities();
+            Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(kind, host.cpuid(),
+                    backend.stateSchemas(), MigrationServices.modes(backend), host.tsc()));
             long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
             VmConfig config = null;
             List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
@@ -283,13 +301,13 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (!mismatches.isEmpty()) {
                 throw incompatible(mismatches);
             }
-            MicroVm vm;
+            GuestVm vm;
             try {
-                vm = MicroVm.createIncoming(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
-                        req.getProposed().getTscKhz(), line -> { });
-            } catch (dev.ferry.linux.NativeException e) {
-                throw incompatible(List.of(Compatibility.mismatch("tsc_khz", req.getProposed().getTscKhz(), "",
-                        "scaling the guest's TSC to the source's rate failed: " + e.getMessage())));
+                vm = backend.createIncoming(new VmShape(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
+                        req.getProposed().getTscKhz()), line -> { });
+            } catch (IncompatibleShapeException e) {
+                throw incompatible(List.of(Compatibility.mismatch(e.field(), req.getProposed().getTscKhz(),
+                        host.tsc().khz(), e.getMessage())));
             }
             ManagedVm managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
@@ -299,9 +317,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.INVALID_ARGUMENT.withDescription("postcopy_pager_address is required for mode "
                         + r.accepted().getMode()).asRuntimeException();
             }
-            IncomingSession s = new IncomingSession(req.getMigration(), token, req.getSourceAddress(),
+            DestinationDriver s = new DestinationDriver(req.getMigration(), token, req.getSourceAddress(),
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
-                    new IncomingMigration(r.accepted(), InstantSource.system()), MicroVm.schemas());
+                    new DestinationStateMachine(r.accepted(), InstantSource.system()));
             if (r.accepted().getMode() == MigrationMode.POSTCOPY) {
                 try {
                     s.armEarly();
@@ -324,10 +342,10 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
         return l;
     }
 
-    private static List<KvmCpuidEntry2> cpuidOf(List<CpuidEntry> entries) {
-        List<KvmCpuidEntry2> out = new ArrayList<>();
+    private static List<CpuidLeaf> cpuidOf(List<CpuidEntry> entries) {
+        List<CpuidLeaf> out = new ArrayList<>();
         for (CpuidEntry e : entries) {
-            out.add(KvmCpuidEntry2.of(e.getFunction(), e.getIndex(), e.getFlags(), e.getEax(), e.getEbx(), e.getEcx(),
+            out.add(new CpuidLeaf(e.getFunction(), e.getIndex(), e.getFlags(), e.getEax(), e.getEbx(), e.getEcx(),
                     e.getEdx()));
         }
         return out;
@@ -361,8 +379,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
         }
     }
 
-    private IncomingSession session(String name) {
-        IncomingSession s = m.incoming.get(name);
+    private DestinationDriver session(String name) {
+        DestinationDriver s = m.incoming.get(name);
         if (s == null) {
             throw Status.NOT_FOUND.withDescription("no incoming migration " + name + " on this agent").asRuntimeException();
         }
@@ -404,7 +422,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void abortIncomingMigration(AbortIncomingMigrationRequest req, StreamObserver<Empty> out) {
         Calls.unary(out, () -> {
-            IncomingSession s = session(req.getMigration());
+            DestinationDriver s = session(req.getMigration());
             SessionTokens.require(s.token);
             s.abort(req.hasReason() ? req.getReason().getMessage() : "aborted by the source");
             return Empty.getDefaultInstance();

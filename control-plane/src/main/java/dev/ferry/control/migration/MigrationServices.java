@@ -26,9 +26,9 @@ public final class MigrationServices implements AgentServices {
     final Agent agent;
     final Channels channels = new Channels();
     // Concurrent maps: gRPC threads, migration threads and the janitor all look migrations up.
-    final ConcurrentMap<String, OutgoingMigration> outgoing = new ConcurrentHashMap<>();
-    final ConcurrentMap<String, IncomingSession> incoming = new ConcurrentHashMap<>();
-    private final ConcurrentMap<String, IncomingSession> byToken = new ConcurrentHashMap<>();
+    final ConcurrentMap<String, SourceDriver> outgoing = new ConcurrentHashMap<>();
+    final ConcurrentMap<String, DestinationDriver> incoming = new ConcurrentHashMap<>();
+    private final ConcurrentMap<String, DestinationDriver> byToken = new ConcurrentHashMap<>();
     /** Outgoing postcopy migrations' paused source memory, by session token, for the pager service. */
     final ConcurrentMap<String, PageSource> pagers = new ConcurrentHashMap<>();
     private final ScheduledExecutorService janitor = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -72,18 +72,18 @@ public final class MigrationServices implements AgentServices {
     private Optional<IncomingPages> pagesFor(String token) {
         // A stream may open late (its headers wait for the connection) while the session already moved
         // on; what may land when is checked per batch, not per stream.
-        IncomingSession s = byToken.get(token);
+        DestinationDriver s = byToken.get(token);
         return s != null && !s.isTerminal() ? Optional.of(s) : Optional.empty();
     }
 
-    void addIncoming(IncomingSession s) {
+    void addIncoming(DestinationDriver s) {
         incoming.put(s.name, s);
         byToken.put(s.token, s);
     }
 
-    /** Migration modes this agent offers: postcopy needs userfaultfd. */
-    public static java.util.Set<dev.ferry.v1.MigrationMode> modes() {
-        return dev.ferry.linux.Userfaultfd.available()
+    /** Migration modes offered for guests of {@code backend}: postcopy needs userfaultfd. */
+    public static java.util.Set<dev.ferry.v1.MigrationMode> modes(dev.ferry.vm.GuestBackend backend) {
+        return backend.capabilities().postcopy()
                 ? java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY, dev.ferry.v1.MigrationMode.POSTCOPY,
                         dev.ferry.v1.MigrationMode.HYBRID)
                 : java.util.Set.of(dev.ferry.v1.MigrationMode.PRECOPY);
@@ -100,7 +100,7 @@ public final class MigrationServices implements AgentServices {
     }
 
     private void discardIdleSessions() {
-        for (IncomingSession s : incoming.values()) {
+        for (DestinationDriver s : incoming.values()) {
             try {
                 s.checkIdle();
             } catch (RuntimeException e) {
@@ -116,7 +116,7 @@ public final class MigrationServices implements AgentServices {
     @Override
     public void close() {
         janitor.shutdownNow();
-        for (OutgoingMigration m : outgoing.values()) {
+        for (SourceDriver m : outgoing.values()) {
             try {
                 m.cancel(java.time.Duration.ofSeconds(5));
             } catch (InterruptedException e) {

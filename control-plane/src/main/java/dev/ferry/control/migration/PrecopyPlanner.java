@@ -51,7 +51,7 @@ import java.util.Optional;
  *   <li>Otherwise CONTINUE_PRECOPY.</li>
  * </ol>
  *
- * <p>Not thread-safe: owned by one {@link SourceMigration}, whose caller serializes events.
+ * <p>Not thread-safe: owned by one {@link SourceStateMachine}, whose caller serializes events.
  */
 public final class PrecopyPlanner {
 

@@ -5,8 +5,8 @@
  * {@link java.time.InstantSource}, so tests drive it deterministically.
  *
  * <ul>
- *   <li>{@link dev.ferry.control.migration.SourceMigration}: outgoing side, phases of {@code Migration.Phase}.</li>
- *   <li>{@link dev.ferry.control.migration.IncomingMigration}: destination side, the session states of
+ *   <li>{@link dev.ferry.control.migration.SourceStateMachine}: outgoing side, phases of {@code Migration.Phase}.</li>
+ *   <li>{@link dev.ferry.control.migration.DestinationStateMachine}: destination side, the session states of
  *       migration_service.proto (RECEIVING ... ABORTED), each mapped to a {@code Migration.Phase}.</li>
  *   <li>{@link dev.ferry.control.migration.PrecopyPlanner}: rate estimates and the decision after each round,
  *       under a {@link dev.ferry.control.migration.ConvergencePolicy} (the API's MigrationPolicy with defaults).</li>

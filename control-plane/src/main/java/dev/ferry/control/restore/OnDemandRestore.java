@@ -3,8 +3,9 @@ package dev.ferry.control.restore;
 import dev.ferry.dataplane.postcopy.PostcopyPager;
 import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.memory.PageHashes;
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.Snapshot;
+import dev.ferry.vm.GuestBackend;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.Snapshot;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateException;
 import java.io.IOException;
@@ -18,30 +19,34 @@ import java.util.function.Consumer;
  * the first guest instruction does not depend on memory size.
  */
 public final class OnDemandRestore implements AutoCloseable {
-    private final MicroVm vm;
+    private final GuestVm vm;
     private final PostcopyPager pager;
     private final long restoreNanos;
 
-    private OnDemandRestore(MicroVm vm, PostcopyPager pager, long restoreNanos) {
+    private OnDemandRestore(GuestVm vm, PostcopyPager pager, long restoreNanos) {
         this.vm = vm;
         this.pager = pager;
         this.restoreNanos = restoreNanos;
     }
 
-    /** Builds the VM, arms userfaultfd over all of its memory, restores device state and starts the vCPUs. */
-    public static OnDemandRestore start(Path dir, Consumer<String> console) throws IOException, StateException {
+    /**
+     * Builds the VM on {@code backend} (the one that saved the snapshot), arms userfaultfd over all of its memory,
+     * restores device state and starts the vCPUs.
+     */
+    public static OnDemandRestore start(Path dir, GuestBackend backend, Consumer<String> console)
+            throws IOException, StateException {
         long t0 = System.nanoTime();
         SectionSet state = Snapshot.readState(dir);
         Path memoryFile = dir.resolve(Snapshot.MEMORY_FILE);
-        MicroVm vm = MicroVm.createForRestore(state, console);
+        GuestVm vm = backend.createForRestore(state, console);
         PostcopyPager pager = null;
         try {
             if (Files.size(memoryFile) != vm.memory().totalBytes()) {
                 throw new StateException("snapshot memory is " + Files.size(memoryFile) + " bytes, the VM has "
                         + vm.memory().totalBytes());
             }
-            pager = new PostcopyPager(vm.memory(), new PageHashes(vm.memory()), DirtyBitmap.empty(vm.memory()),
-                    new SnapshotPageFetcher(memoryFile));
+            pager = new PostcopyPager(vm.memory(), vm.trapMissingPages(), new PageHashes(vm.memory()),
+                    DirtyBitmap.empty(vm.memory()), new SnapshotPageFetcher(memoryFile));
             vm.restoreState(state); // touches no guest memory
             pager.start();
             vm.start();
@@ -55,7 +60,7 @@ public final class OnDemandRestore implements AutoCloseable {
         }
     }
 
-    public MicroVm vm() {
+    public GuestVm vm() {
         return vm;
     }
 

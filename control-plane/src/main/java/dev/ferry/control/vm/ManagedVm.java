@@ -1,6 +1,6 @@
 package dev.ferry.control.vm;
 
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.GuestVm;
 import dev.ferry.v1.Vm;
 import java.time.Instant;
 
@@ -10,14 +10,14 @@ import java.time.Instant;
  */
 public final class ManagedVm {
     private final String name;
-    private final MicroVm vm;
+    private final GuestVm vm;
     private final Instant createTime;
     // Guarded by this.
     private Vm.State state;
     private String migration = "";
     private String error = "";
 
-    ManagedVm(String name, MicroVm vm, Vm.State state) {
+    ManagedVm(String name, GuestVm vm, Vm.State state) {
         this.name = name;
         this.vm = vm;
         this.state = state;
@@ -28,7 +28,7 @@ public final class ManagedVm {
         return name;
     }
 
-    public MicroVm vm() {
+    public GuestVm vm() {
         return vm;
     }
 

@@ -5,7 +5,10 @@ import com.google.protobuf.Timestamp;
 import dev.ferry.guest.AccessPattern;
 import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.memory.MemoryRegion;
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.GuestProbe;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import dev.ferry.v1.Vm;
 import io.grpc.Status;
 import java.time.Instant;
@@ -66,12 +69,30 @@ public final class VmProtos {
         }
     }
 
+    public static dev.ferry.v1.Backend toProto(Backend b) {
+        return switch (b) {
+            case KVM -> dev.ferry.v1.Backend.KVM;
+            case PROCESS -> dev.ferry.v1.Backend.PROCESS;
+        };
+    }
+
+    /** The runtime backend an API value names; UNSPECIFIED (older peers) means KVM. */
+    public static Backend fromProto(dev.ferry.v1.Backend b) {
+        return switch (b) {
+            case PROCESS -> Backend.PROCESS;
+            case KVM, BACKEND_UNSPECIFIED -> Backend.KVM;
+            default -> throw Status.INVALID_ARGUMENT.withDescription("unknown backend value " + b.getNumber())
+                    .asRuntimeException();
+        };
+    }
+
     public static Vm toProto(ManagedVm m) {
-        MicroVm vm = m.vm();
-        Vm.Builder b = Vm.newBuilder().setName(m.name()).setState(m.state()).setVcpuCount(vm.config().vcpus())
-                .setMemoryBytes(vm.config().memoryBytes()).setBackingPageSizeBytes(4096)
-                .setWorkload(toProto(vm.config().workload())).setCreateTime(timestamp(m.createTime()))
-                .setMigration(m.migration());
+        GuestVm vm = m.vm();
+        VmConfig config = vm.shape().config();
+        Vm.Builder b = Vm.newBuilder().setName(m.name()).setState(m.state()).setVcpuCount(config.vcpus())
+                .setMemoryBytes(config.memoryBytes()).setBackingPageSizeBytes(4096)
+                .setWorkload(toProto(config.workload())).setCreateTime(timestamp(m.createTime()))
+                .setMigration(m.migration()).setBackend(toProto(vm.backend()));
         for (MemoryRegion r : vm.memory().regions()) {
             b.addMemorySlotSizesBytes(r.size());
             b.addMemoryRegions(dev.ferry.v1.MemoryRegion.newBuilder().setGuestPhysicalAddress(r.guestPhysAddr())
@@ -79,9 +100,11 @@ public final class VmProtos {
         }
         // Reading guest memory of a VM whose pages are still arriving could block; only report
         // progress for VMs that run here.
-        if (m.state() == Vm.State.RUNNING || m.state() == Vm.State.PAUSED || m.state() == Vm.State.MIGRATING_OUT) {
-            b.setGuestProgress(vm.guestCounter());
-            long last = vm.workloadPort().reportStats().lastReportNanos();
+        GuestProbe probe = vm.probe().orElse(null);
+        if (probe != null && (m.state() == Vm.State.RUNNING || m.state() == Vm.State.PAUSED
+                || m.state() == Vm.State.MIGRATING_OUT)) {
+            b.setGuestProgress(probe.guestCounter());
+            long last = probe.reportStats().lastReportNanos();
             if (last != 0) {
                 long ageNanos = System.nanoTime() - last;
                 b.setLastProgressTime(timestamp(Instant.now().minusNanos(Math.max(0, ageNanos))));

@@ -1,6 +1,6 @@
 package dev.ferry.control.vm;
 
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.GuestVm;
 import dev.ferry.v1.Vm;
 import io.grpc.Status;
 import java.util.ArrayList;
@@ -29,7 +29,7 @@ public final class VmRegistry implements AutoCloseable {
     }
 
     /** Registers {@code vm} under {@code name}; closes it and fails with ALREADY_EXISTS if taken. */
-    public ManagedVm add(String name, MicroVm vm, Vm.State state) {
+    public ManagedVm add(String name, GuestVm vm, Vm.State state) {
         ManagedVm m = new ManagedVm(name, vm, state);
         if (vms.putIfAbsent(name, m) != null) {
             vm.close();

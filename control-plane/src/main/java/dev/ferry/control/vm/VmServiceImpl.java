@@ -2,10 +2,14 @@ package dev.ferry.control.vm;
 
 import com.google.protobuf.Empty;
 import dev.ferry.control.grpc.Calls;
+import dev.ferry.backends.BackendUnavailableException;
+import dev.ferry.backends.Backends;
 import dev.ferry.guest.GuestLayout;
 import dev.ferry.guest.WorkloadSpec;
-import dev.ferry.kvm.vm.MicroVm;
-import dev.ferry.kvm.vm.VmConfig;
+import dev.ferry.vm.GuestBackend;
+import dev.ferry.vm.GuestProbe;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmConfig;
 import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CheckVmMemoryResponse;
 import dev.ferry.v1.CreateVmRequest;
@@ -33,10 +37,12 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     private static final Duration CHECK_TIMEOUT = Duration.ofSeconds(120);
 
     private final VmRegistry vms;
+    private final Backends backends;
     private final Consumer<String> console;
 
-    public VmServiceImpl(VmRegistry vms, Consumer<String> console) {
+    public VmServiceImpl(VmRegistry vms, Backends backends, Consumer<String> console) {
         this.vms = vms;
+        this.backends = backends;
         this.console = console;
     }
 
@@ -69,11 +75,18 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
             } catch (IllegalArgumentException e) {
                 throw Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
             }
-            MicroVm vm = MicroVm.create(config, console);
+            GuestBackend backend;
+            try {
+                backend = spec.getBackend() == dev.ferry.v1.Backend.BACKEND_UNSPECIFIED ? backends.preferred()
+                        : backends.require(VmProtos.fromProto(spec.getBackend()));
+            } catch (BackendUnavailableException e) {
+                throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+            }
+            GuestVm vm = backend.create(config, console);
             ManagedVm m = vms.add(name, vm, Vm.State.CREATING);
             try {
                 vm.start();
-                if (!vm.workloadPort().awaitFillDone(FILL_TIMEOUT)) {
+                if (!vm.probe().orElseThrow().awaitFillDone(FILL_TIMEOUT)) {
                     vm.throwIfFailed();
                     throw Status.DEADLINE_EXCEEDED.withDescription("guest did not finish its fill").asRuntimeException();
                 }
@@ -82,7 +95,8 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                 throw e;
             }
             m.setState(Vm.State.RUNNING);
-            LOG.log(System.Logger.Level.INFO, "created {0}: {1} vCPUs, {2} MiB", name, vcpus, memory >> 20);
+            LOG.log(System.Logger.Level.INFO, "created {0}: {1} vCPUs, {2} MiB, {3} backend", name, vcpus, memory >> 20,
+                    backend.kind().cliName());
             return VmProtos.toProto(m);
         });
     }
@@ -148,15 +162,17 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName() + " is " + m.state()
                         + ": the guest checks its own memory, so it must be running").asRuntimeException();
             }
+            GuestProbe probe = m.vm().probe().orElseThrow(() -> Status.UNIMPLEMENTED
+                    .withDescription(req.getName() + "'s guest cannot check its own memory").asRuntimeException());
             long t0 = System.nanoTime();
             long wrong;
             try {
-                wrong = m.vm().selfCheck(CHECK_TIMEOUT);
+                wrong = probe.selfCheck(CHECK_TIMEOUT);
             } catch (TimeoutException e) {
+                m.vm().throwIfFailed();
                 throw Status.DEADLINE_EXCEEDED.withDescription("guest self-check did not finish").asRuntimeException();
             }
-            return CheckVmMemoryResponse.newBuilder()
-                    .setCheckedPages(m.vm().config().workload().workingSetPages()).setWrongPages(wrong)
+            return CheckVmMemoryResponse.newBuilder().setCheckedPages(probe.workingSetPages()).setWrongPages(wrong)
                     .setDuration(VmProtos.duration(System.nanoTime() - t0)).build();
         });
     }

@@ -3,7 +3,8 @@ package dev.ferry.control.migration;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.HostTsc;
 import dev.ferry.v1.MemoryRegion;
 import dev.ferry.v1.MigrationConfig;
 import dev.ferry.v1.MigrationMode;
@@ -16,8 +17,8 @@ class CompatibilityTest {
     private static Compatibility.Result check(int proposedKhz, int hostKhz, boolean scalable) {
         MigrationConfig p = MigrationConfig.newBuilder().setVcpuCount(1).setPageSizeBytes(4096).setTscKhz(proposedKhz)
                 .addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(64 << 20)).build();
-        return Compatibility.check(p, new Compatibility.Local(List.of(), List.of(), Set.of(MigrationMode.PRECOPY),
-                new MicroVm.HostTsc(hostKhz, scalable)));
+        return Compatibility.check(p, new Compatibility.Local(Backend.KVM, List.of(), List.of(),
+                Set.of(MigrationMode.PRECOPY), new HostTsc(hostKhz, scalable)));
     }
 
     @Test

@@ -3,17 +3,17 @@ package dev.ferry.dataplane.postcopy;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import dev.ferry.dataplane.IncomingPages;
-import dev.ferry.memory.DirtyBitmap;
-import dev.ferry.memory.GuestMemory;
-import dev.ferry.memory.MemoryRegion;
-import dev.ferry.memory.PageHashes;
 import dev.ferry.linux.Errno;
 import dev.ferry.linux.EventFd;
-import dev.ferry.linux.LibC;
 import dev.ferry.linux.ThreadPriority;
 import dev.ferry.linux.UffdEvent;
 import dev.ferry.linux.UffdIoctls;
 import dev.ferry.linux.Userfaultfd;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.GuestMemory;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.MissingPageTrap;
+import dev.ferry.memory.PageHashes;
 import io.grpc.Status;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -86,11 +86,16 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private static final int BACKGROUND_CHUNK = 256;
     private static final ThreadLocal<ByteBuffer> STAGE =
             ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(STAGE_PAGES * PAGE));
+    /** Zeros to copy from where zero pages must be placed write-protected (UFFDIO_ZEROPAGE has no WP mode). */
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(BACKGROUND_CHUNK * PAGE);
+    private static final long ZEROS_ADDRESS = Pointer.nativeValue(Native.getDirectBufferPointer(ZEROS));
 
     private final GuestMemory memory;
     private final PageHashes hashes;
     private final RegionTable table;
+    private final MissingPageTrap trap;
     private final Userfaultfd uffd;
+    private final long copyMode; // UFFDIO_COPY_MODE_WP where the guest's writes are tracked through the same uffd
     private final EventFd stop;
 
     private final ReentrantLock lock = new ReentrantLock();
@@ -124,18 +129,29 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private boolean fenceClosed; // written under the write lock
 
     /**
+     * Takes over {@code memory} for postcopy with a trap of its own ({@link MissingPageTrap#open}), as a KVM guest
+     * needs; see {@link #PostcopyPager(GuestMemory, MissingPageTrap, PageHashes, DirtyBitmap, PageFetcher)}.
+     */
+    public PostcopyPager(GuestMemory memory, PageHashes hashes, DirtyBitmap present, PageFetcher fetcher) {
+        this(memory, MissingPageTrap.open(memory), hashes, present, fetcher);
+    }
+
+    /**
      * Takes over {@code memory} for postcopy: pages set in {@code present} are in place, every other page is missing.
      * Pages that are populated in a memfd but not present (stale bytes of an earlier precopy round) are punched out
-     * (MADV_REMOVE) so that they fault. Then every region is registered with a new userfaultfd in MISSING mode: from
-     * here on a thread touching a missing page blocks until this pager places it (after {@link #start()}).
+     * (MADV_REMOVE) so that they fault through {@code trap}: from here on a thread touching a missing page blocks until
+     * this pager places it (after {@link #start()}).
      *
-     * @param memory  destination guest memory, memfd-backed (its region mappings are what the vCPUs use)
+     * @param memory  destination guest memory, memfd-backed
+     * @param trap    catches the guest's touches of missing pages; owned by the pager from now on (closed by it)
      * @param hashes  the destination's page hashes; updated for every page placed
      * @param present pages already in place (not changed; copied)
      * @param fetcher asks the source for faulted pages; owned by the pager from now on (closed by it)
      */
-    public PostcopyPager(GuestMemory memory, PageHashes hashes, DirtyBitmap present, PageFetcher fetcher) {
+    public PostcopyPager(GuestMemory memory, MissingPageTrap trap, PageHashes hashes, DirtyBitmap present,
+            PageFetcher fetcher) {
         this.memory = Objects.requireNonNull(memory, "memory");
+        this.trap = Objects.requireNonNull(trap, "trap");
         this.hashes = Objects.requireNonNull(hashes, "hashes");
         Objects.requireNonNull(present, "present");
         this.fetcher = Objects.requireNonNull(fetcher, "fetcher");
@@ -157,26 +173,15 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             }
         }
         missing = m;
-        punchStalePages();
-        Userfaultfd u = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK, UffdIoctls.UFFD_FEATURE_MISSING_SHMEM);
-        EventFd e = null;
+        this.uffd = trap.uffd();
+        this.copyMode = trap.placeWriteProtected() ? UffdIoctls.UFFDIO_COPY_MODE_WP : 0;
         try {
-            e = EventFd.create();
-            for (MemoryRegion r : memory.regions()) {
-                long ioctls = u.register(r.mapping().address(), r.size(), UffdIoctls.UFFDIO_REGISTER_MODE_MISSING);
-                if ((ioctls & (1L << UffdIoctls._UFFDIO_COPY)) == 0 || (ioctls & (1L << UffdIoctls._UFFDIO_ZEROPAGE)) == 0) {
-                    throw new IllegalStateException("UFFDIO_COPY/ZEROPAGE unavailable on slot " + r.slot());
-                }
-            }
+            punchStalePages();
+            this.stop = EventFd.create();
         } catch (RuntimeException ex) {
-            u.close();
-            if (e != null) {
-                e.close();
-            }
+            trap.close();
             throw ex;
         }
-        this.uffd = u;
-        this.stop = e;
     }
 
     /** Punches out pages that hold data in the memfd but are not present, so that they fault like any missing page. */
@@ -345,7 +350,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
         long gpa = table.gpaOfIndex(idx);
         long host = table.regionOfGpa(gpa).hostAddress(gpa);
         while (true) {
-            long rc = uffd.zeropage(host, PAGE, 0);
+            long rc = placeZeros(host, PAGE);
             if (rc == PAGE) {
                 hashes.set(gpa, 0);
                 return;
@@ -355,7 +360,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                 return;
             }
             if (rc != -Errno.EAGAIN) {
-                throw new IllegalStateException("UFFDIO_ZEROPAGE returned " + rc);
+                throw placeFailed("UFFDIO_ZEROPAGE", rc, gpa);
             }
             Thread.onSpinWait();
         }
@@ -742,7 +747,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             long srcAddr = Pointer.nativeValue(Native.getDirectBufferPointer(from)) + fromPos;
             int k = 0;
             while (k < n) {
-                long rc = uffd.copy(host + (long) (done + k) * PAGE, srcAddr + (long) k * PAGE, (long) (n - k) * PAGE, 0);
+                long rc = uffd.copy(host + (long) (done + k) * PAGE, srcAddr + (long) k * PAGE, (long) (n - k) * PAGE,
+                        copyMode);
                 if (rc > 0) {
                     int m = (int) (rc / PAGE);
                     for (int j = k; j < k + m; j++) {
@@ -758,7 +764,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                 } else if (rc == -Errno.EAGAIN) {
                     Thread.onSpinWait();
                 } else {
-                    throw new IllegalStateException("UFFDIO_COPY returned " + rc);
+                    throw placeFailed("UFFDIO_COPY", rc, gpa + (long) (done + k) * PAGE);
                 }
             }
             done += n;
@@ -771,7 +777,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
         int count = 0;
         int k = 0;
         while (k < pages) {
-            long rc = uffd.zeropage(host + (long) k * PAGE, (long) (pages - k) * PAGE, 0);
+            long rc = placeZeros(host + (long) k * PAGE, (long) (pages - k) * PAGE);
             if (rc > 0) {
                 int m = (int) (rc / PAGE);
                 for (int j = k; j < k + m; j++) {
@@ -787,10 +793,26 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             } else if (rc == -Errno.EAGAIN) {
                 Thread.onSpinWait();
             } else {
-                throw new IllegalStateException("UFFDIO_ZEROPAGE returned " + rc);
+                throw placeFailed("UFFDIO_ZEROPAGE", rc, gpa + (long) k * PAGE);
             }
         }
         return count;
+    }
+
+    /**
+     * Zero pages at {@code host}: UFFDIO_ZEROPAGE, or where pages must be placed write-protected, UFFDIO_COPY from
+     * zeros (at most {@link #BACKGROUND_CHUNK} pages). Returns the bytes placed, or -errno.
+     */
+    private long placeZeros(long host, long len) {
+        if (copyMode == 0) {
+            return uffd.zeropage(host, len, 0);
+        }
+        return uffd.copy(host, ZEROS_ADDRESS, Math.min(len, (long) BACKGROUND_CHUNK * PAGE), copyMode);
+    }
+
+    private static IllegalStateException placeFailed(String op, long rc, long gpa) {
+        return new IllegalStateException(String.format("%s at guest-physical 0x%x failed: %s", op, gpa,
+                Errno.name((int) -rc)));
     }
 
     // ---- queries ----------------------------------------------------------------------------------------------------
@@ -980,14 +1002,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
         } finally {
             fence.writeLock().unlock();
         }
-        for (MemoryRegion r : memory.regions()) {
-            try {
-                uffd.unregister(r.mapping().address(), r.size());
-            } catch (RuntimeException e) {
-                // The fd close below drops the registration anyway.
-            }
-        }
-        uffd.close();
+        trap.close();
         closeQuietly(f);
         stop.close();
     }

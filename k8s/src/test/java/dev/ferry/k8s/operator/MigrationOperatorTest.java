@@ -3,6 +3,7 @@ package dev.ferry.k8s.operator;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.kvm.sys.KvmTestSupport;
@@ -58,7 +59,7 @@ class MigrationOperatorTest {
 
     private Agent agentOn(String node) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        Agent a = Agent.start(node, any, any, line -> { }, MigrationServices::new);
+        Agent a = Agent.start(node, any, any, line -> { }, Backends.open(Backends.Choice.KVM), MigrationServices::new);
         open.add(a);
         client.nodes().resource(new NodeBuilder().withNewMetadata().withName(node)
                 .addToLabels(AgentLocator.KVM_LABEL, "true")

@@ -2,21 +2,21 @@ package dev.ferry.control.migration;
 
 import static dev.ferry.control.migration.Fixtures.GUEST_MEMORY;
 import static dev.ferry.control.migration.Fixtures.config;
-import static dev.ferry.control.migration.IncomingMigration.State.ABORTED;
-import static dev.ferry.control.migration.IncomingMigration.State.COMPLETED;
-import static dev.ferry.control.migration.IncomingMigration.State.DEVICE_STATE_RECEIVED;
-import static dev.ferry.control.migration.IncomingMigration.State.FAILED;
-import static dev.ferry.control.migration.IncomingMigration.State.POSTCOPY;
-import static dev.ferry.control.migration.IncomingMigration.State.POSTCOPY_PAUSED;
-import static dev.ferry.control.migration.IncomingMigration.State.RECEIVING;
+import static dev.ferry.control.migration.DestinationStateMachine.State.ABORTED;
+import static dev.ferry.control.migration.DestinationStateMachine.State.COMPLETED;
+import static dev.ferry.control.migration.DestinationStateMachine.State.DEVICE_STATE_RECEIVED;
+import static dev.ferry.control.migration.DestinationStateMachine.State.FAILED;
+import static dev.ferry.control.migration.DestinationStateMachine.State.POSTCOPY;
+import static dev.ferry.control.migration.DestinationStateMachine.State.POSTCOPY_PAUSED;
+import static dev.ferry.control.migration.DestinationStateMachine.State.RECEIVING;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
-import dev.ferry.control.migration.IncomingMigration.Event;
-import dev.ferry.control.migration.IncomingMigration.State;
+import dev.ferry.control.migration.DestinationStateMachine.Event;
+import dev.ferry.control.migration.DestinationStateMachine.State;
 import dev.ferry.v1.Migration.Phase;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationProgress;
@@ -32,20 +32,20 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
-class IncomingMigrationTest {
+class DestinationStateMachineTest {
     private final FakeClock clock = new FakeClock();
 
-    private IncomingMigration session(MigrationMode mode) {
-        return new IncomingMigration(config(mode), clock);
+    private DestinationStateMachine session(MigrationMode mode) {
+        return new DestinationStateMachine(config(mode), clock);
     }
 
-    private static List<State> states(IncomingMigration m) {
+    private static List<State> states(DestinationStateMachine m) {
         return m.history().stream().map(PhaseChange::phase).toList();
     }
 
     @Test
     void precopySessionCompletesAndAnswersARepeatedCompleteTheSameWay() {
-        IncomingMigration m = session(MigrationMode.PRECOPY);
+        DestinationStateMachine m = session(MigrationMode.PRECOPY);
         assertEquals(RECEIVING, m.state());
         assertEquals(Phase.PRECOPY, m.phase());
         m.pagesReceived(1, false, 1000, 24);
@@ -70,7 +70,7 @@ class IncomingMigrationTest {
 
     @Test
     void postcopySessionWithALinkCutAndRecovery() {
-        IncomingMigration m = session(MigrationMode.HYBRID);
+        DestinationStateMachine m = session(MigrationMode.HYBRID);
         m.pagesReceived(1, false, 100, 0);
         m.deviceStateReceived(10);
         clock.advanceMillis(1);
@@ -106,7 +106,7 @@ class IncomingMigrationTest {
 
     @Test
     void postcopyNeedsTheAcceptedFeature() {
-        IncomingMigration m = session(MigrationMode.PRECOPY);
+        DestinationStateMachine m = session(MigrationMode.PRECOPY);
         m.deviceStateReceived(1);
         IllegalTransitionException e = assertThrows(IllegalTransitionException.class,
                 () -> m.completeRequested(true));
@@ -116,7 +116,7 @@ class IncomingMigrationTest {
 
     @Test
     void pagesMustCarryThePostcopyFlagOfTheState() {
-        IncomingMigration m = session(MigrationMode.HYBRID);
+        DestinationStateMachine m = session(MigrationMode.HYBRID);
         assertThrows(IllegalTransitionException.class, () -> m.pagesReceived(1, true, 1, 0));
         m.deviceStateReceived(1);
         m.completeRequested(true);
@@ -129,7 +129,7 @@ class IncomingMigrationTest {
     @Test
     void abortBeforeTheVmRanDiscardsItAndIsIdempotent() {
         for (boolean afterDeviceState : new boolean[] {false, true}) {
-            IncomingMigration m = session(MigrationMode.PRECOPY);
+            DestinationStateMachine m = session(MigrationMode.PRECOPY);
             if (afterDeviceState) {
                 m.deviceStateReceived(1);
             }
@@ -145,7 +145,7 @@ class IncomingMigrationTest {
 
     @Test
     void abortIsRefusedOnceTheVmRanHere() {
-        IncomingMigration m = session(MigrationMode.HYBRID);
+        DestinationStateMachine m = session(MigrationMode.HYBRID);
         m.deviceStateReceived(1);
         m.completeRequested(true);
         IllegalTransitionException e = assertThrows(IllegalTransitionException.class, () -> m.abortRequested("x"));
@@ -157,7 +157,7 @@ class IncomingMigrationTest {
 
     @Test
     void idleSessionIsAbortedAfterSixtySeconds() {
-        IncomingMigration m = session(MigrationMode.PRECOPY);
+        DestinationStateMachine m = session(MigrationMode.PRECOPY);
         clock.advance(Duration.ofSeconds(59));
         assertFalse(m.checkIdle());
         m.pagesReceived(1, false, 1, 0); // activity resets the timer
@@ -174,7 +174,7 @@ class IncomingMigrationTest {
 
     @Test
     void aRunningVmIsNeverAbortedForIdleness() {
-        IncomingMigration m = session(MigrationMode.HYBRID);
+        DestinationStateMachine m = session(MigrationMode.HYBRID);
         m.deviceStateReceived(1);
         m.completeRequested(true);
         clock.advance(Duration.ofHours(1));
@@ -185,7 +185,7 @@ class IncomingMigrationTest {
     @TestFactory
     Stream<DynamicTest> failureInEveryNonTerminalStateKeepsTheReason() {
         return scenarios().stream().filter(s -> !s.state.isTerminal()).map(s -> dynamicTest(s.name, () -> {
-            IncomingMigration m = s.build(new FakeClock());
+            DestinationStateMachine m = s.build(new FakeClock());
             Aftermath a = m.failed("local error in " + s.name);
             assertEquals(FAILED, m.state());
             assertEquals("local error in " + s.name, m.failureReason().orElseThrow());
@@ -201,7 +201,7 @@ class IncomingMigrationTest {
             for (Event e : Event.values()) {
                 boolean valid = s.expected.contains(e);
                 tests.add(dynamicTest(s.name + " / " + e + (valid ? " accepted" : " refused"), () -> {
-                    IncomingMigration m = s.build(new FakeClock());
+                    DestinationStateMachine m = s.build(new FakeClock());
                     assertEquals(s.state, m.state());
                     assertEquals(valid, m.accepts(e), () -> "accepts(" + e + "): " + m.refusal(e));
                     if (valid) {
@@ -221,16 +221,16 @@ class IncomingMigrationTest {
         return tests.stream();
     }
 
-    private record Scenario(String name, MigrationMode mode, State state, Consumer<IncomingMigration> steps,
+    private record Scenario(String name, MigrationMode mode, State state, Consumer<DestinationStateMachine> steps,
                             Set<Event> expected) {
-        IncomingMigration build(FakeClock clock) {
-            IncomingMigration m = new IncomingMigration(config(mode), clock);
+        DestinationStateMachine build(FakeClock clock) {
+            DestinationStateMachine m = new DestinationStateMachine(config(mode), clock);
             steps.accept(m);
             return m;
         }
     }
 
-    private static Scenario scenario(String name, MigrationMode mode, State state, Consumer<IncomingMigration> steps,
+    private static Scenario scenario(String name, MigrationMode mode, State state, Consumer<DestinationStateMachine> steps,
                                      Event... expected) {
         Set<Event> set = EnumSet.noneOf(Event.class);
         set.addAll(List.of(expected));
@@ -239,9 +239,9 @@ class IncomingMigrationTest {
 
     private static List<Scenario> scenarios() {
         MigrationMode h = MigrationMode.HYBRID;
-        Consumer<IncomingMigration> ds = m -> m.deviceStateReceived(1);
-        Consumer<IncomingMigration> pc = ds.andThen(m -> m.completeRequested(true));
-        Consumer<IncomingMigration> paused = pc.andThen(m -> m.linkLost("cut"));
+        Consumer<DestinationStateMachine> ds = m -> m.deviceStateReceived(1);
+        Consumer<DestinationStateMachine> pc = ds.andThen(m -> m.completeRequested(true));
+        Consumer<DestinationStateMachine> paused = pc.andThen(m -> m.linkLost("cut"));
         return List.of(
                 scenario("receiving", h, RECEIVING, m -> { },
                         Event.PAGES_RECEIVED, Event.DEVICE_STATE_RECEIVED, Event.ABORT, Event.FAIL),
@@ -261,7 +261,7 @@ class IncomingMigrationTest {
     }
 
     /** Fires an event with arguments that fit the state when the event is valid there. */
-    private static void fire(IncomingMigration m, Event e) {
+    private static void fire(DestinationStateMachine m, Event e) {
         switch (e) {
             case PAGES_RECEIVED -> m.pagesReceived(1, m.state() == POSTCOPY, 1, 0);
             case DEVICE_STATE_RECEIVED -> m.deviceStateReceived(1);

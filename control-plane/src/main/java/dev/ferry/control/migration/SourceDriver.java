@@ -9,12 +9,14 @@ import dev.ferry.dataplane.PageTransferException;
 import dev.ferry.dataplane.postcopy.MemoryPageSource;
 import dev.ferry.dataplane.postcopy.PageSource;
 import dev.ferry.memory.DirtyBitmap;
-import dev.ferry.kvm.vm.DirtyLog;
+import dev.ferry.memory.DirtyTracker;
 import dev.ferry.memory.MemoryRegion;
 import dev.ferry.memory.PageHashes;
-import dev.ferry.kvm.sys.KvmCpuidEntry2;
 import dev.ferry.linux.ThreadPriority;
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.Backend;
+import dev.ferry.vm.CpuidLeaf;
+import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.VmShape;
 import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
@@ -43,11 +45,11 @@ import java.util.zip.CRC32C;
 
 /**
  * The source's side of one migration: negotiation, precopy rounds, stop-and-copy, device state and
- * switchover, driving {@link SourceMigration} with what actually happened. Runs on its own thread;
+ * switchover, driving {@link SourceStateMachine} with what actually happened. Runs on its own thread;
  * any failure or cancel before the destination resumed leaves the source VM running as it was.
  */
-final class OutgoingMigration implements Runnable {
-    private static final System.Logger LOG = System.getLogger(OutgoingMigration.class.getName());
+final class SourceDriver implements Runnable {
+    private static final System.Logger LOG = System.getLogger(SourceDriver.class.getName());
     private static final long CALL_DEADLINE_SECONDS = 60;
     private static final int SWITCHOVER_ATTEMPTS = 3;
 
@@ -60,7 +62,7 @@ final class OutgoingMigration implements Runnable {
     private final Channels channels;
     private final String sourceAddress;
     private final String destinationVmId;
-    private final SourceMigration machine; // guarded by this
+    private final SourceStateMachine machine; // guarded by this
     private volatile boolean cancelRequested;
     private String token;
     private String destinationVm = "";
@@ -78,7 +80,7 @@ final class OutgoingMigration implements Runnable {
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
 
-    OutgoingMigration(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
+    SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
             ConvergencePolicy policy, Channels channels, MigrationMetrics metrics) {
         this.name = name;
@@ -91,7 +93,7 @@ final class OutgoingMigration implements Runnable {
         this.destinationVmId = destinationVmId;
         this.sourceAddress = sourceAddress;
         this.channels = channels;
-        this.machine = new SourceMigration(policy, InstantSource.system());
+        this.machine = new SourceStateMachine(policy, InstantSource.system());
     }
 
     private MigrationServiceGrpc.MigrationServiceBlockingStub control() {
@@ -104,13 +106,17 @@ final class OutgoingMigration implements Runnable {
 
     /** NegotiateMigration with the destination; on refusal the migration is FAILED and the status rethrown. */
     void negotiate() {
-        MicroVm v = vm.vm();
-        MigrationConfig.Builder proposed = MigrationConfig.newBuilder().setVcpuCount(v.config().vcpus())
-                .setTscKhz(v.tscKhz()).setPageSizeBytes(4096).setMode(machine.mode())
+        GuestVm v = vm.vm();
+        VmShape shape = v.shape();
+        MigrationConfig.Builder proposed = MigrationConfig.newBuilder().setVcpuCount(shape.vcpus())
+                .setTscKhz(shape.tscKhz()).setPageSizeBytes(4096).setMode(machine.mode())
+                .setBackend(VmProtos.toProto(v.backend()))
                 .setDataStreamCount(machine.policy().dataStreams())
                 .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
-                .addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT)
                 .addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
+        if (v.backend() == Backend.KVM) {
+            proposed.addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT); // how this source tracks pages
+        }
         if (machine.mode() != dev.ferry.v1.MigrationMode.PRECOPY) {
             proposed.addFeatures(MigrationConfig.Feature.POSTCOPY);
         }
@@ -118,17 +124,17 @@ final class OutgoingMigration implements Runnable {
             proposed.addMemoryRegions(dev.ferry.v1.MemoryRegion.newBuilder().setGuestPhysicalAddress(r.guestPhysAddr())
                     .setSizeBytes(r.size()).setSlot(r.slot()).setPageSizeBytes(4096));
         }
-        for (KvmCpuidEntry2 e : v.cpuid()) {
-            proposed.addCpuidEntries(CpuidEntry.newBuilder().setFunction(e.function).setIndex(e.index).setFlags(e.flags)
-                    .setEax(e.eax).setEbx(e.ebx).setEcx(e.ecx).setEdx(e.edx));
+        for (CpuidLeaf e : shape.cpuid()) {
+            proposed.addCpuidEntries(CpuidEntry.newBuilder().setFunction(e.function()).setIndex(e.index())
+                    .setFlags(e.flags()).setEax(e.eax()).setEbx(e.ebx()).setEcx(e.ecx()).setEdx(e.edx()));
         }
-        for (SectionSchema<?> s : MicroVm.schemas()) {
+        for (SectionSchema<?> s : v.stateSchemas()) {
             proposed.addStateSections(StateSectionVersion.newBuilder().setName(s.name()).setVersion(s.version())
                     .setMinReaderVersion(s.minReaderVersion()).setRequired(s.required()));
         }
         NegotiateMigrationRequest req = NegotiateMigrationRequest.newBuilder().setMigration(name).setSourceVm(vm.name())
                 .setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress).setProposed(proposed)
-                .setWorkload(VmProtos.toProto(v.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
+                .setWorkload(VmProtos.toProto(shape.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
         NegotiateMigrationResponse resp;
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
@@ -178,8 +184,8 @@ final class OutgoingMigration implements Runnable {
             runPostcopy();
             return;
         }
-        MicroVm v = vm.vm();
-        DirtyLog log = v.dirtyLog();
+        GuestVm v = vm.vm();
+        DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
         try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter())) {
@@ -279,7 +285,7 @@ final class OutgoingMigration implements Runnable {
      * its (paused) copy until every page has arrived: the guest's memory is split between the hosts.
      */
     private void runPostcopy() {
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         PageHashes hashes = new PageHashes(v.memory());
         try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter())) {
@@ -316,7 +322,7 @@ final class OutgoingMigration implements Runnable {
      * runs again, as before the migration).
      */
     private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
         MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
         postcopySource = source;
@@ -366,7 +372,7 @@ final class OutgoingMigration implements Runnable {
             // The destination runs the guest and may still need pages from us: keep the paused copy and the
             // pager, and report the migration paused; the guest survives a cut link.
             synchronized (this) {
-                if (machine.accepts(SourceMigration.Event.POSTCOPY_CONNECTION_LOST)) {
+                if (machine.accepts(SourceStateMachine.Event.POSTCOPY_CONNECTION_LOST)) {
                     machine.postcopyConnectionLost(describe(t));
                 } else if (!machine.isTerminal()) {
                     machine.failed(describe(t));
@@ -379,7 +385,7 @@ final class OutgoingMigration implements Runnable {
 
     /** Pushes {@code toPush} near the latest fault first, then ends postcopy and releases the source VM. */
     private void pushAndComplete(PageSender sender, DirtyBitmap toPush) throws Exception {
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         PageHashes hashes = postcopyHashes;
         MemoryPageSource source = postcopySource;
         PostcopyPush push = new PostcopyPush(v.memory(), toPush);
@@ -419,13 +425,15 @@ final class OutgoingMigration implements Runnable {
                         Long.toHexString(Digests.fromProto(done.getUnwrittenPagesDigest())));
             }
         }
+        // Every page is on the destination: release the source copy before COMPLETED shows, so a caller that
+        // sees COMPLETED (after a recovery this thread, not the original one, ends the migration) finds it gone.
+        pagers.remove(token);
+        source.close();
+        vms.remove(vm.name());
         synchronized (this) {
             machine.postcopyCompleted(digest, done, unwrittenMatch);
             changed();
         }
-        pagers.remove(token);
-        source.close();
-        vms.remove(vm.name());
         LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
     }
 
@@ -436,7 +444,7 @@ final class OutgoingMigration implements Runnable {
      */
     void resumePostcopy(String destinationAddress) {
         synchronized (this) {
-            machine.refusal(SourceMigration.Event.POSTCOPY_CONNECTION_RESTORED).ifPresent(why -> {
+            machine.refusal(SourceStateMachine.Event.POSTCOPY_CONNECTION_RESTORED).ifPresent(why -> {
                 throw Status.FAILED_PRECONDITION.withDescription(why).asRuntimeException();
             });
             if (resuming) {
@@ -456,7 +464,7 @@ final class OutgoingMigration implements Runnable {
     }
 
     private void runResume() {
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         try {
             dev.ferry.v1.ResumeIncomingMigrationResponse r = control().resumeIncomingMigration(
                     dev.ferry.v1.ResumeIncomingMigrationRequest.newBuilder().setMigration(name)
@@ -476,7 +484,7 @@ final class OutgoingMigration implements Runnable {
             }
         } catch (Throwable t) {
             synchronized (this) {
-                if (machine.accepts(SourceMigration.Event.POSTCOPY_CONNECTION_LOST)) {
+                if (machine.accepts(SourceStateMachine.Event.POSTCOPY_CONNECTION_LOST)) {
                     machine.postcopyConnectionLost(describe(t));
                 }
                 changed();
@@ -555,7 +563,7 @@ final class OutgoingMigration implements Runnable {
     private void recover(Throwable t) {
         String reason = cancelRequested ? "cancelled" : describe(t);
         synchronized (this) {
-            if (t instanceof SwitchoverRefused && machine.accepts(SourceMigration.Event.SWITCHOVER_REFUSED)) {
+            if (t instanceof SwitchoverRefused && machine.accepts(SourceStateMachine.Event.SWITCHOVER_REFUSED)) {
                 machine.switchoverRefused(t.getMessage());
             } else if (!machine.isTerminal()) {
                 machine.failed(reason);
@@ -566,8 +574,8 @@ final class OutgoingMigration implements Runnable {
             LOG.log(System.Logger.Level.WARNING, name + ": " + reason, t);
         }
         abortDestination(reason);
-        MicroVm v = vm.vm();
-        v.dirtyLog().disable();
+        GuestVm v = vm.vm();
+        v.dirtyTracker().disable();
         if (paused) {
             v.resume();
             paused = false;
@@ -746,7 +754,7 @@ final class OutgoingMigration implements Runnable {
             // discard its copy), so a caller that sees CANCELLED or FAILED can rely on it at once.
             var h = machine.history();
             for (int i = h.size() - 1; i >= 0; i--) {
-                if (!SourceMigration.TERMINAL.contains(h.get(i).phase())) {
+                if (!SourceStateMachine.TERMINAL.contains(h.get(i).phase())) {
                     b.setPhase(h.get(i).phase());
                     break;
                 }

@@ -44,7 +44,7 @@ import java.util.Set;
  *
  * <p>Not thread-safe: the edge serializes the calls of one session. Time comes from the injected clock only.
  */
-public final class IncomingMigration {
+public final class DestinationStateMachine {
 
     /** The session states, with the {@link Migration.Phase} the destination's Migration record shows for each. */
     public enum State {
@@ -123,11 +123,11 @@ public final class IncomingMigration {
     private Aftermath aftermath;
 
     /** A session in RECEIVING, negotiated now with the given accepted configuration. */
-    public IncomingMigration(MigrationConfig accepted, InstantSource clock) {
+    public DestinationStateMachine(MigrationConfig accepted, InstantSource clock) {
         this(accepted, DEFAULT_IDLE_TIMEOUT, clock);
     }
 
-    public IncomingMigration(MigrationConfig accepted, Duration idleTimeout, InstantSource clock) {
+    public DestinationStateMachine(MigrationConfig accepted, Duration idleTimeout, InstantSource clock) {
         this.accepted = Objects.requireNonNull(accepted, "accepted");
         this.idleTimeout = Objects.requireNonNull(idleTimeout, "idleTimeout");
         if (idleTimeout.isNegative() || idleTimeout.isZero()) {

@@ -26,7 +26,7 @@ import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
 import com.google.protobuf.ByteString;
 import dev.ferry.control.migration.Decision.Action;
-import dev.ferry.control.migration.SourceMigration.Event;
+import dev.ferry.control.migration.SourceStateMachine.Event;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
 import dev.ferry.v1.CompleteIncomingPostcopyResponse;
 import dev.ferry.v1.MemoryDigest;
@@ -50,7 +50,7 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
-class SourceMigrationTest {
+class SourceStateMachineTest {
 
     private static final MemoryDigest DIGEST = MemoryDigest.newBuilder()
             .setAlgorithm(MemoryDigest.Algorithm.XXH3_64_PAGE_SUM)
@@ -60,15 +60,15 @@ class SourceMigrationTest {
 
     private final FakeClock clock = new FakeClock();
 
-    private SourceMigration newMigration(MigrationMode mode) {
-        return new SourceMigration(ConvergencePolicy.defaults(mode), clock);
+    private SourceStateMachine newMigration(MigrationMode mode) {
+        return new SourceStateMachine(ConvergencePolicy.defaults(mode), clock);
     }
 
-    private SourceMigration newMigration(MigrationMode mode, MigrationPolicy policy) {
-        return new SourceMigration(ConvergencePolicy.of(mode, policy), clock);
+    private SourceStateMachine newMigration(MigrationMode mode, MigrationPolicy policy) {
+        return new SourceStateMachine(ConvergencePolicy.of(mode, policy), clock);
     }
 
-    private static List<Phase> phases(SourceMigration m) {
+    private static List<Phase> phases(SourceStateMachine m) {
         return m.history().stream().map(PhaseChange::phase).toList();
     }
 
@@ -76,7 +76,7 @@ class SourceMigrationTest {
 
     @Test
     void precopyConvergesInTwoRoundsAndCompletes() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY);
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY);
         assertEquals(NEGOTIATING, m.phase());
         clock.advanceMillis(50);
         m.negotiated(config(MigrationMode.PRECOPY));
@@ -147,7 +147,7 @@ class SourceMigrationTest {
 
     @Test
     void idleGuestConvergesAfterTheFirstRound() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY);
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY);
         m.negotiated(config(MigrationMode.PRECOPY));
         m.roundStarted();
         m.roundFinished(round(GiB, 40 * 4096, 1000));
@@ -158,7 +158,7 @@ class SourceMigrationTest {
 
     @Test
     void hybridSwitchesToPostcopyAutomaticallyWhenPrecopyStalls() {
-        SourceMigration m = newMigration(MigrationMode.HYBRID);
+        SourceStateMachine m = newMigration(MigrationMode.HYBRID);
         m.negotiated(config(MigrationMode.HYBRID));
         List<Action> actions = new ArrayList<>();
         Decision d;
@@ -213,7 +213,7 @@ class SourceMigrationTest {
     @Test
     void unwrittenPagesThatDifferMakeThePostcopyUnverified() {
         for (Boolean match : new Boolean[] {false, null}) {
-            SourceMigration m = newMigration(MigrationMode.POSTCOPY);
+            SourceStateMachine m = newMigration(MigrationMode.POSTCOPY);
             m.negotiated(config(MigrationMode.POSTCOPY));
             m.deviceStateSent(10);
             m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance());
@@ -228,7 +228,7 @@ class SourceMigrationTest {
 
     @Test
     void manualSwitchDuringARoundTakesEffectAtTheNextDecision() {
-        SourceMigration m = newMigration(MigrationMode.HYBRID);
+        SourceStateMachine m = newMigration(MigrationMode.HYBRID);
         m.negotiated(config(MigrationMode.HYBRID));
         m.roundStarted();
         assertTrue(m.requestSwitchToPostcopy());
@@ -246,7 +246,7 @@ class SourceMigrationTest {
 
     @Test
     void manualSwitchBetweenRoundsNeedsNoFurtherRound() {
-        SourceMigration m = newMigration(MigrationMode.HYBRID);
+        SourceStateMachine m = newMigration(MigrationMode.HYBRID);
         m.negotiated(config(MigrationMode.HYBRID));
         m.roundStarted();
         m.roundFinished(busyRound());
@@ -261,14 +261,14 @@ class SourceMigrationTest {
 
     @Test
     void manualSwitchIsRefusedOutsideHybridPrecopy() {
-        SourceMigration precopy = newMigration(MigrationMode.PRECOPY);
+        SourceStateMachine precopy = newMigration(MigrationMode.PRECOPY);
         precopy.negotiated(config(MigrationMode.PRECOPY));
         IllegalTransitionException e = assertThrows(IllegalTransitionException.class,
                 precopy::requestSwitchToPostcopy);
         assertTrue(e.getMessage().contains("HYBRID"), e.getMessage());
         assertFalse(precopy.postcopySwitchRequested());
 
-        SourceMigration hybrid = newMigration(MigrationMode.HYBRID);
+        SourceStateMachine hybrid = newMigration(MigrationMode.HYBRID);
         hybrid.negotiated(config(MigrationMode.HYBRID));
         hybrid.roundStarted();
         hybrid.roundFinished(quietRound());
@@ -280,7 +280,7 @@ class SourceMigrationTest {
 
     @Test
     void postcopyModePausesAtOnceAndSkipsPrecopy() {
-        SourceMigration m = newMigration(MigrationMode.POSTCOPY);
+        SourceStateMachine m = newMigration(MigrationMode.POSTCOPY);
         m.negotiated(config(MigrationMode.POSTCOPY));
         assertEquals(DEVICE_STATE, m.phase());
         assertTrue(m.postcopyPath());
@@ -303,7 +303,7 @@ class SourceMigrationTest {
      * answered 2 ms after resuming: the VM ran somewhere in [15, 38] ms on our clock.
      */
     private Duration downtimeWith(CompleteIncomingMigrationResponse.Builder response) {
-        SourceMigration m = newMigration(MigrationMode.POSTCOPY);
+        SourceStateMachine m = newMigration(MigrationMode.POSTCOPY);
         m.negotiated(config(MigrationMode.POSTCOPY));
         clock.advanceMillis(10);
         m.deviceStateSent(10);
@@ -335,7 +335,7 @@ class SourceMigrationTest {
 
     @Test
     void postcopyPausesOnConnectionLossAndResumes() {
-        SourceMigration m = inPostcopy();
+        SourceStateMachine m = inPostcopy();
         m.roundStarted();
         m.batchSent(100, 0);
         assertTrue(m.postcopyConnectionLost("pager stream UNAVAILABLE"));
@@ -367,7 +367,7 @@ class SourceMigrationTest {
 
     @Test
     void plannerFailureEndsFailedWithTheSourceKeepingTheVm() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder().setMaxRounds(2).build());
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder().setMaxRounds(2).build());
         m.negotiated(config(MigrationMode.PRECOPY));
         m.roundStarted();
         m.roundFinished(busyRound());
@@ -385,7 +385,7 @@ class SourceMigrationTest {
 
     @Test
     void maxTotalTimeIsMeasuredOnTheInjectedClockFromCreateTime() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder()
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder()
                 .setMaxTotalTime(com.google.protobuf.Duration.newBuilder().setSeconds(10)).build());
         clock.advanceMillis(500); // negotiation counts: the limit runs from create_time
         m.negotiated(config(MigrationMode.PRECOPY));
@@ -404,7 +404,7 @@ class SourceMigrationTest {
 
     @Test
     void continuePolicyStopsAndCopiesAnywayWhenPrecopyDoesNotConverge() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder()
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY, MigrationPolicy.newBuilder()
                 .setOnNoConvergence(NoConvergenceAction.CONTINUE).build());
         m.negotiated(config(MigrationMode.PRECOPY));
         Decision d;
@@ -422,7 +422,7 @@ class SourceMigrationTest {
 
     @Test
     void switchoverRefusedByTheDestinationGivesTheVmBackToTheSource() {
-        SourceMigration m = inResumingOnDestination();
+        SourceStateMachine m = inResumingOnDestination();
         assertEquals(Aftermath.SOURCE_KEEPS_VM, m.switchoverRefused("DATA_LOSS: memory digest mismatch"));
         assertEquals(FAILED, m.phase());
         assertTrue(m.failureReason().orElseThrow().contains("digest mismatch"));
@@ -430,7 +430,7 @@ class SourceMigrationTest {
 
     @Test
     void negotiatedRejectsAConfigThatDoesNotFitTheMode() {
-        SourceMigration m = newMigration(MigrationMode.HYBRID);
+        SourceStateMachine m = newMigration(MigrationMode.HYBRID);
         assertThrows(IllegalArgumentException.class, () -> m.negotiated(config(MigrationMode.PRECOPY)));
         assertThrows(IllegalArgumentException.class, () -> m.negotiated(config(MigrationMode.HYBRID).toBuilder()
                 .clearFeatures().build()));
@@ -442,7 +442,7 @@ class SourceMigrationTest {
 
     @Test
     void writeToFillsTheRecordFieldsThisMachineOwns() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY);
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY);
         clock.advanceMillis(5);
         Migration running = m.writeTo(Migration.newBuilder().setName("migrations/m1")).build();
         assertEquals("migrations/m1", running.getName());
@@ -466,7 +466,7 @@ class SourceMigrationTest {
     Stream<DynamicTest> cancelInEveryCancellablePhaseKeepsTheVmOnTheSource() {
         return scenarios().stream().filter(s -> s.expected.contains(Event.CANCEL) && s.phase != CANCELLED)
                 .map(s -> dynamicTest(s.name, () -> {
-                    SourceMigration m = s.build(clock);
+                    SourceStateMachine m = s.build(clock);
                     clock.advanceMillis(3);
                     assertEquals(Aftermath.SOURCE_KEEPS_VM, m.cancelRequested());
                     assertEquals(CANCELLED, m.phase());
@@ -484,7 +484,7 @@ class SourceMigrationTest {
     Stream<DynamicTest> cancelIsRefusedOnceTheDestinationMayRunTheVm() {
         return scenarios().stream().filter(s -> !s.expected.contains(Event.CANCEL))
                 .map(s -> dynamicTest(s.name, () -> {
-                    SourceMigration m = s.build(clock);
+                    SourceStateMachine m = s.build(clock);
                     IllegalTransitionException e = assertThrows(IllegalTransitionException.class, m::cancelRequested);
                     assertEquals(s.phase, m.phase());
                     assertEquals(Event.CANCEL, e.event());
@@ -503,9 +503,9 @@ class SourceMigrationTest {
 
     @TestFactory
     Stream<DynamicTest> failureInEveryNonTerminalPhaseEndsFailedWithTheReasonKept() {
-        return scenarios().stream().filter(s -> !SourceMigration.TERMINAL.contains(s.phase))
+        return scenarios().stream().filter(s -> !SourceStateMachine.TERMINAL.contains(s.phase))
                 .map(s -> dynamicTest(s.name, () -> {
-                    SourceMigration m = s.build(clock);
+                    SourceStateMachine m = s.build(clock);
                     clock.advanceMillis(1);
                     String reason = "data plane stream 2: UNAVAILABLE in " + s.name;
                     Aftermath a = m.failed(reason);
@@ -540,7 +540,7 @@ class SourceMigrationTest {
                 boolean valid = s.expected.contains(e);
                 tests.add(dynamicTest(s.name + " / " + e + (valid ? " accepted" : " refused"), () -> {
                     FakeClock c = new FakeClock();
-                    SourceMigration m = s.build(c);
+                    SourceStateMachine m = s.build(c);
                     assertEquals(s.phase, m.phase(), "scenario reaches its phase");
                     assertEquals(valid, m.accepts(e), () -> "accepts(" + e + "): " + m.refusal(e));
                     if (valid) {
@@ -564,16 +564,16 @@ class SourceMigrationTest {
         return tests.stream();
     }
 
-    private record Scenario(String name, MigrationMode mode, Phase phase, Consumer<SourceMigration> steps,
+    private record Scenario(String name, MigrationMode mode, Phase phase, Consumer<SourceStateMachine> steps,
                             Set<Event> expected) {
-        SourceMigration build(FakeClock clock) {
-            SourceMigration m = new SourceMigration(ConvergencePolicy.defaults(mode), clock);
+        SourceStateMachine build(FakeClock clock) {
+            SourceStateMachine m = new SourceStateMachine(ConvergencePolicy.defaults(mode), clock);
             steps.accept(m);
             return m;
         }
     }
 
-    private static Scenario scenario(String name, MigrationMode mode, Phase phase, Consumer<SourceMigration> steps,
+    private static Scenario scenario(String name, MigrationMode mode, Phase phase, Consumer<SourceStateMachine> steps,
                                      Event... expected) {
         Set<Event> set = EnumSet.noneOf(Event.class);
         set.addAll(List.of(expected));
@@ -583,24 +583,24 @@ class SourceMigrationTest {
     private static final MigrationMode H = MigrationMode.HYBRID;
 
     private static List<Scenario> scenarios() {
-        Consumer<SourceMigration> neg = m -> m.negotiated(config(m.mode()));
-        Consumer<SourceMigration> running = neg.andThen(SourceMigration::roundStarted);
-        Consumer<SourceMigration> awaiting = running.andThen(m -> m.roundFinished(busyRound()));
-        Consumer<SourceMigration> cont = awaiting.andThen(SourceMigration::decideAfterRound);
-        Consumer<SourceMigration> stop = running.andThen(m -> m.roundFinished(quietRound()))
-                .andThen(SourceMigration::decideAfterRound);
-        Consumer<SourceMigration> sw = running.andThen(SourceMigration::requestSwitchToPostcopy)
-                .andThen(m -> m.roundFinished(busyRound())).andThen(SourceMigration::decideAfterRound);
-        Consumer<SourceMigration> sac = stop.andThen(SourceMigration::stopAndCopyStarted);
-        Consumer<SourceMigration> sacRunning = sac.andThen(SourceMigration::roundStarted);
-        Consumer<SourceMigration> sacDone = sacRunning.andThen(m -> m.roundFinished(round(0, 0, 1)));
-        Consumer<SourceMigration> devState = sacDone.andThen(SourceMigration::deviceStateStarted);
-        Consumer<SourceMigration> resuming = devState.andThen(m -> m.deviceStateSent(1));
-        Consumer<SourceMigration> postcopy = sw.andThen(SourceMigration::deviceStateStarted)
+        Consumer<SourceStateMachine> neg = m -> m.negotiated(config(m.mode()));
+        Consumer<SourceStateMachine> running = neg.andThen(SourceStateMachine::roundStarted);
+        Consumer<SourceStateMachine> awaiting = running.andThen(m -> m.roundFinished(busyRound()));
+        Consumer<SourceStateMachine> cont = awaiting.andThen(SourceStateMachine::decideAfterRound);
+        Consumer<SourceStateMachine> stop = running.andThen(m -> m.roundFinished(quietRound()))
+                .andThen(SourceStateMachine::decideAfterRound);
+        Consumer<SourceStateMachine> sw = running.andThen(SourceStateMachine::requestSwitchToPostcopy)
+                .andThen(m -> m.roundFinished(busyRound())).andThen(SourceStateMachine::decideAfterRound);
+        Consumer<SourceStateMachine> sac = stop.andThen(SourceStateMachine::stopAndCopyStarted);
+        Consumer<SourceStateMachine> sacRunning = sac.andThen(SourceStateMachine::roundStarted);
+        Consumer<SourceStateMachine> sacDone = sacRunning.andThen(m -> m.roundFinished(round(0, 0, 1)));
+        Consumer<SourceStateMachine> devState = sacDone.andThen(SourceStateMachine::deviceStateStarted);
+        Consumer<SourceStateMachine> resuming = devState.andThen(m -> m.deviceStateSent(1));
+        Consumer<SourceStateMachine> postcopy = sw.andThen(SourceStateMachine::deviceStateStarted)
                 .andThen(m -> m.deviceStateSent(1))
                 .andThen(m -> m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance()));
-        Consumer<SourceMigration> pass = postcopy.andThen(SourceMigration::roundStarted);
-        Consumer<SourceMigration> paused = postcopy.andThen(m -> m.postcopyConnectionLost("cut"));
+        Consumer<SourceStateMachine> pass = postcopy.andThen(SourceStateMachine::roundStarted);
+        Consumer<SourceStateMachine> paused = postcopy.andThen(m -> m.postcopyConnectionLost("cut"));
 
         Event[] precopyCommon = {Event.SWITCH_TO_POSTCOPY_REQUESTED, Event.CANCEL, Event.FAIL};
         return List.of(
@@ -616,7 +616,7 @@ class SourceMigrationTest {
                 scenario("precopy, decided CONTINUE", H, PRECOPY, cont,
                         concat(precopyCommon, Event.ROUND_STARTED)),
                 scenario("precopy, decided CONTINUE then switch requested", H, PRECOPY,
-                        cont.andThen(SourceMigration::requestSwitchToPostcopy),
+                        cont.andThen(SourceStateMachine::requestSwitchToPostcopy),
                         concat(precopyCommon, Event.ROUND_STARTED, Event.DEVICE_STATE_STARTED)),
                 scenario("precopy, decided STOP_AND_COPY", H, PRECOPY, stop,
                         concat(precopyCommon, Event.STOP_AND_COPY_STARTED)),
@@ -648,7 +648,7 @@ class SourceMigrationTest {
                 scenario("completed (postcopy)", H, COMPLETED, postcopy.andThen(
                         m -> m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null))),
                 scenario("failed", H, FAILED, running.andThen(m -> m.failed("x"))),
-                scenario("cancelled", H, CANCELLED, running.andThen(SourceMigration::cancelRequested), Event.CANCEL));
+                scenario("cancelled", H, CANCELLED, running.andThen(SourceStateMachine::cancelRequested), Event.CANCEL));
     }
 
     private static Event[] concat(Event[] a, Event... b) {
@@ -656,7 +656,7 @@ class SourceMigrationTest {
     }
 
     /** Fires an event with plausible arguments. */
-    private static void fire(SourceMigration m, Event e) {
+    private static void fire(SourceStateMachine m, Event e) {
         switch (e) {
             case NEGOTIATED -> m.negotiated(config(m.mode()));
             case ROUND_STARTED -> m.roundStarted();
@@ -683,8 +683,8 @@ class SourceMigrationTest {
 
     // ------------------------------------------------------------------------------------------ helpers
 
-    private SourceMigration inResumingOnDestination() {
-        SourceMigration m = newMigration(MigrationMode.PRECOPY);
+    private SourceStateMachine inResumingOnDestination() {
+        SourceStateMachine m = newMigration(MigrationMode.PRECOPY);
         m.negotiated(config(MigrationMode.PRECOPY));
         m.roundStarted();
         m.roundFinished(quietRound());
@@ -698,8 +698,8 @@ class SourceMigrationTest {
         return m;
     }
 
-    private SourceMigration inPostcopy() {
-        SourceMigration m = newMigration(MigrationMode.HYBRID);
+    private SourceStateMachine inPostcopy() {
+        SourceStateMachine m = newMigration(MigrationMode.HYBRID);
         m.negotiated(config(MigrationMode.HYBRID));
         m.roundStarted();
         m.roundFinished(busyRound());

@@ -74,7 +74,7 @@ import java.util.Set;
  * <p>Not thread-safe: the edge serializes all calls on one migration (one lock per migration), which also makes
  * the phase check and the transition of each event atomic.
  */
-public final class SourceMigration {
+public final class SourceStateMachine {
 
     /** The events, as named in refusals. */
     public enum Event {
@@ -150,11 +150,11 @@ public final class SourceMigration {
     private Aftermath aftermath;
 
     /** A migration in phase NEGOTIATING, created now. */
-    public SourceMigration(ConvergencePolicy policy, InstantSource clock) {
+    public SourceStateMachine(ConvergencePolicy policy, InstantSource clock) {
         this(policy, PrecopyPlanner.Tuning.DEFAULT, clock);
     }
 
-    public SourceMigration(ConvergencePolicy policy, PrecopyPlanner.Tuning tuning, InstantSource clock) {
+    public SourceStateMachine(ConvergencePolicy policy, PrecopyPlanner.Tuning tuning, InstantSource clock) {
         this.policy = Objects.requireNonNull(policy, "policy");
         this.clock = Objects.requireNonNull(clock, "clock");
         this.planner = new PrecopyPlanner(policy, tuning);

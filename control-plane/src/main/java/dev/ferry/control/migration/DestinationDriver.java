@@ -11,11 +11,11 @@ import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyResponse;
 import dev.ferry.v1.PostcopyStatistics;
-import dev.ferry.devices.WorkloadPort;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.PageHashes;
 import dev.ferry.memory.UnwrittenPages;
-import dev.ferry.kvm.vm.MicroVm;
+import dev.ferry.vm.GuestProbe;
+import dev.ferry.vm.GuestVm;
 import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
@@ -37,10 +37,10 @@ import java.util.zip.CRC32C;
 /**
  * The destination's side of one migration: an empty VM shaped like the source's, pages arriving on
  * the data plane, then device state, then the switchover check and resume. Every call is checked
- * against {@link IncomingMigration}; all of them run under this session's lock.
+ * against {@link DestinationStateMachine}; all of them run under this session's lock.
  */
-final class IncomingSession implements IncomingPages {
-    private static final System.Logger LOG = System.getLogger(IncomingSession.class.getName());
+final class DestinationDriver implements IncomingPages {
+    private static final System.Logger LOG = System.getLogger(DestinationDriver.class.getName());
     /** CompleteIncomingMigration waits this much beyond two report periods for the guest's first report. */
     private static final Duration FIRST_REPORT_SLACK = Duration.ofMillis(500);
     private static final Duration FIRST_REPORT_MAX_WAIT = Duration.ofSeconds(5);
@@ -51,8 +51,7 @@ final class IncomingSession implements IncomingPages {
     private final VmRegistry vms;
     private final ManagedVm vm;
     private final MemoryPageWriter writer;
-    private final Collection<SectionSchema<?>> schemas;
-    private final IncomingMigration machine; // guarded by this
+    private final DestinationStateMachine machine; // guarded by this
     private SectionSet deviceState; // guarded by this
     private CompleteIncomingMigrationResponse completed; // guarded by this: the answer to repeat
     private String pagerAddress; // guarded by this (recovery may move it)
@@ -62,8 +61,8 @@ final class IncomingSession implements IncomingPages {
     private volatile long postcopyResumedNanos;
     private volatile long maxStallNanos = -1; // the guest's worst report gap in its first second here
 
-    IncomingSession(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
-            VmRegistry vms, ManagedVm vm, IncomingMigration machine, Collection<SectionSchema<?>> schemas) {
+    DestinationDriver(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
+            VmRegistry vms, ManagedVm vm, DestinationStateMachine machine) {
         this.name = name;
         this.pagerAddress = pagerAddress;
         this.channels = channels;
@@ -72,8 +71,7 @@ final class IncomingSession implements IncomingPages {
         this.vms = vms;
         this.vm = vm;
         this.machine = machine;
-        this.schemas = schemas;
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         this.writer = new MemoryPageWriter(v.memory(), new PageHashes(v.memory()));
     }
 
@@ -119,13 +117,13 @@ final class IncomingSession implements IncomingPages {
 
     /** Pages land while receiving (precopy) or in postcopy, never around the switchover or after the end. */
     private synchronized void requirePagesAccepted() {
-        if (!machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
+        if (!machine.accepts(DestinationStateMachine.Event.PAGES_RECEIVED)) {
             throw new IllegalStateException(name + " takes no pages in state " + machine.state());
         }
     }
 
     private synchronized void counted(boolean postcopy, long data, long zero) {
-        if (machine.accepts(IncomingMigration.Event.PAGES_RECEIVED)) {
+        if (machine.accepts(DestinationStateMachine.Event.PAGES_RECEIVED)) {
             machine.pagesReceived(Math.max(1, machine.progress().getRound()), postcopy, data, zero);
         }
     }
@@ -134,7 +132,7 @@ final class IncomingSession implements IncomingPages {
 
     synchronized void transferDeviceState(TransferDeviceStateRequest req) {
         SessionTokens.require(token);
-        requireAccepts(IncomingMigration.Event.DEVICE_STATE_RECEIVED);
+        requireAccepts(DestinationStateMachine.Event.DEVICE_STATE_RECEIVED);
         CRC32C crc = new CRC32C();
         List<Section> sections = new ArrayList<>();
         long bytes = 0;
@@ -151,14 +149,7 @@ final class IncomingSession implements IncomingPages {
         SectionSet set;
         try {
             set = SectionSet.of(sections);
-            for (Section s : set) {
-                SectionSchema<?> schema = schemas.stream().filter(x -> x.name().equals(s.name())).findFirst().orElse(null);
-                if (schema != null) {
-                    schema.decode(s); // version and payload check now, so a bad section fails before switchover
-                } else if (s.required()) {
-                    throw new StateException(s.name(), s.instanceId(), "required section unknown to this agent");
-                }
-            }
+            vm.vm().validateState(set); // everything the restore will check, now: a bad state fails before switchover
         } catch (StateException | IllegalArgumentException e) {
             throw Status.FAILED_PRECONDITION.withDescription("device state refused: " + e.getMessage()).asRuntimeException();
         }
@@ -178,7 +169,7 @@ final class IncomingSession implements IncomingPages {
         if (req.getPostcopy()) {
             return completePostcopySwitchover(req);
         }
-        requireAccepts(IncomingMigration.Event.COMPLETE);
+        requireAccepts(DestinationStateMachine.Event.COMPLETE);
         long received = System.nanoTime();
         long dest = writer.hashes().digest();
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
@@ -192,14 +183,14 @@ final class IncomingSession implements IncomingPages {
             }
             resp.setMemoryVerified(true);
         }
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         try {
             v.restoreState(deviceState);
         } catch (StateException e) {
             fail("restore failed: " + e.getMessage());
             throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
         }
-        long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
+        long sourceLastReport = lastReport(v);
         v.start();
         long resumed = System.nanoTime();
         resp.setResumedTime(ProtoTime.toProto(java.time.Instant.now()));
@@ -219,9 +210,9 @@ final class IncomingSession implements IncomingPages {
      * vCPUs. Pages the source never wrote are zero-filled here, without asking it.
      */
     private CompleteIncomingMigrationResponse completePostcopySwitchover(CompleteIncomingMigrationRequest req) {
-        requireAccepts(IncomingMigration.Event.COMPLETE);
+        requireAccepts(DestinationStateMachine.Event.COMPLETE);
         long received = System.nanoTime();
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         GuestMemory mem = v.memory();
         DirtyBitmap pushed = req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList())
                 : DirtyBitmap.full(mem);
@@ -241,7 +232,7 @@ final class IncomingSession implements IncomingPages {
         armed = null;
         try {
             if (p == null) {
-                p = new PostcopyPager(mem, writer.hashes(), present, faultStream());
+                p = new PostcopyPager(mem, v.trapMissingPages(), writer.hashes(), present, faultStream());
             } else {
                 p.replaceFetcher(faultStream()); // the source serves faults from now on
             }
@@ -263,17 +254,17 @@ final class IncomingSession implements IncomingPages {
         pager = p;
         p.onFetcherFailed(st -> linkLost("page faults to the source fail: " + st.getCode() + " " + st.getDescription()));
         p.start();
-        long sourceLastReport = v.workloadPort().reportStats().lastReportNanos();
-        v.workloadPort().resetGapTracking();
-        v.dirtyLog().enable(); // the guest has not run here: from now on the log holds exactly what it writes
+        long sourceLastReport = lastReport(v);
+        v.probe().ifPresent(GuestProbe::resetGapTracking);
+        v.dirtyTracker().enable(); // the guest has not run here: from now on it holds exactly what the guest writes
         v.start();
         long resumed = System.nanoTime();
         java.time.Instant resumedAt = java.time.Instant.now();
         postcopyResumedNanos = resumed;
         machine.completeRequested(true);
         vm.hold(name, Vm.State.MIGRATING_IN);
-        java.util.concurrent.CompletableFuture.delayedExecutor(1, java.util.concurrent.TimeUnit.SECONDS).execute(
-                () -> maxStallNanos = v.workloadPort().reportStats().maxGapNanos());
+        v.probe().ifPresent(probe -> java.util.concurrent.CompletableFuture.delayedExecutor(1,
+                java.util.concurrent.TimeUnit.SECONDS).execute(() -> maxStallNanos = probe.reportStats().maxGapNanos()));
         // Not held here and not coming: zero on the source (never written, or sent as a zero range).
         DirtyBitmap zero = pushed.complement();
         zero.andNot(present);
@@ -290,7 +281,7 @@ final class IncomingSession implements IncomingPages {
     /** The link to the source broke in postcopy: the guest stays here, faulting vCPUs parked, until resumed. */
     private synchronized void linkLost(String reason) {
         LOG.log(System.Logger.Level.WARNING, "{0}: {1}; faulting vCPUs wait for ResumeMigration", name, reason);
-        if (machine.accepts(IncomingMigration.Event.LINK_LOST) && machine.linkLost(reason)) {
+        if (machine.accepts(DestinationStateMachine.Event.LINK_LOST) && machine.linkLost(reason)) {
             vm.hold(name, Vm.State.POSTCOPY_PAUSED);
         }
     }
@@ -301,7 +292,7 @@ final class IncomingSession implements IncomingPages {
      */
     synchronized java.util.List<dev.ferry.v1.PageBitmap> resume(String pagerAt) {
         SessionTokens.require(token);
-        requireAccepts(IncomingMigration.Event.RESUME);
+        requireAccepts(DestinationStateMachine.Event.RESUME);
         if (!pagerAt.isEmpty()) {
             pagerAddress = pagerAt;
         }
@@ -331,7 +322,8 @@ final class IncomingSession implements IncomingPages {
      */
     synchronized void armEarly() {
         channels.pager(pagerAddress).getState(true); // connect now
-        armed = new PostcopyPager(writer.memory(), writer.hashes(), DirtyBitmap.empty(writer.memory()), NOT_YET);
+        armed = new PostcopyPager(writer.memory(), vm.vm().trapMissingPages(), writer.hashes(),
+                DirtyBitmap.empty(writer.memory()), NOT_YET);
     }
 
     /** Fetches before the switchover: there are none (nothing runs); refuse, to be replaced at switchover. */
@@ -360,10 +352,18 @@ final class IncomingSession implements IncomingPages {
         t.start();
     }
 
+    /** The guest's last progress report on the source (its restored probe state), or 0 if it has no probe. */
+    private static long lastReport(GuestVm v) {
+        return v.probe().map(p -> p.reportStats().lastReportNanos()).orElse(0L);
+    }
+
     /** Last report on the source to the first here, less one report period; empty if none came in time. */
-    private static java.util.Optional<Long> guestPause(MicroVm v, long sourceLastReport) {
-        WorkloadPort port = v.workloadPort();
-        long period = v.config().workload().reportPeriod().toNanos();
+    private static java.util.Optional<Long> guestPause(GuestVm v, long sourceLastReport) {
+        GuestProbe port = v.probe().orElse(null);
+        if (port == null) {
+            return java.util.Optional.empty();
+        }
+        long period = port.reportPeriod().toNanos();
         Duration wait = FIRST_REPORT_SLACK.plusNanos(2 * period);
         try {
             if (sourceLastReport != 0 && port.awaitReports(port.reportStats().reports(), 1,
@@ -385,7 +385,7 @@ final class IncomingSession implements IncomingPages {
      */
     synchronized CompleteIncomingPostcopyResponse completePostcopy(CompleteIncomingPostcopyRequest req) {
         SessionTokens.require(token);
-        requireAccepts(IncomingMigration.Event.POSTCOPY_COMPLETE);
+        requireAccepts(DestinationStateMachine.Event.POSTCOPY_COMPLETE);
         PostcopyPager p = pager;
         try {
             if (!p.awaitAllPresent(Duration.ofSeconds(30))) {
@@ -405,7 +405,7 @@ final class IncomingSession implements IncomingPages {
         if (req.hasSourceMemoryDigest()) {
             written = digestUnwrittenPages(resp);
         }
-        vm.vm().dirtyLog().disable(); // logged for that check only: the guest runs without write faults again
+        vm.vm().dirtyTracker().disable(); // tracked for that check only: the guest runs without write faults again
         PostcopyPager.Stats st = p.stats();
         machine.postcopyCompleteRequested(0);
         PostcopyStatistics.Builder ps = machine.postcopyStatistics().setPageFaults(st.faults())
@@ -436,10 +436,10 @@ final class IncomingSession implements IncomingPages {
      * running meanwhile); returns how many pages were written.
      */
     private long digestUnwrittenPages(CompleteIncomingPostcopyResponse.Builder resp) {
-        MicroVm v = vm.vm();
+        GuestVm v = vm.vm();
         GuestMemory mem = v.memory();
         long t0 = System.nanoTime();
-        UnwrittenPages u = UnwrittenPages.of(mem, v.dirtyLog());
+        UnwrittenPages u = UnwrittenPages.of(mem, v.dirtyTracker());
         LOG.log(System.Logger.Level.INFO, "{0}: hashed the pages the guest did not write since resuming in {1} ms; "
                 + "it wrote {2}", name, (System.nanoTime() - t0) / 1_000_000, u.written().count());
         resp.addAllWrittenSinceResume(Bitmaps.toProto(mem, u.written()))
@@ -449,15 +449,18 @@ final class IncomingSession implements IncomingPages {
 
     /** The worst gap between progress reports in the guest's first second here, less one period. */
     private long firstSecondStall() {
+        GuestProbe probe = vm.vm().probe().orElse(null);
+        if (probe == null) {
+            return -1;
+        }
         long s = maxStallNanos;
         if (s < 0) {
-            var stats = vm.vm().workloadPort().reportStats();
-            s = stats.maxGapNanos(); // the push ended within the first second: the window so far
+            s = probe.reportStats().maxGapNanos(); // the push ended within the first second: the window so far
         }
-        return Math.max(0, s - vm.vm().config().workload().reportPeriod().toNanos());
+        return Math.max(0, s - probe.reportPeriod().toNanos());
     }
 
-    private void requireAccepts(IncomingMigration.Event e) {
+    private void requireAccepts(DestinationStateMachine.Event e) {
         machine.refusal(e).ifPresent(why -> {
             throw Status.FAILED_PRECONDITION.withDescription(name + ": " + why).asRuntimeException();
         });
@@ -485,7 +488,7 @@ final class IncomingSession implements IncomingPages {
     }
 
     private void fail(String reason) {
-        if (machine.accepts(IncomingMigration.Event.FAIL)) {
+        if (machine.accepts(DestinationStateMachine.Event.FAIL)) {
             Aftermath a = machine.failed(reason);
             if (a == Aftermath.SOURCE_KEEPS_VM) {
                 discard();
@@ -513,7 +516,7 @@ final class IncomingSession implements IncomingPages {
                 .setMode(machine.accepted().getMode()).setCreateTime(ProtoTime.toProto(machine.createTime()));
         machine.endTime().ifPresent(t -> b.setEndTime(ProtoTime.toProto(t)));
         machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
-                .setCode(machine.state() == IncomingMigration.State.ABORTED ? Status.Code.CANCELLED.value()
+                .setCode(machine.state() == DestinationStateMachine.State.ABORTED ? Status.Code.CANCELLED.value()
                         : Status.Code.ABORTED.value()).setMessage(r)));
         return b.build();
     }
