@@ -72,12 +72,18 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--agent-jvm-arg", description = "Extra JVM argument for both agents (repeatable), e.g. to profile them.")
     List<String> agentJvmArgs = new java.util.ArrayList<>();
 
+    @picocli.CommandLine.Mixin
+    BackendOption backend = new BackendOption();
+
     @Override
     public Integer call() throws Exception {
+        backend.open(); // fail here, in one line, if no backend can run: not in two agents' logs
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
-        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs);
-                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs)) {
+        List<String> agentArgs = List.of("--backend", backend.choice.name().toLowerCase(Locale.ROOT));
+        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, agentArgs);
+                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs,
+                        agentArgs)) {
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
             // This process only watches: its progress rendering must not take CPU from the agents it measures.
@@ -95,8 +101,9 @@ final class DemoCommand implements Callable<Integer> {
             }
             Vm vm = srcVms.createVm(CreateVmRequest.newBuilder().setVmId("demo").setVm(Vm.newBuilder()
                     .setVcpuCount(vcpus).setMemoryBytes(memory.bytes()).setWorkload(w)).build());
-            say("created %s on the source: %d MiB, %d vCPU, working set %d MiB, dirty rate %s", vm.getName(),
-                    memory.bytes() >> 20, vcpus, workingSet.bytes() >> 20,
+            String backendName = vm.getBackend().name().toLowerCase(Locale.ROOT);
+            say("created %s on the source (%s backend): %d MiB, %d vCPU, working set %d MiB, dirty rate %s",
+                    vm.getName(), backendName, memory.bytes() >> 20, vcpus, workingSet.bytes() >> 20,
                     dirtyRate.unlimited() ? "unlimited" : (dirtyRate.bytesPerSecond() >> 20) + " MiB/s");
             Thread.sleep(Durations.parse(settle).toMillis()); // let the workload run for the requested time
             long before = srcVms.getVm(GetVmRequest.newBuilder().setName(vm.getName()).build()).getGuestProgress();
@@ -112,6 +119,7 @@ final class DemoCommand implements Callable<Integer> {
 
             ObjectNode o = Output.object();
             o.put("mode", m.name().toLowerCase(Locale.ROOT));
+            o.put("backend", backendName);
             o.put("memory_bytes", memory.bytes());
             o.put("phase", result.getPhase().name());
             var st = result.getStatistics();

@@ -24,7 +24,7 @@ final class VmCommand {
 
     /** Options every in-process VM run shares. */
     static final class RunOptions {
-        @Option(names = "--seconds", defaultValue = "3", description = "How long the guest runs (default ${DEFAULT-VALUE}).")
+        @Option(names = "--seconds", defaultValue = "3", description = "How long the guest is measured, after a fresh guest's fill (default ${DEFAULT-VALUE}).")
         double seconds;
 
         @Option(names = "--json", description = "Print the summary as one JSON object on the last line.")

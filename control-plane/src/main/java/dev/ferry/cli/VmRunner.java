@@ -14,12 +14,11 @@ final class VmRunner {
     private VmRunner() {}
 
     /**
-     * Starts {@code vm}, lets it run {@code seconds} (a fresh guest first finishes its fill), counts
+     * Starts {@code vm}, lets it run {@code seconds} (after a fresh guest finished its fill), counts
      * dirty pages through the backend's dirty tracking, then has the guest self-check its working set.
      */
     static ObjectNode runAndMeasure(GuestVm vm, double seconds, boolean fresh) throws Exception {
         long t0 = System.nanoTime();
-        long end = t0 + (long) (seconds * 1e9);
         if (vm.paused()) {
             vm.start();
         }
@@ -37,6 +36,7 @@ final class VmRunner {
         log.enable();
         log.fetchAndClear(); // start the window clean
         long windowStart = System.nanoTime();
+        long end = windowStart + (long) (seconds * 1e9); // the measured window starts after the fill
         long pagesBefore = port.guestPagesWritten();
         long dirtyPages = 0;
         port.resetGapTracking();

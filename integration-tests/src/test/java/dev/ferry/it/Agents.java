@@ -20,6 +20,7 @@ import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WatchMigrationRequest;
 import dev.ferry.v1.WorkloadSpec;
+import dev.ferry.vm.Backend;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,10 +35,18 @@ final class Agents {
 
     private Agents() {}
 
-    static AgentProcess start(String name) throws IOException {
+    /** An agent process running guests on {@code backend} only; its log goes to target/agent-logs. */
+    static AgentProcess start(String name, Backend backend, String... agentArgs) throws IOException {
+        List<String> args = new java.util.ArrayList<>(List.of("--backend", backend.cliName()));
+        args.addAll(List.of(agentArgs));
+        return AgentProcess.start(name, log(name + "-" + backend.cliName()), List.of(), args);
+    }
+
+    /** A fresh log file for an agent of this test run. */
+    static Path log(String name) throws IOException {
         Path dir = Path.of("target", "agent-logs");
         Files.createDirectories(dir);
-        return AgentProcess.start(name, dir.resolve(name + "-" + ProcessHandle.current().pid() + ".log"), List.of());
+        return dir.resolve(name + "-" + ProcessHandle.current().pid() + ".log");
     }
 
     /** Stops the agents that were started (a class whose start-up was skipped has nulls here). */

@@ -5,36 +5,45 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.control.agent.AgentProcess;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.Migration;
+import dev.ferry.vm.Backend;
 import io.grpc.StatusRuntimeException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.AfterParameterizedClassInvocation;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Cancel in the phases too short to hit by timing: a stand-in destination holds the migration in
  * NEGOTIATING or DEVICE_STATE (the other phases are covered in PrecopyMigrationTest). Each time the
  * source guest must come out running and intact, and the destination must be told to abort.
  */
+@ParameterizedClass(name = "on {0}")
+@EnumSource(Backend.class)
 class CancelInEveryPhaseTest {
+    @Parameter
+    Backend backend;
     static AgentProcess src;
 
-    @BeforeAll
-    static void agent() throws Exception {
-        KvmTestSupport.assumeKvm();
-        src = Agents.start("cancel-source");
+    @BeforeParameterizedClassInvocation
+    static void agent(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        src = Agents.start("cancel-source", backend);
     }
 
-    @AfterAll
+    @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         Agents.stop(src);
+        src = null;
     }
 
     private static CompletableFuture<Object> create(String id, String vm, String destination) {

@@ -3,17 +3,21 @@ package dev.ferry.it;
 import static dev.ferry.it.Agents.MIB;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.control.agent.AgentProcess;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.Migration;
-import org.junit.jupiter.api.Test;
+import dev.ferry.vm.Backend;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** The destination dies in the middle of precopy: the source notices and the guest never stops. */
 class DestinationFailureTest {
-    @Test
-    void destinationKilledMidPrecopy() throws Exception {
-        KvmTestSupport.assumeKvm();
-        try (AgentProcess src = Agents.start("kill-source"); AgentProcess dst = Agents.start("kill-destination")) {
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void destinationKilledMidPrecopy(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        try (AgentProcess src = Agents.start("kill-source", backend);
+                AgentProcess dst = Agents.start("kill-destination", backend)) {
             String vm = Agents.createVm(src, "survivor", 256 * MIB, 128 * MIB, 10 * MIB, false).getName();
             Migration m = Agents.startMigration(src, dst, "doomed", vm,
                     Agents.policy().setBandwidthLimitBytesPerSecond(8 * MIB).build());

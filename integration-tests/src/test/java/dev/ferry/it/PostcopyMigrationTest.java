@@ -6,35 +6,44 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.control.agent.AgentProcess;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationPolicy;
 import dev.ferry.v1.SwitchToPostcopyRequest;
+import dev.ferry.vm.Backend;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.AfterParameterizedClassInvocation;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** Postcopy and hybrid between two agent processes, each ending with the guest verified on the destination. */
+@ParameterizedClass(name = "on {0}")
+@EnumSource(Backend.class)
 class PostcopyMigrationTest {
+    @Parameter
+    Backend backend;
     static AgentProcess src;
     static AgentProcess dst;
 
-    @BeforeAll
-    static void agents() throws Exception {
-        KvmTestSupport.assumeKvm();
-        KvmTestSupport.assumeUserfaultfd();
-        src = Agents.start("pc-source");
-        dst = Agents.start("pc-destination");
+    @BeforeParameterizedClassInvocation
+    static void agents(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        src = Agents.start("pc-source", backend);
+        dst = Agents.start("pc-destination", backend);
     }
 
-    @AfterAll
+    @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         Agents.stop(src, dst);
+        src = null;
+        dst = null;
     }
 
     private static void assertMovedByPostcopy(Migration m, String vm) {

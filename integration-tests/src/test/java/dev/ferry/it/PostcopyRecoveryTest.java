@@ -6,19 +6,18 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.control.agent.AgentProcess;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.ResumeMigrationRequest;
+import dev.ferry.vm.Backend;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.List;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Postcopy survives a cut data network: the pager and page links go through proxies the test cuts
@@ -27,18 +26,15 @@ import org.junit.jupiter.api.Test;
  * control address is cut for good and given anew in ResumeMigration.
  */
 class PostcopyRecoveryTest {
-    @Test
-    void cutAfterResumeThenResume() throws Exception {
-        KvmTestSupport.assumeKvm();
-        KvmTestSupport.assumeUserfaultfd();
-        Path logs = Path.of("target", "agent-logs");
-        Files.createDirectories(logs);
-        long pid = ProcessHandle.current().pid();
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void cutAfterResumeThenResume(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
         try (TcpProxy dataLink = new TcpProxy(); TcpProxy pagerLink = new TcpProxy(); TcpProxy controlLink = new TcpProxy();
-                AgentProcess src = AgentProcess.start("rec-source", logs.resolve("rec-source-" + pid + ".log"), List.of(),
-                        List.of("--advertise-pager", "127.0.0.1:" + pagerLink.port()));
-                AgentProcess dst = AgentProcess.start("rec-destination", logs.resolve("rec-destination-" + pid + ".log"),
-                        List.of(), List.of("--advertise-data", "127.0.0.1:" + dataLink.port()))) {
+                AgentProcess src = Agents.start("rec-source", backend, "--advertise-pager",
+                        "127.0.0.1:" + pagerLink.port());
+                AgentProcess dst = Agents.start("rec-destination", backend, "--advertise-data",
+                        "127.0.0.1:" + dataLink.port())) {
             pagerLink.target(src.pagerAddress());
             dataLink.target(dst.dataAddress());
             controlLink.target(dst.controlAddress());

@@ -6,9 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.protobuf.ByteString;
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.control.agent.AgentProcess;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CancelMigrationRequest;
+import dev.ferry.v1.FerryMetadata;
 import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.MemoryRegion;
@@ -20,7 +22,7 @@ import dev.ferry.v1.NegotiateMigrationRequest;
 import dev.ferry.v1.PageAck;
 import dev.ferry.v1.PageBatch;
 import dev.ferry.v1.PageTransferServiceGrpc;
-import dev.ferry.v1.FerryMetadata;
+import dev.ferry.vm.Backend;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
@@ -29,28 +31,36 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
-import com.google.protobuf.ByteString;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.AfterParameterizedClassInvocation;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** Precopy between two agent processes on loopback, each test ending with the guest verified. */
+@ParameterizedClass(name = "on {0}")
+@EnumSource(Backend.class)
 class PrecopyMigrationTest {
+    @Parameter
+    Backend backend;
     static AgentProcess src;
     static AgentProcess dst;
 
-    @BeforeAll
-    static void agents() throws Exception {
-        KvmTestSupport.assumeKvm();
-        src = Agents.start("it-source");
-        dst = Agents.start("it-destination");
+    @BeforeParameterizedClassInvocation
+    static void agents(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        src = Agents.start("it-source", backend);
+        dst = Agents.start("it-destination", backend);
     }
 
-    @AfterAll
+    @AfterParameterizedClassInvocation
     static void stop() throws Exception {
         Agents.stop(src, dst);
+        src = null;
+        dst = null;
     }
 
     private static void assertMovedAndVerified(Migration m, String vm) {

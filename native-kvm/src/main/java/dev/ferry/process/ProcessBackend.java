@@ -12,6 +12,7 @@ import dev.ferry.vm.HostTsc;
 import dev.ferry.vm.VmConfig;
 import dev.ferry.vm.VmShape;
 import java.util.List;
+import java.util.Optional;
 import java.util.function.Consumer;
 
 /**
@@ -34,17 +35,22 @@ public final class ProcessBackend implements GuestBackend {
 
     /** @throws BackendUnavailableException saying in one line what is missing and what would fix it */
     public static ProcessBackend open() {
+        unavailableReason().ifPresent(why -> {
+            throw new BackendUnavailableException("process backend: " + why);
+        });
+        return new ProcessBackend(TscRate.measureKhz());
+    }
+
+    /** Why a process guest cannot run here (no workload library, userfaultfd or PAGEMAP_SCAN), or empty. */
+    public static Optional<String> unavailableReason() {
         if (!WorkloadLibrary.isLoaded()) {
             try {
                 WorkloadLibrary.requireLoaded();
             } catch (IllegalStateException e) {
-                throw new BackendUnavailableException("process backend: " + e.getMessage());
+                return Optional.of(e.getMessage());
             }
         }
-        PagemapScanner.unavailableReason().ifPresent(why -> {
-            throw new BackendUnavailableException("process backend: " + why);
-        });
-        return new ProcessBackend(TscRate.measureKhz());
+        return PagemapScanner.unavailableReason();
     }
 
     @Override
