@@ -1,6 +1,10 @@
 /*
- * The contract between the Ferry VMM (Java: dev.ferry.kvm.guest.GuestAbi) and the guest workload.
+ * The contract between the Ferry VMM (Java: dev.ferry.guest.GuestAbi) and the guest workload.
  * Keep both sides in step: GuestAbiTest checks the Java constants against this header with gcc.
+ *
+ * The same workload core (workload_core.c) runs in ring 3 of the KVM guest and as host code in the
+ * process backend, where guest-physical address g is host address base + g. Everything below is
+ * therefore a guest-physical address or an offset, never a host pointer.
  */
 #ifndef FERRY_GUEST_ABI_H
 #define FERRY_GUEST_ABI_H
@@ -23,6 +27,8 @@
 #define ABI_PD_MAX_PAGES    32UL       /* so at most 32 GiB of guest memory (0x20000..0x40000) */
 #define ABI_USER_STACK_TOP  0xC0000UL  /* ring-3 stacks grow down from here, ABI_USER_STACK_SIZE per vCPU */
 #define ABI_USER_STACK_SIZE 0x1000UL
+#define ABI_VCPU_STATE_GPA  0x40000UL  /* one workload state block per vCPU, ABI_VCPU_STATE_STRIDE apart (16 KiB) */
+#define ABI_VCPU_STATE_STRIDE 256UL    /* (the user stacks below ABI_USER_STACK_TOP end at 0x80000) */
 #define ABI_GEN_GPA         0x100000UL /* generation table: one u32 per working-set page */
 
 /* Ports. */
@@ -43,7 +49,7 @@
 #define ABI_PATTERN_HOT_COLD   3
 
 #define ABI_MAGIC   0x314c575952524546UL   /* "FERRYWL1" little-endian */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 
 /* Parameter block at ABI_PARAMS_GPA; every field is a u64 at the given byte offset. */
 #define P_MAGIC            0
@@ -60,6 +66,8 @@
 #define P_HOT_PERMILLE     88   /* hot/cold: share of writes that go to the hot set, per mille */
 #define P_MAX_BACKLOG      96   /* pacing: most page writes a paced guest may owe after a pause */
 #define P_VCPUS            104  /* vCPUs running the workload; vCPU i owns working-set slice i */
+#define P_MEM_BYTES        112  /* guest memory size: the KVM guest bounds every address by it */
+#define P_END              120  /* size of the parameter block */
 
 /* Status block of vCPU i at ABI_STATUS_GPA + i * ABI_STATUS_STRIDE; every field a u64. */
 #define S_COUNTER          0    /* rises on every loop iteration: proof the guest executes */
@@ -68,5 +76,47 @@
 #define S_CHECKS           24   /* self-checks completed */
 #define S_LAST_WRONG       32   /* wrong pages found by the last self-check */
 #define S_REPORTS          40   /* progress reports made */
+
+/*
+ * Workload state block of vCPU i at ABI_VCPU_STATE_GPA + i * ABI_VCPU_STATE_STRIDE; every field a
+ * u64. It holds all of the workload's loop state between two calls of ferry_workload_step, so a
+ * vCPU paused between steps is captured by guest memory alone. All zero = not started. The core
+ * validates every field it uses as an index before using it.
+ */
+#define V_STAGE            0    /* ABI_STAGE_* */
+#define V_RESUME           8    /* where the next step continues within the stage: ABI_RESUME_* */
+#define V_FILL_POS         16   /* next page to fill (index into the whole working set) */
+#define V_SEQ              24   /* sequential pattern: position within this vCPU's slice */
+#define V_RNG              32   /* xorshift64 state of the random and hot/cold patterns; never 0 once started */
+#define V_PACED_FROM       40   /* pacing: clock at which the paced writes started */
+#define V_OWED_WRITTEN     48   /* pacing: paced writes done since V_PACED_FROM (backlog cap applied) */
+#define V_NEXT_REPORT      56   /* clock at or after which the next progress report is due */
+#define V_CHECK_POS        64   /* self-check in progress: next page to check */
+#define V_CHECK_WRONG      72   /* self-check in progress: wrong pages found so far */
+#define V_IO_PENDING       80   /* 1: the port I/O request below is outstanding; the caller sets 0 once done */
+#define V_IO_PORT          88
+#define V_IO_SIZE          96   /* 1, 2 or 4 bytes */
+#define V_IO_DIR           104  /* ABI_IO_OUT or ABI_IO_IN */
+#define V_IO_VALUE         112  /* out: the value written; in: the caller stores the value read here */
+#define V_CON_LEN          120  /* bytes of console text in V_CON_BUF, printed one outb per step */
+#define V_CON_POS          128  /* next byte of V_CON_BUF to print */
+#define V_CON_BUF          136  /* ABI_CON_MAX bytes of console text */
+#define V_END              (V_CON_BUF + ABI_CON_MAX)
+#define ABI_CON_MAX        96
+
+#define ABI_STAGE_NEW      0    /* not started: the next step announces the workload and starts the fill */
+#define ABI_STAGE_FILLING  1
+#define ABI_STAGE_RUNNING  2
+
+#define ABI_RESUME_LOOP    0    /* continue the stage's loop */
+#define ABI_RESUME_ENTER   1    /* the stage's console text is out: set up its loop, then run it */
+#define ABI_RESUME_COMMAND 2    /* the progress report's `in` returned a command in V_IO_VALUE: act on it */
+#define ABI_RESUME_CHECK   3    /* a self-check is under way (V_CHECK_POS, V_CHECK_WRONG) */
+#define ABI_RESUME_AFTER_REPORT 4 /* the report is done: finish the loop iteration that made it */
+#define ABI_RESUME_CONSOLE 5    /* print V_CON_BUF[V_CON_POS..V_CON_LEN), then ABI_RESUME_ENTER */
+#define ABI_RESUME_COUNT   6
+
+#define ABI_IO_OUT         0
+#define ABI_IO_IN          1
 
 #endif

@@ -27,6 +27,8 @@ public final class GuestAbi {
     public static final long PD_MAX_PAGES = 32;
     public static final long USER_STACK_TOP = 0xC0000;
     public static final long USER_STACK_SIZE = 0x1000;
+    public static final long VCPU_STATE_GPA = 0x40000;
+    public static final long VCPU_STATE_STRIDE = 256;
     public static final long GEN_GPA = 0x100000;
 
     public static final int PORT_PROGRESS = 0x510;
@@ -46,7 +48,7 @@ public final class GuestAbi {
     public static final int PATTERN_HOT_COLD = 3;
 
     public static final long MAGIC = 0x314c575952524546L;
-    public static final long VERSION = 1;
+    public static final long VERSION = 2;
 
     // Parameter block offsets (u64 each).
     public static final int P_MAGIC = 0;
@@ -63,6 +65,8 @@ public final class GuestAbi {
     public static final int P_HOT_PERMILLE = 88;
     public static final int P_MAX_BACKLOG = 96;
     public static final int P_VCPUS = 104;
+    public static final int P_MEM_BYTES = 112;
+    public static final int P_END = 120;
 
     // Status block offsets (u64 each), per vCPU.
     public static final int S_COUNTER = 0;
@@ -71,6 +75,48 @@ public final class GuestAbi {
     public static final int S_CHECKS = 24;
     public static final int S_LAST_WRONG = 32;
     public static final int S_REPORTS = 40;
+
+    // Workload state block offsets (u64 each), per vCPU: the workload's whole loop state between two
+    // steps (see workload_core.h). All zero = not started.
+    public static final int V_STAGE = 0;
+    public static final int V_RESUME = 8;
+    public static final int V_FILL_POS = 16;
+    public static final int V_SEQ = 24;
+    public static final int V_RNG = 32;
+    public static final int V_PACED_FROM = 40;
+    public static final int V_OWED_WRITTEN = 48;
+    public static final int V_NEXT_REPORT = 56;
+    public static final int V_CHECK_POS = 64;
+    public static final int V_CHECK_WRONG = 72;
+    /** 1 while the port I/O request in V_IO_PORT..V_IO_VALUE is owed; the caller sets 0 once it did it. */
+    public static final int V_IO_PENDING = 80;
+    public static final int V_IO_PORT = 88;
+    /** 1, 2 or 4. */
+    public static final int V_IO_SIZE = 96;
+    /** {@link #IO_OUT} or {@link #IO_IN}. */
+    public static final int V_IO_DIR = 104;
+    /** Out: the value to write. In: where the caller stores the value read. */
+    public static final int V_IO_VALUE = 112;
+    public static final int V_CON_LEN = 120;
+    public static final int V_CON_POS = 128;
+    public static final int V_CON_BUF = 136;
+    public static final int V_END = 232;
+    public static final int CON_MAX = 96;
+
+    public static final int STAGE_NEW = 0;
+    public static final int STAGE_FILLING = 1;
+    public static final int STAGE_RUNNING = 2;
+
+    public static final int RESUME_LOOP = 0;
+    public static final int RESUME_ENTER = 1;
+    public static final int RESUME_COMMAND = 2;
+    public static final int RESUME_CHECK = 3;
+    public static final int RESUME_AFTER_REPORT = 4;
+    public static final int RESUME_CONSOLE = 5;
+    public static final int RESUME_COUNT = 6;
+
+    public static final int IO_OUT = 0;
+    public static final int IO_IN = 1;
 
     // GDT selectors (see GuestLayout.writeGdt).
     public static final int SEL_KERNEL_CODE = 0x08;
@@ -84,9 +130,14 @@ public final class GuestAbi {
         return STATUS_GPA + vcpu * STATUS_STRIDE;
     }
 
+    /** Where vCPU {@code index}'s workload state block lives. */
+    public static long vcpuStateGpa(int vcpu) {
+        return VCPU_STATE_GPA + vcpu * VCPU_STATE_STRIDE;
+    }
+
     /**
      * The content of word {@code i} of working-set page {@code page} at generation {@code gen}, as
-     * the guest writes it ({@code page_word} in workload.c); generation 0 means an all-zero page.
+     * the guest writes it ({@code page_word} in workload_core.c); generation 0 means an all-zero page.
      */
     public static long pageWord(long page, int gen, int i) {
         if (gen == 0) {

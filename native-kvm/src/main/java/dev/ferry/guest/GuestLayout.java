@@ -4,9 +4,11 @@ import dev.ferry.memory.GuestMemory;
 
 /**
  * Where things sit in guest-physical memory for a given VM size and workload, and the code that
- * writes the boot structures: GDT, TSS, identity page tables with user 2 MiB pages, one iretq
- * frame per vCPU, the parameter block and the image. The guest never runs ring-0 code beyond the
- * iretq that drops it to ring 3 (ring 0 is emulated on PVM hosts; ring 3 runs natively).
+ * writes them. Every backend needs {@link #writeParameters}: the parameter block, and zeroed status
+ * and workload state blocks (a state block of zeros is a workload not started). The KVM guest
+ * also needs {@link #writeKvmBootStructures}: GDT, TSS, identity page tables with user 2 MiB pages,
+ * one iretq frame per vCPU and the image. The guest never runs ring-0 code beyond the iretq that
+ * drops it to ring 3 (ring 0 is emulated on PVM hosts; ring 3 runs natively).
  */
 public final class GuestLayout {
     private final long memoryBytes;
@@ -65,8 +67,24 @@ public final class GuestLayout {
         return GuestAbi.BOOT_STACK_GPA - (vcpu + 1) * GuestAbi.BOOT_FRAME_STRIDE;
     }
 
-    /** Writes everything the guest needs before its first instruction. */
+    /** Writes everything the KVM guest needs before its first instruction. */
     public void writeBootStructures(GuestMemory mem, long tscKhz) {
+        writeKvmBootStructures(mem);
+        writeParameters(mem, tscKhz);
+    }
+
+    /**
+     * The workload's part, which every backend needs: the parameter block for a TSC of
+     * {@code tscKhz}, and the status and state blocks of every vCPU zeroed (not started).
+     */
+    public void writeParameters(GuestMemory mem, long tscKhz) {
+        writeParams(mem, tscKhz);
+        mem.write(GuestAbi.STATUS_GPA, new byte[(int) (GuestAbi.MAX_VCPUS * GuestAbi.STATUS_STRIDE)]);
+        mem.write(GuestAbi.VCPU_STATE_GPA, new byte[(int) (GuestAbi.MAX_VCPUS * GuestAbi.VCPU_STATE_STRIDE)]);
+    }
+
+    /** The KVM guest's part: GDT, TSS, page tables, the iretq frames that drop it to ring 3, its image. */
+    public void writeKvmBootStructures(GuestMemory mem) {
         writeGdt(mem);
         writeTss(mem);
         writePageTables(mem);
@@ -78,7 +96,6 @@ public final class GuestLayout {
             mem.putLong(f + 24, GuestAbi.USER_STACK_TOP - i * GuestAbi.USER_STACK_SIZE);
             mem.putLong(f + 32, GuestAbi.SEL_USER_DATA);
         }
-        writeParams(mem, tscKhz);
         mem.write(GuestAbi.CODE_GPA, GuestImage.bytes());
     }
 
@@ -151,6 +168,7 @@ public final class GuestLayout {
         long backlog = tscPerPage == 0 ? 0 : Math.max(1, tscHz / 100 / tscPerPage);
         mem.putLong(p + GuestAbi.P_MAX_BACKLOG, backlog);
         mem.putLong(p + GuestAbi.P_VCPUS, vcpus);
+        mem.putLong(p + GuestAbi.P_MEM_BYTES, memoryBytes);
     }
 
     private static long alignUp(long v, long a) {

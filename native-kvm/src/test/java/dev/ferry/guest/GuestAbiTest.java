@@ -35,7 +35,7 @@ class GuestAbiTest {
         }
         StringBuilder c = new StringBuilder("#include <stdio.h>\n#include \"abi.h\"\nint main(void){\n");
         for (String name : java.keySet()) {
-            String macro = name.startsWith("P_") || name.startsWith("S_") ? name : "ABI_" + name;
+            String macro = name.startsWith("P_") || name.startsWith("S_") || name.startsWith("V_") ? name : "ABI_" + name;
             c.append("printf(\"%s %lu\\n\", \"").append(name).append("\", (unsigned long)(").append(macro).append("));\n");
         }
         c.append("return 0;}\n");
@@ -44,16 +44,67 @@ class GuestAbiTest {
             String[] kv = line.split(" ");
             fromC.put(kv[0], Long.parseUnsignedLong(kv[1]));
         }
-        assertTrue(java.size() > 40, "checked " + java.size() + " constants");
+        assertTrue(java.size() > 80, "checked " + java.size() + " constants");
         for (var e : java.entrySet()) {
             assertEquals(fromC.get(e.getKey()), e.getValue(), "GuestAbi." + e.getKey() + " vs abi.h");
         }
     }
 
     @Test
+    void everyAbiHeaderConstantHasAJavaTwin() throws Exception {
+        java.util.Set<String> fields = new java.util.HashSet<>();
+        for (Field f : GuestAbi.class.getFields()) {
+            fields.add(f.getName());
+        }
+        var m = java.util.regex.Pattern.compile("(?m)^#define\\s+(ABI_|P_|S_|V_)(\\w+)").matcher(
+                Files.readString(GUEST_SRC.resolve("abi.h")));
+        int n = 0;
+        while (m.find()) {
+            String name = m.group(1).equals("ABI_") ? m.group(2) : m.group(1) + m.group(2);
+            assertTrue(fields.contains(name), "abi.h defines " + m.group(1) + m.group(2) + " but GuestAbi has no " + name);
+            n++;
+        }
+        assertTrue(n > 80, "found " + n + " constants in abi.h");
+    }
+
+    @Test
+    void stateBlockFitsItsStrideAndTheLowAreaIsFree() {
+        assertTrue(GuestAbi.V_END <= GuestAbi.VCPU_STATE_STRIDE, "state block fits its stride");
+        assertEquals(GuestAbi.V_CON_BUF + GuestAbi.CON_MAX, GuestAbi.V_END);
+        long stateEnd = GuestAbi.VCPU_STATE_GPA + GuestAbi.MAX_VCPUS * GuestAbi.VCPU_STATE_STRIDE;
+        long stacksBottom = GuestAbi.USER_STACK_TOP - GuestAbi.MAX_VCPUS * GuestAbi.USER_STACK_SIZE;
+        long pdEnd = GuestAbi.PD_GPA + GuestAbi.PD_MAX_PAGES * GuestAbi.PAGE_SIZE;
+        assertTrue(GuestAbi.VCPU_STATE_GPA >= pdEnd && stateEnd <= stacksBottom,
+                "state blocks sit between the page directories and the user stacks");
+        assertTrue(GuestAbi.PARAMS_GPA + GuestAbi.P_END <= GuestAbi.STATUS_GPA, "parameter block fits its page");
+    }
+
+    @Test
+    void workloadLibraryReturnCodesMatchTheCoreHeader(@TempDir Path tmp) throws Exception {
+        Map<String, Long> java = new HashMap<>();
+        for (Field f : WorkloadLibrary.class.getFields()) {
+            if (Modifier.isStatic(f.getModifiers()) && f.getType() == int.class && f.getName().startsWith("STEP_")) {
+                java.put(f.getName(), ((Number) f.get(null)).longValue());
+            }
+        }
+        StringBuilder c = new StringBuilder("#include <stdio.h>\n#include \"workload_core.h\"\nint main(void){\n");
+        for (String name : java.keySet()) {
+            c.append("printf(\"%s %ld\\n\", \"").append(name).append("\", (long)(WL_").append(name).append("));\n");
+        }
+        c.append("return 0;}\n");
+        List<String> lines = compileAndRun(tmp, c.toString());
+        assertEquals(3, java.size());
+        assertEquals(java.size(), lines.size());
+        for (String line : lines) {
+            String[] kv = line.split(" ");
+            assertEquals(Long.parseLong(kv[1]), java.get(kv[0]), "WorkloadLibrary." + kv[0] + " vs workload_core.h");
+        }
+    }
+
+    @Test
     void javaPageContentMatchesTheGuestsOwnFunction(@TempDir Path tmp) throws Exception {
-        // Pull page_base/page_word/mix64 out of workload.c and evaluate them natively.
-        String src = Files.readString(GUEST_SRC.resolve("workload.c"));
+        // Pull page_base/page_word/mix64 out of workload_core.c and evaluate them natively.
+        String src = Files.readString(GUEST_SRC.resolve("workload_core.c"));
         String funcs = extract(src, "static inline u64 mix64") + extract(src, "static inline u64 page_word")
                 + extract(src, "static inline u64 page_base");
         String c = "#include <stdio.h>\ntypedef unsigned long u64;\ntypedef unsigned int u32;\n" + funcs
@@ -74,7 +125,7 @@ class GuestAbiTest {
 
     private static String extract(String src, String signature) {
         int start = src.indexOf(signature);
-        assertTrue(start >= 0, "workload.c has " + signature);
+        assertTrue(start >= 0, "workload_core.c has " + signature);
         int depth = 0;
         for (int i = src.indexOf('{', start); i < src.length(); i++) {
             if (src.charAt(i) == '{') {

@@ -158,6 +158,25 @@ class MicroVmTest {
     }
 
     @Test
+    void aGuestWithAnUnusableParameterBlockSaysSoAndKeepsRunning() throws Exception {
+        try (MicroVm vm = MicroVm.create(config(1, 8 * MIB, 0), line -> { })) {
+            // A working set past the end of memory: the workload core refuses it before touching it.
+            vm.memory().putLong(GuestAbi.PARAMS_GPA + GuestAbi.P_WS_BASE, 64 * MIB);
+            vm.start();
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                    () -> vm.probe().orElseThrow().awaitFillDone(T));
+            assertTrue(vm.workloadPort().badParams());
+            long c = vm.probe().orElseThrow().guestCounter();
+            long deadline = System.nanoTime() + T.toNanos();
+            while (vm.probe().orElseThrow().guestCounter() == c && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertTrue(vm.probe().orElseThrow().guestCounter() > c, "the guest still executes (it counts)");
+            vm.throwIfFailed();
+        }
+    }
+
+    @Test
     void restoreRefusesStateOfAnotherShapeAndAppliesNothing() throws Exception {
         try (MicroVm a = started(config(1, 8 * MIB, 0)); MicroVm b = started(config(2, 8 * MIB, 0))) {
             a.pause();
