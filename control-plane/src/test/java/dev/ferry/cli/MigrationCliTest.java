@@ -4,14 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WorkloadSpec;
+import dev.ferry.vm.Backend;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.opentelemetry.api.common.AttributeKey;
@@ -20,7 +21,8 @@ import io.opentelemetry.sdk.metrics.SdkMeterProvider;
 import io.opentelemetry.sdk.metrics.data.MetricData;
 import io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader;
 import java.net.InetSocketAddress;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** {@code ferry migration}, against two real agents (in this JVM) migrating a real guest; and what it counts. */
 class MigrationCliTest {
@@ -30,9 +32,9 @@ class MigrationCliTest {
     private final OpenTelemetrySdk telemetry = OpenTelemetrySdk.builder()
             .setMeterProvider(SdkMeterProvider.builder().registerMetricReader(metrics).build()).build();
 
-    private Agent agent(String name) throws Exception {
+    private Agent agent(String name, Backend backend) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.KVM),
+        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())),
                 a -> new MigrationServices(a, telemetry));
     }
 
@@ -41,11 +43,11 @@ class MigrationCliTest {
                 .orElseThrow(() -> new AssertionError("no metric " + name));
     }
 
-    @Test
-    void createWatchGetListAndClearRefusals() throws Exception {
-        KvmTestSupport.assumeKvm();
-        KvmTestSupport.assumeUserfaultfd();
-        try (Agent src = agent("cli-src"); Agent dst = agent("cli-dst")) {
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void createWatchGetListAndClearRefusals(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        try (Agent src = agent("cli-src", backend); Agent dst = agent("cli-dst", backend)) {
             ManagedChannel ch = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
             try {
                 VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder()

@@ -1,45 +1,52 @@
-package dev.ferry.kvm.vm;
+package dev.ferry.vm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.guest.WorkloadSpec;
-import dev.ferry.kvm.sys.KvmTestSupport;
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.state.StateException;
-import dev.ferry.vm.GuestVm;
-import dev.ferry.vm.Snapshot;
-import dev.ferry.vm.VmConfig;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** Snapshots on disk: a running guest saved, restored in a new VM, and continuing correctly. */
+@ParameterizedClass(name = "on {0}")
+@EnumSource(Backend.class)
 class SnapshotTest {
     static final long MIB = 1 << 20;
     static final Duration T = Duration.ofSeconds(30);
+    static GuestBackend backend;
+
+    @Parameter
+    Backend kind;
 
     @TempDir
     Path dir;
 
-    @BeforeEach
-    void needKvm() {
-        KvmTestSupport.assumeKvm();
+    @BeforeParameterizedClassInvocation
+    static void open(Backend kind) {
+        backend = BackendTestSupport.open(kind);
     }
 
     private long snapshotRunningGuest() throws Exception {
         VmConfig c = new VmConfig(2, 64 * MIB, 2, WorkloadSpec.of(16 * MIB, 30 * MIB, false));
-        try (MicroVm vm = MicroVm.create(c, l -> { })) {
+        try (GuestVm vm = backend.create(c, l -> { })) {
             vm.start();
             assertTrue(vm.probe().orElseThrow().awaitFillDone(T));
             long r = vm.probe().orElseThrow().reportStats().reports();
             assertTrue(vm.probe().orElseThrow().awaitReports(r, 10, T));
             vm.pause();
             Snapshot.write(vm, dir);
+            assertEquals(kind, Snapshot.backendOf(dir));
             return vm.probe().orElseThrow().guestCounter();
         }
     }
@@ -47,7 +54,7 @@ class SnapshotTest {
     @Test
     void restoredSnapshotContinuesWhereTheGuestStopped() throws Exception {
         long saved = snapshotRunningGuest();
-        try (GuestVm vm = Snapshot.restore(dir, new KvmBackend(), l -> { })) {
+        try (GuestVm vm = Snapshot.restore(dir, backend, l -> { })) {
             assertEquals(saved, vm.probe().orElseThrow().guestCounter());
             vm.start();
             long r = vm.probe().orElseThrow().reportStats().reports();
@@ -66,7 +73,7 @@ class SnapshotTest {
             f.seek(40 * MIB + 123);
             f.write(b ^ 0x10);
         }
-        StateException e = assertThrows(StateException.class, () -> Snapshot.restore(dir, new KvmBackend(), l -> { }));
+        StateException e = assertThrows(StateException.class, () -> Snapshot.restore(dir, backend, l -> { }));
         assertTrue(e.getMessage().contains("digest"), e.getMessage());
     }
 
@@ -76,6 +83,6 @@ class SnapshotTest {
         Path state = dir.resolve(Snapshot.STATE_FILE);
         byte[] all = Files.readAllBytes(state);
         Files.write(state, java.util.Arrays.copyOf(all, all.length - 7));
-        assertThrows(StateException.class, () -> Snapshot.restore(dir, new KvmBackend(), l -> { }));
+        assertThrows(StateException.class, () -> Snapshot.restore(dir, backend, l -> { }));
     }
 }

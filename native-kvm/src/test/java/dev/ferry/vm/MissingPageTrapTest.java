@@ -1,65 +1,59 @@
-package dev.ferry.kvm.vm;
+package dev.ferry.vm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.guest.WorkloadSpec;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.linux.Errno;
-import dev.ferry.linux.LibC;
 import dev.ferry.linux.UffdEvent;
 import dev.ferry.linux.UffdIoctls;
 import dev.ferry.linux.Userfaultfd;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.MissingPageTrap;
 import dev.ferry.state.SectionSet;
-import dev.ferry.vm.GuestVm;
-import dev.ferry.vm.VmConfig;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
- * A restored guest whose memory is all missing: every page the vCPU touches blocks it in KVM_RUN
- * until a userfaultfd handler copies the page in (postcopy in miniature, source in-process).
+ * A restored guest whose memory is all missing: every page a vCPU touches blocks it until a handler
+ * places the page through the VM's trap (postcopy in miniature, the source in this process).
  */
-class UserfaultfdVcpuTest {
+class MissingPageTrapTest {
     static final long MIB = 1 << 20;
     static final Duration T = Duration.ofSeconds(30);
 
-    @Test
-    void vcpuBlocksOnMissingPagesAndContinuesOnceTheyAreCopiedIn() throws Exception {
-        KvmTestSupport.assumeKvm();
-        KvmTestSupport.assumeUserfaultfd();
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void vcpuBlocksOnMissingPagesAndContinuesOnceTheyArePlaced(Backend kind) throws Exception {
+        GuestBackend backend = BackendTestSupport.open(kind);
         VmConfig config = new VmConfig(1, 64 * MIB, 2, WorkloadSpec.of(16 * MIB, 20 * MIB, false));
-        try (MicroVm src = MicroVm.create(config, l -> { })) {
+        try (GuestVm src = backend.create(config, l -> { })) {
             src.start();
-            assertTrue(src.probe().orElseThrow().awaitFillDone(T));
+            GuestProbe srcProbe = src.probe().orElseThrow();
+            assertTrue(srcProbe.awaitFillDone(T));
             src.pause();
-            long savedCounter = src.probe().orElseThrow().guestCounter();
-            long savedReports = src.probe().orElseThrow().reportStats().reports();
+            long savedCounter = srcProbe.guestCounter();
+            long savedReports = srcProbe.reportStats().reports();
             SectionSet state = src.saveState();
 
-            try (GuestVm dst = new KvmBackend().createForRestore(state, l -> { });
-                    Userfaultfd uffd = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK,
-                            UffdIoctls.UFFD_FEATURE_MISSING_SHMEM | UffdIoctls.UFFD_FEATURE_THREAD_ID)) {
-                for (MemoryRegion r : dst.memory().regions()) {
-                    uffd.register(r.mapping().address(), r.size(), UffdIoctls.UFFDIO_REGISTER_MODE_MISSING);
-                }
-                dst.restoreState(state);
-
+            try (GuestVm dst = backend.createForRestore(state, l -> { }); MissingPageTrap trap = dst.trapMissingPages()) {
+                dst.restoreState(state); // touches no guest memory
+                GuestProbe probe = dst.probe().orElseThrow();
                 CountDownLatch firstFault = new CountDownLatch(1);
                 CountDownLatch releaseFirst = new CountDownLatch(1);
-                AtomicLong firstFaultThread = new AtomicLong();
                 AtomicLong served = new AtomicLong();
                 AtomicReference<Throwable> handlerError = new AtomicReference<>();
                 Thread handler = new Thread(() -> {
                     try {
-                        serve(uffd, src.memory(), dst.memory(), firstFault, releaseFirst, firstFaultThread, served);
+                        serve(trap, src.memory(), dst.memory(), firstFault, releaseFirst, served);
                     } catch (Throwable t) {
                         handlerError.set(t);
                     }
@@ -68,17 +62,14 @@ class UserfaultfdVcpuTest {
                 handler.start();
 
                 dst.start();
-                assertTrue(firstFault.await(30, TimeUnit.SECONDS), "the vCPU faulted on a missing page");
-                // The faulting thread is the vCPU thread, so it is stuck inside KVM_RUN, and the guest
-                // has made no progress of its own.
-                assertEquals((long) dst.vcpuThreadIds().get(0), firstFaultThread.get());
-                assertEquals(savedReports, dst.probe().orElseThrow().reportStats().reports());
+                assertTrue(firstFault.await(30, TimeUnit.SECONDS), "a vCPU faulted on a missing page");
+                assertEquals(savedReports, probe.reportStats().reports(), "the guest waits for its page");
                 releaseFirst.countDown();
 
-                long since = dst.probe().orElseThrow().reportStats().reports();
-                assertTrue(dst.probe().orElseThrow().awaitReports(since, 5, T), "guest runs once pages arrive");
-                assertTrue(dst.probe().orElseThrow().guestCounter() > savedCounter, "guest continued from its saved counter");
-                assertEquals(0, dst.probe().orElseThrow().selfCheck(T), "every page came through intact");
+                long since = probe.reportStats().reports();
+                assertTrue(probe.awaitReports(since, 5, T), "guest runs once pages arrive");
+                assertTrue(probe.guestCounter() > savedCounter, "guest continued from its saved counter");
+                assertEquals(0, probe.selfCheck(T), "every page came through intact");
                 assertTrue(served.get() >= config.workload().workingSetPages(),
                         "self-check touched the whole working set: " + served.get() + " pages served");
                 dst.pause();
@@ -89,9 +80,11 @@ class UserfaultfdVcpuTest {
         }
     }
 
-    /** Resolves faults by copying the page from {@code from}; holds the first one until released. */
-    private static void serve(Userfaultfd uffd, GuestMemory from, GuestMemory to, CountDownLatch firstFault,
-            CountDownLatch releaseFirst, AtomicLong firstFaultThread, AtomicLong served) throws InterruptedException {
+    /** Places each faulting page from {@code from}; holds the first one until released. */
+    private static void serve(MissingPageTrap trap, GuestMemory from, GuestMemory to, CountDownLatch firstFault,
+            CountDownLatch releaseFirst, AtomicLong served) throws InterruptedException {
+        Userfaultfd uffd = trap.uffd();
+        long mode = trap.placeWriteProtected() ? UffdIoctls.UFFDIO_COPY_MODE_WP : 0;
         UffdEvent ev = new UffdEvent();
         boolean first = true;
         while (!Thread.currentThread().isInterrupted()) {
@@ -102,16 +95,15 @@ class UserfaultfdVcpuTest {
             MemoryRegion r = regionByHost(to, page);
             long gpa = r.guestPhysAddr() + (page - r.mapping().address());
             if (first) {
-                firstFaultThread.set(ev.ptid);
                 firstFault.countDown();
                 releaseFirst.await();
                 first = false;
             }
-            long rc = uffd.copy(page, from.regionOf(gpa).hostAddress(gpa), GuestMemory.PAGE_SIZE, 0);
+            long rc = uffd.copy(page, from.regionOf(gpa).hostAddress(gpa), GuestMemory.PAGE_SIZE, mode);
             if (rc == GuestMemory.PAGE_SIZE) {
                 served.incrementAndGet();
             } else if (rc != -Errno.EEXIST) {
-                throw new IllegalStateException("UFFDIO_COPY returned " + rc);
+                throw new IllegalStateException("UFFDIO_COPY: " + Errno.name((int) -rc));
             }
         }
     }

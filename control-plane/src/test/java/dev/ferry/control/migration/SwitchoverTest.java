@@ -1,0 +1,189 @@
+package dev.ferry.control.migration;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.backends.BackendTestSupport;
+import dev.ferry.backends.Backends;
+import dev.ferry.control.agent.Agent;
+import dev.ferry.control.agent.AgentServices;
+import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.CreateVmRequest;
+import dev.ferry.v1.GetMigrationRequest;
+import dev.ferry.v1.GetVmRequest;
+import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.Vm;
+import dev.ferry.v1.VmServiceGrpc;
+import dev.ferry.v1.WatchMigrationRequest;
+import dev.ferry.v1.WorkloadSpec;
+import dev.ferry.vm.Backend;
+import io.grpc.ForwardingServerCall;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.net.InetSocketAddress;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The switchover's failure paths, with two agents in this JVM on any backend: an answer lost after the
+ * destination resumed the guest is asked for again and the migration completes; a switchover the
+ * destination refuses gives the guest back to the source, running and intact.
+ */
+class SwitchoverTest {
+    private static final String COMPLETE = MigrationServiceGrpc.getCompleteIncomingMigrationMethod().getFullMethodName();
+
+    /** The destination's migration service, with its CompleteIncomingMigration answers tampered with. */
+    private static AgentServices.Factory destination(ServerInterceptor tamper) {
+        return a -> {
+            MigrationServices real = new MigrationServices(a);
+            return new AgentServices() {
+                @Override
+                public List<ServerServiceDefinition> controlServices() {
+                    return real.controlServices().stream().map(s -> ServerInterceptors.intercept(s, tamper)).toList();
+                }
+
+                @Override
+                public List<ServerServiceDefinition> dataServices() {
+                    return real.dataServices();
+                }
+
+                @Override
+                public List<ServerServiceDefinition> pagerServices() {
+                    return real.pagerServices();
+                }
+
+                @Override
+                public void close() {
+                    real.close();
+                }
+            };
+        };
+    }
+
+    /** Runs the call, then replaces the first {@code lost} answers to CompleteIncomingMigration with UNAVAILABLE. */
+    private static ServerInterceptor loseAnswers(AtomicInteger calls, int lost) {
+        return new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                    ServerCallHandler<Q, R> next) {
+                if (!call.getMethodDescriptor().getFullMethodName().equals(COMPLETE) || calls.incrementAndGet() > lost) {
+                    return next.startCall(call, headers);
+                }
+                return next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+                    @Override
+                    public void sendMessage(R message) {
+                        // the destination did its work; its answer never reaches the source
+                    }
+
+                    @Override
+                    public void close(Status status, Metadata trailers) {
+                        super.close(status.isOk() ? Status.UNAVAILABLE.withDescription("answer lost in transit")
+                                : status, trailers);
+                    }
+                }, headers);
+            }
+        };
+    }
+
+    /** Refuses every CompleteIncomingMigration before the destination does anything. */
+    private static ServerInterceptor refuseSwitchover(AtomicInteger calls) {
+        return new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                    ServerCallHandler<Q, R> next) {
+                if (!call.getMethodDescriptor().getFullMethodName().equals(COMPLETE)) {
+                    return next.startCall(call, headers);
+                }
+                calls.incrementAndGet();
+                call.close(Status.FAILED_PRECONDITION.withDescription("destination refuses to resume"), new Metadata());
+                return new ServerCall.Listener<>() { };
+            }
+        };
+    }
+
+    private static Agent agent(String name, Backend backend, AgentServices.Factory services) throws Exception {
+        InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
+        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())), services);
+    }
+
+    private static Migration migrate(ManagedChannel src, String vm, String to) {
+        var stub = MigrationServiceGrpc.newBlockingStub(src);
+        Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("sw")
+                .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress(to)).build());
+        Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(m.getName()).build());
+        while (it.hasNext()) {
+            it.next();
+        }
+        return stub.getMigration(GetMigrationRequest.newBuilder().setName(m.getName()).build());
+    }
+
+    private static String createVm(ManagedChannel ch) {
+        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("sw").setVm(Vm.newBuilder()
+                .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
+                        .setDirtyRateBytesPerSecond(4 << 20))).build()).getName();
+    }
+
+    private static void assertRunsIntact(ManagedChannel ch, String vm) {
+        var vms = VmServiceGrpc.newBlockingStub(ch);
+        assertEquals(Vm.State.RUNNING, vms.getVm(GetVmRequest.newBuilder().setName(vm).build()).getState());
+        assertEquals(0, vms.checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(vm).build()).getWrongPages());
+    }
+
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void aLostSwitchoverAnswerIsAskedForAgainAndTheMigrationCompletes(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        AtomicInteger calls = new AtomicInteger();
+        try (Agent src = agent("sw-src", backend, MigrationServices::new);
+                Agent dst = agent("sw-dst", backend, destination(loseAnswers(calls, 1)))) {
+            ManagedChannel s = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
+            ManagedChannel d = NettyChannelBuilder.forTarget(dst.controlAddress()).usePlaintext().build();
+            try {
+                String vm = createVm(s);
+                Migration end = migrate(s, vm, dst.controlAddress());
+                assertEquals(Migration.Phase.COMPLETED, end.getPhase(), end.getError().getMessage());
+                assertEquals(2, calls.get(), "the source asked again after the lost answer");
+                assertTrue(end.getStatistics().getMemoryVerified());
+                assertRunsIntact(d, end.getDestinationVm());
+                assertTrue(src.vms().list().isEmpty(), "the source released the VM");
+            } finally {
+                s.shutdownNow();
+                d.shutdownNow();
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void aRefusedSwitchoverGivesTheGuestBackToTheSource(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        AtomicInteger calls = new AtomicInteger();
+        try (Agent src = agent("sw-src", backend, MigrationServices::new);
+                Agent dst = agent("sw-dst", backend, destination(refuseSwitchover(calls)))) {
+            ManagedChannel s = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
+            try {
+                String vm = createVm(s);
+                Migration end = migrate(s, vm, dst.controlAddress());
+                assertEquals(Migration.Phase.FAILED, end.getPhase());
+                assertTrue(end.getError().getMessage().contains("destination refuses to resume"), end.getError().toString());
+                assertEquals(1, calls.get(), "a refusal is not retried");
+                assertRunsIntact(s, vm);
+                assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
+            } finally {
+                s.shutdownNow();
+            }
+        }
+    }
+}
