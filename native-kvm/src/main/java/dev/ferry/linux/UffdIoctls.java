@@ -72,6 +72,21 @@ public final class UffdIoctls {
     public static final long UFFD_FEATURE_MINOR_SHMEM = 1 << 10;
     public static final long UFFD_FEATURE_EXACT_ADDRESS = 1 << 11;
     public static final long UFFD_FEATURE_WP_HUGETLBFS_SHMEM = 1 << 12;
+    /*
+     * UFFD_FEATURE_WP_UNPOPULATED indicates that userfaultfd
+     * write-protection mode will always apply to unpopulated pages
+     * (i.e. empty ptes).  This will be the default behavior for shmem
+     * & hugetlbfs, so this flag only affects anonymous memory behavior
+     * when userfault write-protection mode is registered.
+     */
+    public static final long UFFD_FEATURE_WP_UNPOPULATED = 1 << 13;
+    /*
+     * UFFD_FEATURE_WP_ASYNC indicates that userfaultfd write-protection
+     * asynchronous mode is supported in which the write fault is
+     * automatically resolved and write-protection is un-set.
+     * It implies UFFD_FEATURE_WP_UNPOPULATED.
+     */
+    public static final long UFFD_FEATURE_WP_ASYNC = 1 << 15;
 
     /* uffdio_register.mode */
     public static final long UFFDIO_REGISTER_MODE_MISSING = 1L << 0;
@@ -88,6 +103,8 @@ public final class UffdIoctls {
     public static final long UFFDIO_WRITEPROTECT_MODE_DONTWAKE = 1L << 1;
     /* uffdio_continue.mode */
     public static final long UFFDIO_CONTINUE_MODE_DONTWAKE = 1L << 0;
+    /* map the page write protected on the fly (needs UFFDIO_WRITEPROTECT on the range) */
+    public static final long UFFDIO_CONTINUE_MODE_WP = 1L << 1;
 
     /* Flags for the userfaultfd(2) system call itself: handle faults in user mode only. */
     public static final int UFFD_USER_MODE_ONLY = 1;

@@ -150,6 +150,20 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     /**
+     * UFFDIO_WRITEPROTECT {@code [start, start+len)} (page-aligned, registered with
+     * UFFDIO_REGISTER_MODE_WP): {@code mode} UFFDIO_WRITEPROTECT_MODE_WP protects the range, 0
+     * removes the protection (and wakes threads blocked on it unless
+     * UFFDIO_WRITEPROTECT_MODE_DONTWAKE).
+     */
+    public void writeprotect(long start, long len, long mode) {
+        UffdioWriteprotect w = new UffdioWriteprotect();
+        w.range.start = start;
+        w.range.len = len;
+        w.mode = mode;
+        Fd.set(fd(), UFFDIO_WRITEPROTECT, w, "UFFDIO_WRITEPROTECT");
+    }
+
+    /**
      * UFFDIO_COPY {@code len} bytes from {@code src} to the registered range at {@code dst}
      * (page-aligned), atomically populating the missing pages and waking the faulting threads
      * unless UFFDIO_COPY_MODE_DONTWAKE.

@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
@@ -32,6 +33,9 @@ import dev.ferry.linux.Errno;
 import dev.ferry.linux.Ioctl;
 import dev.ferry.linux.LibC;
 import dev.ferry.linux.NativeException;
+import dev.ferry.linux.PageRegion;
+import dev.ferry.linux.PagemapIoctls;
+import dev.ferry.linux.PmScanArg;
 import dev.ferry.linux.SchedAttr;
 import dev.ferry.linux.Signals;
 import dev.ferry.linux.UffdIoctls;
@@ -49,6 +53,9 @@ import dev.ferry.linux.UffdioZeropage;
  * kernel/glibc headers: a C program is generated from the Java side (struct list, field names,
  * constant names), compiled with gcc and run; its {@code sizeof}/{@code offsetof}/macro values are
  * compared with what JNA and the Java constants say. No expected number is typed in here.
+ *
+ * <p>The kernel headers in {@code src/test/linux-headers} (newer than the installed ones, see the
+ * README there) come first on the include path.
  */
 class StructLayoutTest {
 
@@ -90,13 +97,18 @@ class StructLayoutTest {
         STRUCTS.put(UffdioWriteprotect.class, "struct uffdio_writeprotect");
         STRUCTS.put(UffdioContinue.class, "struct uffdio_continue");
         STRUCTS.put(UffdMsg.class, "struct uffd_msg");
+        STRUCTS.put(PmScanArg.class, "struct pm_scan_arg");
+        STRUCTS.put(PageRegion.class, "struct page_region");
     }
 
     /** Classes whose public static final numeric fields are C macros of the same name. */
     static final List<Class<?>> CONSTANT_CLASSES = List.of(
-            KvmIoctls.class, UffdIoctls.class, Ioctl.class, LibC.class, Errno.class, Signals.class,
+            KvmIoctls.class, UffdIoctls.class, PagemapIoctls.class, Ioctl.class, LibC.class, Errno.class, Signals.class,
             KvmVcpuEvents.class, KvmIrqchip.class, KvmIoapicState.class, KvmLapicState.class,
             KvmXcrs.class, KvmPitState2.class, KvmPitConfig.class, KvmCpuidEntry2.class);
+
+    /** System property naming the vendored kernel headers; the surefire configuration sets it. */
+    static final String LINUX_HEADERS_PROPERTY = "ferry.linuxHeaders";
 
     /** Constants in those classes that are not C macros; each is checked explicitly below. */
     static final Set<String> JAVA_ONLY = Set.of(
@@ -113,7 +125,8 @@ class StructLayoutTest {
         Path src = dir.resolve("layout.c");
         Files.writeString(src, cProgram(), StandardCharsets.UTF_8);
         Path exe = dir.resolve("layout");
-        run(dir, List.of(gcc(), "-std=gnu11", "-Wall", "-o", exe.toString(), src.toString()), "gcc");
+        run(dir, List.of(gcc(), "-std=gnu11", "-Wall", "-I", linuxHeaders().toString(), "-o", exe.toString(), src.toString()),
+                "gcc");
         String out = run(dir, List.of(exe.toString()), "generated layout program");
         cValues = new LinkedHashMap<>();
         for (String line : out.split("\n")) {
@@ -170,7 +183,8 @@ class StructLayoutTest {
         for (Check c : checks) {
             checkedKeys.add(c.key());
         }
-        for (Class<?> cls : List.of(KvmRun.class, UffdMsg.class, UffdioCopy.class, UffdioZeropage.class)) {
+        for (Class<?> cls : List.of(KvmRun.class, UffdMsg.class, UffdioCopy.class, UffdioZeropage.class, PmScanArg.class,
+                PageRegion.class)) {
             for (Field f : cls.getDeclaredFields()) {
                 if (Modifier.isStatic(f.getModifiers()) && (f.getName().startsWith("OFF_") || f.getName().equals("SIZE"))) {
                     assertTrue(checkedKeys.contains("helper " + cls.getSimpleName() + "." + f.getName()),
@@ -348,6 +362,16 @@ class StructLayoutTest {
         helper("UffdioZeropage.OFF_ZEROPAGE", "offsetof(struct uffdio_zeropage, zeropage)", UffdioZeropage.OFF_ZEROPAGE);
         helper("UffdioZeropage.SIZE", "sizeof(struct uffdio_zeropage)", UffdioZeropage.SIZE);
         helper("UffdioRange.SIZE(wake)", "sizeof(struct uffdio_range)", 16);
+        for (String f : List.of("size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages",
+                "category_inverted", "category_mask", "category_anyof_mask", "return_mask")) {
+            String name = "OFF_" + f.toUpperCase(Locale.ROOT);
+            helper("PmScanArg." + name, "offsetof(struct pm_scan_arg, " + f + ")", staticInt(PmScanArg.class, name));
+        }
+        helper("PmScanArg.SIZE", "sizeof(struct pm_scan_arg)", PmScanArg.SIZE);
+        helper("PageRegion.OFF_START", "offsetof(struct page_region, start)", PageRegion.OFF_START);
+        helper("PageRegion.OFF_END", "offsetof(struct page_region, end)", PageRegion.OFF_END);
+        helper("PageRegion.OFF_CATEGORIES", "offsetof(struct page_region, categories)", PageRegion.OFF_CATEGORIES);
+        helper("PageRegion.SIZE", "sizeof(struct page_region)", PageRegion.SIZE);
 
         helper("KvmMsrs.HEADER_SIZE", "sizeof(struct kvm_msrs)", KvmMsrs.HEADER_SIZE);
         helper("KvmMsrs.entries", "offsetof(struct kvm_msrs, entries)", KvmMsrs.HEADER_SIZE);
@@ -440,6 +464,7 @@ class StructLayoutTest {
                 #include <sys/mman.h>
                 #include <sys/resource.h>
                 #include <sys/syscall.h>
+                #include <linux/fs.h>
                 #include <linux/kvm.h>
                 #include <linux/sched.h>
                 #include <linux/sched/types.h>
@@ -498,6 +523,19 @@ class StructLayoutTest {
         }
         return fail("gcc not found on PATH: gcc and the kernel headers (linux/kvm.h, linux/userfaultfd.h) are build "
                 + "requirements of native-kvm; StructLayoutTest compiles a C program to check the JNA layouts");
+    }
+
+    /** The vendored kernel headers: {@value #LINUX_HEADERS_PROPERTY}, else src/test/linux-headers of the module. */
+    private static Path linuxHeaders() {
+        String configured = System.getProperty(LINUX_HEADERS_PROPERTY);
+        Path dir = configured != null && !configured.isBlank()
+                ? Path.of(configured)
+                : Path.of(System.getProperty("user.dir"), "src", "test", "linux-headers");
+        if (!Files.isRegularFile(dir.resolve("linux/userfaultfd.h")) || !Files.isRegularFile(dir.resolve("linux/fs.h"))) {
+            return fail("vendored kernel headers not found in " + dir.toAbsolutePath() + " (set -D" + LINUX_HEADERS_PROPERTY
+                    + " to native-kvm/src/test/linux-headers)");
+        }
+        return dir.toAbsolutePath();
     }
 
     private static String run(Path dir, List<String> cmd, String what) throws IOException, InterruptedException {
