@@ -1,6 +1,7 @@
 package dev.ferry.memory;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.function.LongConsumer;
 
@@ -148,6 +149,47 @@ public final class DirtyBitmap {
             }
         }
         throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
+    }
+
+    /**
+     * Marks {@code pages} pages from the page-aligned {@code gpa} dirty, a word at a time. The range
+     * must lie in one region: a dirty-page scan reports runs per region.
+     */
+    public void markRange(long gpa, long pages) {
+        if (gpa % GuestMemory.PAGE_SIZE != 0 || pages < 0) {
+            throw new IllegalArgumentException(String.format("range 0x%x + %d pages: gpa must be page-aligned, pages >= 0", gpa, pages));
+        }
+        for (int i = 0; i < bits.length; i++) {
+            MemoryRegion r = regions.get(i);
+            if (r.contains(gpa)) {
+                long from = (gpa - r.guestPhysAddr()) / GuestMemory.PAGE_SIZE;
+                if (pages > r.pages() - from) {
+                    throw new IllegalArgumentException(String.format(
+                            "range 0x%x + %d pages runs past the end of slot %d (0x%x)", gpa, pages, r.slot(), r.endGpa()));
+                }
+                setBits(bits[i], from, from + pages);
+                return;
+            }
+        }
+        throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
+    }
+
+    /** Sets bits [from, to) of {@code words}. */
+    private static void setBits(long[] words, long from, long to) {
+        if (from >= to) {
+            return;
+        }
+        int first = (int) (from >>> 6);
+        int last = (int) ((to - 1) >>> 6);
+        long firstMask = -1L << (from & 63);
+        long lastMask = -1L >>> (63 - ((to - 1) & 63));
+        if (first == last) {
+            words[first] |= firstMask & lastMask;
+            return;
+        }
+        words[first] |= firstMask;
+        Arrays.fill(words, first + 1, last, -1L);
+        words[last] |= lastMask;
     }
 
     /** Adds every page dirty in {@code other} (same memory) to this bitmap. */
