@@ -2,7 +2,11 @@ package dev.ferry.memory;
 
 /**
  * Which pages a guest writes, harvested in rounds: KVM's dirty log, or userfaultfd write-protect with
- * PAGEMAP_SCAN for a process guest. Only the guest's own writes count, not the VMM's.
+ * PAGEMAP_SCAN for a process guest. What counts is a write through the mapping the guest runs on: on KVM
+ * the guest's own writes only; a process guest shares its mapping with the VMM, so the VMM's writes into a
+ * running process guest count too (it makes none but the answers to the guest's port I/O). Pages placed by
+ * userfaultfd through a {@link MissingPageTrap} never count. Writes through another mapping of the same
+ * memfd never count on either backend.
  */
 public interface DirtyTracker {
     /** From here on every page the guest writes is reported by the next {@link #fetchAndClear()}. */

@@ -67,7 +67,7 @@ public final class ProcessVm implements GuestVm {
             memory.close();
             throw e;
         }
-        this.tracker = new TrackedWrites(new WriteTracker(memory, faults.uffd()));
+        this.tracker = new TrackedWrites();
         Serial16550 serial = new Serial16550("com1", GuestAbi.PORT_COM1, console);
         this.workload = new WorkloadPort(config.vcpus());
         this.probe = new WorkloadProbe(workload, memory, config);
@@ -275,26 +275,28 @@ public final class ProcessVm implements GuestVm {
         }
     }
 
-    /** The write tracker, with the WP registration it needs taken while it is on. */
+    /**
+     * The write tracker, with the WP registration it needs taken while it is on. Made at the first enable: it
+     * checks the registration, which a VM that is never tracked does not pay for.
+     */
     private final class TrackedWrites implements DirtyTracker {
-        private final WriteTracker writes;
-
-        TrackedWrites(WriteTracker writes) {
-            this.writes = writes;
-        }
+        private WriteTracker writes; // guarded by this
 
         @Override
         public synchronized void enable() {
-            if (writes.enabled()) {
+            if (writes != null && writes.enabled()) {
                 return;
             }
             faults.acquireWriteProtect();
+            if (writes == null) {
+                writes = new WriteTracker(memory, faults.uffd());
+            }
             writes.enable();
         }
 
         @Override
         public synchronized void disable() {
-            if (!writes.enabled()) {
+            if (writes == null || !writes.enabled()) {
                 return;
             }
             writes.disable();
@@ -302,18 +304,25 @@ public final class ProcessVm implements GuestVm {
         }
 
         @Override
-        public boolean enabled() {
-            return writes.enabled();
+        public synchronized boolean enabled() {
+            return writes != null && writes.enabled();
         }
 
         @Override
-        public DirtyBitmap fetchAndClear() {
-            return writes.fetchAndClear();
+        public synchronized DirtyBitmap fetchAndClear() {
+            return on().fetchAndClear();
         }
 
         @Override
-        public DirtyBitmap fetch() {
-            return writes.fetch();
+        public synchronized DirtyBitmap fetch() {
+            return on().fetch();
+        }
+
+        private WriteTracker on() {
+            if (writes == null || !writes.enabled()) {
+                throw new IllegalStateException("dirty tracking is not enabled");
+            }
+            return writes;
         }
     }
 }
