@@ -159,8 +159,11 @@ class PrecopyMigrationTest {
 
     @Test
     void incompatibleProposalIsRefusedWithTheMismatches() {
+        // Also a guest of the other backend: a destination agent runs only its own (--backend).
+        Backend other = backend == Backend.KVM ? Backend.PROCESS : Backend.KVM;
         NegotiateMigrationRequest bad = NegotiateMigrationRequest.newBuilder().setMigration("migrations/bogus")
                 .setSourceVm("vms/bogus").setProposed(MigrationConfig.newBuilder().setVcpuCount(0).setPageSizeBytes(8192)
+                        .setBackend(dev.ferry.control.vm.VmProtos.toProto(other))
                         .addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(3 * MIB)))
                 .build();
         StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
@@ -176,7 +179,10 @@ class PrecopyMigrationTest {
                     }
                 }).findFirst().orElseThrow();
         assertTrue(d.getMismatchesList().stream().map(Mismatch::getField).toList()
-                .containsAll(java.util.List.of("page_size_bytes", "vcpu_count")), d.toString());
+                .containsAll(java.util.List.of("backend", "page_size_bytes", "vcpu_count")), d.toString());
+        Mismatch b = d.getMismatchesList().stream().filter(x -> x.getField().equals("backend")).findFirst().orElseThrow();
+        assertEquals(other.cliName(), b.getSourceValue());
+        assertEquals("[" + backend.cliName() + "]", b.getDestinationValue());
         assertFalse(Agents.hasVm(dst, "vms/bogus"));
     }
 

@@ -3,7 +3,7 @@ package dev.ferry.backends;
 import dev.ferry.kvm.vm.KvmBackend;
 import dev.ferry.kvm.vm.MicroVm;
 import dev.ferry.state.SectionSchema;
-import dev.ferry.linux.NativeException;
+import dev.ferry.kvm.sys.KvmSystem;
 import dev.ferry.process.ProcessBackend;
 import dev.ferry.vm.Backend;
 import dev.ferry.vm.GuestBackend;
@@ -20,6 +20,9 @@ import java.util.function.Supplier;
  * every backend that works here, KVM first; naming one offers only that one.
  */
 public final class Backends {
+    /** System property naming another KVM device node than /dev/kvm; a missing one stands for a host without KVM. */
+    public static final String KVM_DEVICE_PROPERTY = KvmSystem.DEVICE_PROPERTY;
+
     /** What the user asked for: {@code --backend auto|kvm|process}. */
     public enum Choice {
         AUTO, KVM, PROCESS;
@@ -89,17 +92,15 @@ public final class Backends {
     }
 
     private static GuestBackend openKvm() {
+        Optional<String> why = KvmSystem.unavailableReason();
+        if (why.isPresent()) {
+            throw new BackendUnavailableException("kvm backend: " + why.get() + "; use --backend process");
+        }
         try {
             return new KvmBackend();
-        } catch (NativeException e) {
-            String fix = switch (e.errnoName()) {
-                case "ENOENT" -> "/dev/kvm does not exist: this host has no KVM (a VM without nested virtualisation?);"
-                        + " use --backend process";
-                case "EACCES", "EPERM" -> "/dev/kvm is not accessible: run as root or in the kvm group, or use"
-                        + " --backend process";
-                default -> "KVM does not work here (" + e.getMessage() + "); use --backend process";
-            };
-            throw new BackendUnavailableException("kvm backend: " + fix);
+        } catch (RuntimeException e) {
+            throw new BackendUnavailableException("kvm backend: KVM does not work here (" + e.getMessage()
+                    + "); use --backend process");
         }
     }
 

@@ -59,6 +59,10 @@ public final class AgentProcess implements AutoCloseable {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(AGENT_JVM_FLAGS);
+        String kvmDevice = System.getProperty(dev.ferry.backends.Backends.KVM_DEVICE_PROPERTY, "");
+        if (!kvmDevice.isBlank()) { // a stand-in for a host without KVM reaches the agents too
+            cmd.add("-D" + dev.ferry.backends.Backends.KVM_DEVICE_PROPERTY + "=" + kvmDevice);
+        }
         cmd.addAll(jvmArgs);
         cmd.add("-cp");
         // Under Surefire java.class.path is a manifest-only jar; the real test classpath is here.

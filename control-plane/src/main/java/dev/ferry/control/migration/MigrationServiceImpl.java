@@ -273,18 +273,20 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             Backend kind = VmProtos.fromProto(req.getProposed().getBackend());
             GuestBackend backend = m.agent.backends().get(kind).orElse(null);
-            if (backend == null) {
-                throw incompatible(List.of(Compatibility.mismatch("backend", kind.cliName(),
-                        m.agent.backends().offered().stream().map(Backend::cliName).toList(),
-                        "this agent cannot run " + kind.cliName() + " guests, and a guest cannot change backends")));
-            }
-            HostCapabilities host = backend.capabilities();
-            Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(kind, host.cpuid(),
-                    backend.stateSchemas(), MigrationServices.modes(backend), host.tsc()));
+            // Without that backend, the rest is judged against this agent's own, so every mismatch is listed at once.
+            GuestBackend judge = backend != null ? backend : m.agent.backends().preferred();
+            HostCapabilities host = judge.capabilities();
+            Compatibility.Result r = Compatibility.check(req.getProposed(), new Compatibility.Local(judge.kind(),
+                    host.cpuid(), judge.stateSchemas(), MigrationServices.modes(judge), host.tsc()));
             long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
             VmConfig config = null;
             List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
-            if (r.compatible()) {
+            if (backend == null) {
+                mismatches.add(0, Compatibility.mismatch("backend", kind.cliName(),
+                        m.agent.backends().offered().stream().map(Backend::cliName).toList(),
+                        "this agent cannot run " + kind.cliName() + " guests, and a guest cannot change backends"));
+            }
+            if (mismatches.isEmpty()) {
                 try {
                     WorkloadSpec w = VmProtos.fromProto(req.getWorkload(), 0);
                     config = new VmConfig(req.getProposed().getVcpuCount(), memory,

@@ -3,10 +3,10 @@ package dev.ferry.k8s.operator;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
-import dev.ferry.kvm.sys.KvmTestSupport;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.GetVmRequest;
@@ -16,6 +16,7 @@ import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WatchMigrationRequest;
 import dev.ferry.v1.WorkloadSpec;
+import dev.ferry.vm.Backend;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -59,7 +60,7 @@ class MigrationOperatorTest {
 
     private Agent agentOn(String node) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        Agent a = Agent.start(node, any, any, line -> { }, Backends.open(Backends.Choice.KVM), MigrationServices::new);
+        Agent a = Agent.start(node, any, any, line -> { }, Backends.open(Backends.Choice.PROCESS), MigrationServices::new);
         open.add(a);
         client.nodes().resource(new NodeBuilder().withNewMetadata().withName(node)
                 .addToLabels(AgentLocator.KVM_LABEL, "true")
@@ -99,8 +100,7 @@ class MigrationOperatorTest {
 
     @Test
     void aResourceBecomesAMigrationWhoseProgressIsMirroredToTheEnd() throws Exception {
-        KvmTestSupport.assumeKvm();
-        KvmTestSupport.assumeUserfaultfd();
+        BackendTestSupport.assume(Backend.PROCESS); // the operator's logic is the same on every backend
         Agent a = agentOn("node-a");
         Agent b = agentOn("node-b");
         VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("op").setVm(Vm.newBuilder()
@@ -122,7 +122,7 @@ class MigrationOperatorTest {
 
     @Test
     void deletingTheResourceCancelsAMigrationStillInPrecopy() throws Exception {
-        KvmTestSupport.assumeKvm();
+        BackendTestSupport.assume(Backend.PROCESS);
         Agent a = agentOn("node-a");
         agentOn("node-b");
         VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("slow").setVm(Vm.newBuilder()

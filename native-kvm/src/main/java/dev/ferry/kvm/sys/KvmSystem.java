@@ -15,6 +15,8 @@ import dev.ferry.linux.NativeException;
 /** The /dev/kvm system fd: capability queries, CPUID/MSR lists, VM creation. */
 public final class KvmSystem implements AutoCloseable {
     public static final String DEV_KVM = "/dev/kvm";
+    /** System property naming another KVM device node (tests use a missing one to stand for a host without KVM). */
+    public static final String DEVICE_PROPERTY = "ferry.kvm.device";
 
     private final AtomicInteger fd;
 
@@ -22,9 +24,16 @@ public final class KvmSystem implements AutoCloseable {
         this.fd = new AtomicInteger(fd);
     }
 
+    /** The KVM device node: /dev/kvm unless {@link #DEVICE_PROPERTY} names another. */
+    public static String device() {
+        String d = System.getProperty(DEVICE_PROPERTY, "");
+        return d.isBlank() ? DEV_KVM : d;
+    }
+
     /** Opens /dev/kvm (O_RDWR | O_CLOEXEC) and checks KVM_GET_API_VERSION is 12. */
     public static KvmSystem open() {
-        int fd = NativeException.check(LibC.open(DEV_KVM, LibC.O_RDWR | LibC.O_CLOEXEC), "open(" + DEV_KVM + ")");
+        String dev = device();
+        int fd = NativeException.check(LibC.open(dev, LibC.O_RDWR | LibC.O_CLOEXEC), "open(" + dev + ")");
         KvmSystem kvm = new KvmSystem(fd);
         try {
             int version = kvm.apiVersion();
@@ -45,14 +54,15 @@ public final class KvmSystem implements AutoCloseable {
 
     /** Why KVM cannot be used here (no /dev/kvm, no permission, wrong API version), or empty. */
     public static Optional<String> unavailableReason() {
-        if (!Files.exists(Path.of(DEV_KVM))) {
-            return Optional.of(DEV_KVM + " does not exist (no KVM on this host, or not passed into the container)");
+        String dev = device();
+        if (!Files.exists(Path.of(dev))) {
+            return Optional.of(dev + " does not exist (no KVM on this host, or not passed into the container)");
         }
-        int fd = LibC.open(DEV_KVM, LibC.O_RDWR | LibC.O_CLOEXEC);
+        int fd = LibC.open(dev, LibC.O_RDWR | LibC.O_CLOEXEC);
         if (fd < 0) {
             int errno = Native.getLastError();
             String hint = errno == Errno.EACCES || errno == Errno.EPERM ? " (add the user to the kvm group)" : "";
-            return Optional.of("cannot open " + DEV_KVM + ": " + Errno.name(errno) + " (" + Errno.description(errno) + ")" + hint);
+            return Optional.of("cannot open " + dev + ": " + Errno.name(errno) + " (" + Errno.description(errno) + ")" + hint);
         }
         try {
             int version = LibC.ioctl(fd, KVM_GET_API_VERSION, 0L);

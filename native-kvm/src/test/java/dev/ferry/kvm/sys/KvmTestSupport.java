@@ -21,7 +21,7 @@ public final class KvmTestSupport {
     public static boolean kvmRequired() {
         String v = System.getProperty(REQUIRE_KVM_PROPERTY, "auto").trim();
         if (v.equalsIgnoreCase("auto") || v.isEmpty()) {
-            return new java.io.File("/dev/kvm").exists();
+            return new java.io.File(KvmSystem.device()).exists();
         }
         return Boolean.parseBoolean(v);
     }
