@@ -71,8 +71,8 @@ final class GuestUffd implements AutoCloseable {
     }
 
     private void releaseIfUnused() {
-        if (missingUsers > 0 || wpUsers > 0 || registered == 0) {
-            return;
+        if (missingUsers > 0 || wpUsers > 0 || registered == 0 || uffd.isClosed()) {
+            return; // still needed, nothing registered, or the VM closed it (which dropped everything)
         }
         for (MemoryRegion r : memory.regions()) {
             uffd.unregister(r.mapping().address(), r.size());
@@ -80,8 +80,9 @@ final class GuestUffd implements AutoCloseable {
         registered = 0;
     }
 
+    /** Drops every registration; idempotent. */
     @Override
     public void close() {
-        uffd.close(); // drops every registration
+        uffd.close();
     }
 }

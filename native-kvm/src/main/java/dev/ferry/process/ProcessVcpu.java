@@ -7,6 +7,7 @@ import dev.ferry.guest.GuestAbi;
 import dev.ferry.guest.WorkloadLibrary;
 import dev.ferry.linux.LibC;
 import dev.ferry.memory.GuestMemory;
+import dev.ferry.vm.Vcpus;
 import dev.ferry.vm.VmFailure;
 import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
@@ -17,7 +18,7 @@ import java.util.function.Consumer;
  * flag is raised; between two steps everything the guest has is in guest memory, so a pause there is
  * a clean cut. The clock the guest reads is this host's TSC plus {@link #tscOffset}.
  */
-final class ProcessVcpu implements Runnable {
+final class ProcessVcpu implements Runnable, Vcpus.Vcpu {
     enum State { NEW, RUNNING, PAUSED, STOPPED }
 
     private final int index;
@@ -50,7 +51,8 @@ final class ProcessVcpu implements Runnable {
         return index;
     }
 
-    void start() {
+    @Override
+    public void start() {
         Thread t = new Thread(this, "vcpu-" + index);
         t.setDaemon(true);
         synchronized (this) {
@@ -121,18 +123,21 @@ final class ProcessVcpu implements Runnable {
     }
 
     /** Asks the vCPU to stop between two steps; returns at once (see {@link #awaitPaused()}). */
-    synchronized void requestPause() {
+    @Override
+    public synchronized void requestPause() {
         pauseRequested = true;
         stopFlag.setInt(0, 1);
     }
 
-    synchronized void awaitPaused() throws InterruptedException {
+    @Override
+    public synchronized void awaitPaused() throws InterruptedException {
         while (state != State.PAUSED && state != State.STOPPED && thread != null) {
             wait();
         }
     }
 
-    synchronized void resume() {
+    @Override
+    public synchronized void resume() {
         pauseRequested = false;
         if (!stopRequested) {
             stopFlag.setInt(0, 0);
@@ -140,7 +145,8 @@ final class ProcessVcpu implements Runnable {
         notifyAll();
     }
 
-    void stop() throws InterruptedException {
+    @Override
+    public void stop() throws InterruptedException {
         Thread t;
         synchronized (this) {
             stopRequested = true;
@@ -163,11 +169,13 @@ final class ProcessVcpu implements Runnable {
         tscOffset = tsc - WorkloadLibrary.rdtsc();
     }
 
-    long exits() {
+    @Override
+    public long exits() {
         return exits;
     }
 
-    synchronized int tid() {
+    @Override
+    public synchronized int tid() {
         return tid;
     }
 }

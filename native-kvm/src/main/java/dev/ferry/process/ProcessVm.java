@@ -6,11 +6,11 @@ import dev.ferry.devices.WorkloadPort;
 import dev.ferry.devices.WorkloadProbe;
 import dev.ferry.guest.GuestAbi;
 import dev.ferry.guest.GuestLayout;
+import dev.ferry.linux.Userfaultfd;
 import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.memory.DirtyTracker;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.MissingPageTrap;
-import dev.ferry.linux.Userfaultfd;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateException;
@@ -18,10 +18,10 @@ import dev.ferry.state.StateRegistry;
 import dev.ferry.vm.Backend;
 import dev.ferry.vm.GuestProbe;
 import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.Vcpus;
 import dev.ferry.vm.VmConfig;
 import dev.ferry.vm.VmConfigSection;
 import dev.ferry.vm.VmShape;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.function.Consumer;
@@ -50,12 +50,7 @@ public final class ProcessVm implements GuestVm {
     private final WorkloadPort workload;
     private final WorkloadProbe probe;
     private final StateRegistry registry = new StateRegistry();
-    private final List<ProcessVcpu> vcpus = new ArrayList<>();
-    private volatile Throwable failure;
-    // Guarded by this.
-    private boolean started;
-    private boolean paused;
-    private boolean closed;
+    private final Vcpus vcpus = new Vcpus(registry);
 
     private ProcessVm(VmConfig config, int tscKhz, Consumer<String> console, boolean boot) {
         this.config = config;
@@ -75,7 +70,7 @@ public final class ProcessVm implements GuestVm {
         bus.attach(workload);
         registry.register(new VmConfigSection(Backend.PROCESS, memory, this::shape));
         for (int i = 0; i < config.vcpus(); i++) {
-            ProcessVcpu v = new ProcessVcpu(i, memory, bus, this::fail);
+            ProcessVcpu v = new ProcessVcpu(i, memory, bus, vcpus::fail);
             vcpus.add(v);
             registry.register(new ProcessVcpuSection(v));
         }
@@ -155,123 +150,63 @@ public final class ProcessVm implements GuestVm {
     }
 
     @Override
-    public synchronized void start() {
-        checkOpen();
-        if (started) {
-            throw new IllegalStateException("VM already started");
-        }
-        started = true;
-        for (ProcessVcpu v : vcpus) {
-            v.start();
-        }
-    }
-
-    private void fail(Throwable t) {
-        if (failure == null) {
-            failure = t;
-        }
-        // One vCPU failing stops the VM: the others must not keep running on a broken guest.
-        for (ProcessVcpu v : vcpus) {
-            v.requestPause();
-        }
+    public void start() {
+        vcpus.start();
     }
 
     @Override
-    public synchronized void pause() throws InterruptedException {
-        checkOpen();
-        for (ProcessVcpu v : vcpus) {
-            v.requestPause();
-        }
-        for (ProcessVcpu v : vcpus) {
-            v.awaitPaused();
-        }
-        paused = true;
+    public void pause() throws InterruptedException {
+        vcpus.pause();
     }
 
     @Override
-    public synchronized void resume() {
-        checkOpen();
-        throwIfFailed();
-        for (ProcessVcpu v : vcpus) {
-            v.resume();
-        }
-        paused = false;
+    public void resume() {
+        vcpus.resume();
     }
 
     @Override
-    public synchronized boolean paused() {
-        return paused || !started;
+    public boolean paused() {
+        return vcpus.paused();
     }
 
     @Override
-    public synchronized SectionSet saveState() {
-        requirePaused("save state");
-        return registry.save();
+    public SectionSet saveState() {
+        return vcpus.saveState();
     }
 
     @Override
     public void validateState(SectionSet sections) throws StateException {
-        registry.validate(sections);
+        vcpus.validateState(sections);
     }
 
     @Override
-    public synchronized void restoreState(SectionSet sections) throws StateException {
-        requirePaused("restore state");
-        registry.restore(sections);
-    }
-
-    private void requirePaused(String what) {
-        checkOpen();
-        if (started && !paused) {
-            throw new IllegalStateException("cannot " + what + " while the VM runs: pause it first");
-        }
+    public void restoreState(SectionSet sections) throws StateException {
+        vcpus.restoreState(sections);
     }
 
     @Override
     public Throwable failure() {
-        return failure;
+        return vcpus.failure();
     }
 
     @Override
-    public synchronized List<Integer> vcpuThreadIds() {
-        return started ? vcpus.stream().map(ProcessVcpu::tid).toList() : List.of();
+    public List<Integer> vcpuThreadIds() {
+        return vcpus.threadIds();
     }
 
     /** Port I/O requests served (what a KVM guest's I/O exits would be). */
     @Override
     public long vcpuExits() {
-        long n = 0;
-        for (ProcessVcpu v : vcpus) {
-            n += v.exits();
-        }
-        return n;
-    }
-
-    private void checkOpen() {
-        if (closed) {
-            throw new IllegalStateException("VM is closed");
-        }
+        return vcpus.exits();
     }
 
     /** Stops the vCPU threads, closes the userfaultfd and unmaps guest memory. Idempotent. */
     @Override
-    public synchronized void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        boolean interrupted = false;
-        for (ProcessVcpu v : vcpus) {
-            try {
-                v.stop();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        faults.close(); // wakes any thread blocked on a missing page (it then reads zeros)
-        memory.close();
-        if (interrupted) {
-            Thread.currentThread().interrupt();
+    public void close() {
+        // The userfaultfd first: a vCPU blocked on a missing page wakes (and reads zeros), so its thread can end.
+        faults.close();
+        if (vcpus.close()) {
+            memory.close();
         }
     }
 

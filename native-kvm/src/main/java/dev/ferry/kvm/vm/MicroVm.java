@@ -31,6 +31,7 @@ import dev.ferry.vm.GuestProbe;
 import dev.ferry.vm.GuestVm;
 import dev.ferry.vm.HostTsc;
 import dev.ferry.vm.IncompatibleShapeException;
+import dev.ferry.vm.Vcpus;
 import dev.ferry.vm.VmConfig;
 import dev.ferry.vm.VmConfigSection;
 import dev.ferry.vm.VmShape;
@@ -63,18 +64,14 @@ public final class MicroVm implements GuestVm {
     private final GuestMemory memory;
     private final DirtyLog dirtyLog;
     private final List<KvmVcpu> vcpus = new ArrayList<>();
-    private final List<VcpuRunner> runners = new ArrayList<>();
     private final PortIoBus bus = new PortIoBus();
     private final Serial16550 serial;
     private final WorkloadPort workload;
     private final WorkloadProbe probe;
     private final StateRegistry registry = new StateRegistry();
+    private final Vcpus runners = new Vcpus(registry);
     private final List<KvmCpuidEntry2> cpuid;
     private final boolean kvmTscKhz; // KVM_GET_TSC_KHZ works here
-    private volatile Throwable failure;
-    private boolean started;
-    private boolean paused;
-    private boolean closed;
 
     private MicroVm(VmConfig config, List<KvmCpuidEntry2> cpuidOrNull, Consumer<String> console, boolean boot) {
         this.config = config;
@@ -111,6 +108,7 @@ public final class MicroVm implements GuestVm {
                 KvmVcpu c = vm.createVcpu(i);
                 vcpus.add(c);
                 c.setCpuid2(cpuid2);
+                runners.add(new VcpuRunner(c, bus, false, runners::fail));
             }
             bus.attach(serial);
             bus.attach(workload);
@@ -266,53 +264,25 @@ public final class MicroVm implements GuestVm {
         return s;
     }
 
-    /** Starts every vCPU thread. */
-    public synchronized void start() {
-        checkOpen();
-        if (started) {
-            throw new IllegalStateException("VM already started");
-        }
-        started = true;
-        for (KvmVcpu c : vcpus) {
-            VcpuRunner r = new VcpuRunner(c, bus, false, this::fail);
-            runners.add(r);
-            r.start();
-        }
-    }
-
-    private void fail(Throwable t) {
-        if (failure == null) {
-            failure = t;
-        }
-        // One vCPU failing stops the VM: the others must not keep running on a broken guest.
-        for (VcpuRunner r : runners) {
-            r.requestPause();
-        }
+    @Override
+    public void start() {
+        runners.start();
     }
 
     /** Stops all vCPUs and returns once none is inside KVM_RUN. Idempotent. */
-    public synchronized void pause() throws InterruptedException {
-        checkOpen();
-        for (VcpuRunner r : runners) {
-            r.requestPause();
-        }
-        for (VcpuRunner r : runners) {
-            r.awaitPaused();
-        }
-        paused = true;
+    @Override
+    public void pause() throws InterruptedException {
+        runners.pause();
     }
 
-    public synchronized void resume() {
-        checkOpen();
-        throwIfFailed();
-        for (VcpuRunner r : runners) {
-            r.resume();
-        }
-        paused = false;
+    @Override
+    public void resume() {
+        runners.resume();
     }
 
-    public synchronized boolean paused() {
-        return paused || !started;
+    @Override
+    public boolean paused() {
+        return runners.paused();
     }
 
     @Override
@@ -322,14 +292,13 @@ public final class MicroVm implements GuestVm {
 
     /** Captures every section (VM, vCPUs, devices). The VM must be paused (or not yet started). */
     @Override
-    public synchronized SectionSet saveState() {
-        requirePaused("save state");
-        return registry.save();
+    public SectionSet saveState() {
+        return runners.saveState();
     }
 
     @Override
     public void validateState(SectionSet sections) throws StateException {
-        registry.validate(sections);
+        runners.validateState(sections);
     }
 
     /**
@@ -337,16 +306,8 @@ public final class MicroVm implements GuestVm {
      * missing, unknown-and-required, of an unreadable version or malformed.
      */
     @Override
-    public synchronized void restoreState(SectionSet sections) throws StateException {
-        requirePaused("restore state");
-        registry.restore(sections);
-    }
-
-    private void requirePaused(String what) {
-        checkOpen();
-        if (started && !paused) {
-            throw new IllegalStateException("cannot " + what + " while the VM runs: pause it first");
-        }
+    public void restoreState(SectionSet sections) throws StateException {
+        runners.restoreState(sections);
     }
 
     @Override
@@ -381,21 +342,18 @@ public final class MicroVm implements GuestVm {
 
     /** Linux thread ids of the vCPU threads, in vCPU order (empty before {@link #start()}). */
     @Override
-    public synchronized List<Integer> vcpuThreadIds() {
-        return runners.stream().map(VcpuRunner::tid).toList();
+    public List<Integer> vcpuThreadIds() {
+        return runners.threadIds();
     }
 
+    @Override
     public long vcpuExits() {
-        long sum = 0;
-        for (VcpuRunner r : runners) {
-            sum += r.exits();
-        }
-        return sum;
+        return runners.exits();
     }
 
     @Override
     public Throwable failure() {
-        return failure;
+        return runners.failure();
     }
 
     public VmConfig config() {
@@ -418,31 +376,16 @@ public final class MicroVm implements GuestVm {
         return new GuestLayout(config.memoryBytes(), config.vcpus(), config.workload());
     }
 
-    private void checkOpen() {
-        if (closed) {
-            throw new IllegalStateException("VM is closed");
-        }
-    }
-
     /** Stops the vCPU threads and releases every fd and mapping. Idempotent. */
     @Override
-    public synchronized void close() {
-        if (closed) {
-            return;
+    public void close() {
+        if (runners.close()) {
+            closeQuietly();
         }
-        closeQuietly();
     }
 
     private void closeQuietly() {
-        closed = true;
-        boolean interrupted = false;
-        for (VcpuRunner r : runners) {
-            try {
-                r.stop();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
+        runners.close();
         for (KvmVcpu c : vcpus) {
             c.close();
         }
@@ -453,8 +396,5 @@ public final class MicroVm implements GuestVm {
             memory.close();
         }
         kvm.close();
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
     }
 }

@@ -1,12 +1,13 @@
 package dev.ferry.kvm.vm;
 
 import dev.ferry.devices.PortIoBus;
-import dev.ferry.linux.Errno;
 import dev.ferry.kvm.sys.KvmIoctls;
 import dev.ferry.kvm.sys.KvmRun;
 import dev.ferry.kvm.sys.KvmVcpu;
+import dev.ferry.linux.Errno;
 import dev.ferry.linux.KickTarget;
 import dev.ferry.linux.Signals;
+import dev.ferry.vm.Vcpus;
 import dev.ferry.vm.VmFailure;
 import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
@@ -17,7 +18,7 @@ import java.util.function.Consumer;
  * blocked everywhere except inside KVM_RUN (see {@link Signals}), so KVM_RUN returns EINTR even when
  * the guest spins in ring 3 without ever exiting.
  */
-final class VcpuRunner implements Runnable {
+final class VcpuRunner implements Runnable, Vcpus.Vcpu {
     enum State { NEW, RUNNING, PAUSED, STOPPED }
 
     private final KvmVcpu vcpu;
@@ -41,7 +42,8 @@ final class VcpuRunner implements Runnable {
         this.pauseRequested = startPaused;
     }
 
-    void start() {
+    @Override
+    public void start() {
         Thread t = new Thread(this, "vcpu-" + vcpu.id());
         t.setDaemon(true);
         thread = t;
@@ -54,12 +56,14 @@ final class VcpuRunner implements Runnable {
         }
     }
 
-    long exits() {
+    @Override
+    public long exits() {
         return exits;
     }
 
     /** Linux thread id of the vCPU thread (0 until it runs). */
-    synchronized int tid() {
+    @Override
+    public synchronized int tid() {
         return kickTarget == null ? 0 : kickTarget.tid();
     }
 
@@ -198,7 +202,8 @@ final class VcpuRunner implements Runnable {
     }
 
     /** Asks the vCPU to stop running guest code; returns at once (see {@link #awaitPaused()}). */
-    void requestPause() {
+    @Override
+    public void requestPause() {
         synchronized (this) {
             pauseRequested = true;
         }
@@ -220,18 +225,21 @@ final class VcpuRunner implements Runnable {
         }
     }
 
-    synchronized void awaitPaused() throws InterruptedException {
+    @Override
+    public synchronized void awaitPaused() throws InterruptedException {
         while (state != State.PAUSED && state != State.STOPPED) {
             wait();
         }
     }
 
-    synchronized void resume() {
+    @Override
+    public synchronized void resume() {
         pauseRequested = false;
         notifyAll();
     }
 
-    void stop() throws InterruptedException {
+    @Override
+    public void stop() throws InterruptedException {
         synchronized (this) {
             stopRequested = true;
             notifyAll();
