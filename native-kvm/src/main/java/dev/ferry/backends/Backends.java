@@ -87,8 +87,16 @@ public final class Backends {
     private static Supplier<GuestBackend> opener(Backend b) {
         return switch (b) {
             case KVM -> Backends::openKvm;
-            case PROCESS -> ProcessBackend::open;
+            case PROCESS -> Backends::openProcess;
         };
+    }
+
+    private static GuestBackend openProcess() {
+        Optional<String> why = ProcessBackend.unavailableReason();
+        if (why.isPresent()) {
+            throw new BackendUnavailableException("process backend: " + why.get());
+        }
+        return ProcessBackend.open();
     }
 
     private static GuestBackend openKvm() {

@@ -1,10 +1,12 @@
 package dev.ferry.devices;
 
+import dev.ferry.guest.PortIo;
+
 import java.util.ArrayList;
 import java.util.List;
 
 /** Routes port I/O exits to devices. Reads from unclaimed ports return all ones, as on real hardware. */
-public final class PortIoBus {
+public final class PortIoBus implements PortIo {
     private final List<PortIoDevice> devices = new ArrayList<>();
     private volatile PortIoDevice[] byPort = new PortIoDevice[0];
     private long unclaimedAccesses;
@@ -27,6 +29,7 @@ public final class PortIoBus {
         byPort = table;
     }
 
+    @Override
     public int read(int vcpu, int port, int size) {
         PortIoDevice d = lookup(port);
         if (d == null) {
@@ -36,6 +39,7 @@ public final class PortIoBus {
         return d.read(vcpu, port, size);
     }
 
+    @Override
     public void write(int vcpu, int port, int size, int value) {
         PortIoDevice d = lookup(port);
         if (d == null) {

@@ -2,7 +2,6 @@ package dev.ferry.guest;
 
 import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
-import dev.ferry.devices.PortIoBus;
 import dev.ferry.memory.GuestMemory;
 import java.time.Duration;
 
@@ -101,7 +100,7 @@ public final class WorkloadLibrary {
      *
      * @throws IllegalStateException if the request is malformed (the step never returns one)
      */
-    public static void completeIo(GuestMemory memory, int vcpu, PortIoBus bus) {
+    public static void completeIo(GuestMemory memory, int vcpu, PortIo bus) {
         long s = GuestAbi.vcpuStateGpa(vcpu);
         if (memory.getLong(s + GuestAbi.V_IO_PENDING) == 0) {
             return;

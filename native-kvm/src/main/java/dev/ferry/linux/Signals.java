@@ -2,7 +2,6 @@ package dev.ferry.linux;
 
 import com.sun.jna.Memory;
 import com.sun.jna.Native;
-import dev.ferry.kvm.sys.KvmSignalMask;
 
 /**
  * Signal plumbing for kicking vCPU threads out of KVM_RUN without installing a signal handler
@@ -41,6 +40,8 @@ public final class Signals {
 
     /** sizeof(sigset_t) in glibc. */
     public static final int GLIBC_SIGSET_SIZE = 128;
+    /** sizeof(kernel sigset_t) on x86-64: _NSIG / 8 (64 signals; signal n is bit n-1). */
+    public static final int KERNEL_SIGSET_SIZE = 8;
 
     /** SIGRTMIN as glibc reports it ({@code __libc_current_sigrtmin()}, 34 with NPTL). */
     public static final int SIGRTMIN = LibC.__libc_current_sigrtmin();
@@ -64,7 +65,7 @@ public final class Signals {
 
     /** An 8-byte kernel sigset_t holding {@code bits}. */
     public static Memory kernelSigset(long bits) {
-        Memory m = new Memory(KvmSignalMask.KERNEL_SIGSET_SIZE);
+        Memory m = new Memory(KERNEL_SIGSET_SIZE);
         m.setLong(0, bits);
         return m;
     }

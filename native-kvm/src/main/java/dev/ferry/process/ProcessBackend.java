@@ -1,6 +1,5 @@
 package dev.ferry.process;
 
-import dev.ferry.backends.BackendUnavailableException;
 import dev.ferry.guest.WorkloadLibrary;
 import dev.ferry.linux.PagemapScanner;
 import dev.ferry.state.SectionSchema;
@@ -33,10 +32,10 @@ public final class ProcessBackend implements GuestBackend {
         return ProcessVm.schemas();
     }
 
-    /** @throws BackendUnavailableException saying in one line what is missing and what would fix it */
+    /** @throws IllegalStateException saying what is missing ({@link #unavailableReason()}) */
     public static ProcessBackend open() {
         unavailableReason().ifPresent(why -> {
-            throw new BackendUnavailableException("process backend: " + why);
+            throw new IllegalStateException(why);
         });
         return new ProcessBackend(TscRate.measureKhz());
     }

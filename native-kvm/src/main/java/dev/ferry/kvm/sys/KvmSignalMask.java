@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
+import dev.ferry.linux.Signals;
 
 /**
  * The variable-length {@code struct kvm_signal_mask} (linux/kvm.h): {@code {__u32 len; __u8 sigset[];}}
@@ -11,8 +12,8 @@ import com.sun.jna.Pointer;
 public final class KvmSignalMask {
     /** sizeof(struct kvm_signal_mask). */
     public static final int HEADER_SIZE = 4;
-    /** sizeof(kernel sigset_t) on x86-64: _NSIG / 8. */
-    public static final int KERNEL_SIGSET_SIZE = 8;
+    /** sizeof(kernel sigset_t) on x86-64. */
+    public static final int KERNEL_SIGSET_SIZE = Signals.KERNEL_SIGSET_SIZE;
 
     private final Memory memory;
 
