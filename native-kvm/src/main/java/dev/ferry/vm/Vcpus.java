@@ -38,7 +38,8 @@ public final class Vcpus {
 
     private final StateRegistry registry;
     private final List<Vcpu> vcpus = new ArrayList<>(); // fixed once started
-    private volatile Throwable failure;
+    private volatile Throwable failure; // set once, under failureLock
+    private final Object failureLock = new Object();
     // Guarded by this.
     private boolean started;
     private boolean paused;
@@ -57,7 +58,9 @@ public final class Vcpus {
 
     /** What each vCPU reports a failure to: the first one stops every vCPU, the VM runs no more guest code. */
     public void fail(Throwable t) {
-        synchronized (this) {
+        // Not this object's lock: pause() holds it while it waits for every vCPU to stop, and a vCPU reports its
+        // failure here before it counts as stopped (that wait would never end).
+        synchronized (failureLock) {
             if (failure == null) {
                 failure = t;
             }
