@@ -7,6 +7,8 @@ import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
+import dev.ferry.k8s.apiserver.PruningApiServer;
+import dev.ferry.k8s.apiserver.StructuralSchema;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.GetVmRequest;
@@ -21,12 +23,12 @@ import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.dsl.Resource;
-import io.fabric8.kubernetes.client.server.mock.EnableKubernetesMockClient;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.FileInputStream;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -37,15 +39,20 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The operator against the Kubernetes client's API-server emulation (CRUD mode: objects are stored,
- * watched and patched as by a real API server) and real agents in this JVM migrating a real guest.
+ * watched and patched as by a real API server, and pruned to the CRD's schema as a real one prunes
+ * them) and real agents in this JVM migrating a real guest.
  */
-@EnableKubernetesMockClient(crud = true)
 class MigrationOperatorTest {
-    KubernetesClient client;
+    private PruningApiServer apiServer;
+    private KubernetesClient client;
     private final List<AutoCloseable> open = new ArrayList<>();
 
     @BeforeEach
     void crd() throws Exception {
+        apiServer = new PruningApiServer(Map.of("virtualmachinemigrations",
+                StructuralSchema.ofCrd(Path.of("manifests/crd-virtualmachinemigration.yaml"))));
+        client = apiServer.client();
+        open.add(apiServer);
         try (InputStream in = new FileInputStream("manifests/crd-virtualmachinemigration.yaml")) {
             client.apiextensions().v1().customResourceDefinitions().load(in).create();
         }
@@ -136,7 +143,8 @@ class MigrationOperatorTest {
         String migration = status(running).get("migration").toString();
         r.delete();
         var agent = MigrationServiceGrpc.newBlockingStub(channel(a));
-        var it = agent.watchMigration(WatchMigrationRequest.newBuilder().setName(migration).build());
+        // Bounded: if the cancel never arrives, the test fails instead of following a 128 s migration.
+        var it = agent.withDeadlineAfter(60, TimeUnit.SECONDS).watchMigration(WatchMigrationRequest.newBuilder().setName(migration).build());
         Migration last = null;
         while (it.hasNext()) {
             last = it.next();
