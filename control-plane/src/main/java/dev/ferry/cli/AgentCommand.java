@@ -46,6 +46,9 @@ final class AgentCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
 
+    @picocli.CommandLine.Mixin
+    dev.ferry.security.TlsOptions tls = new dev.ferry.security.TlsOptions();
+
     static InetSocketAddress parseAddress(String s) {
         int i = s.lastIndexOf(':');
         if (i <= 0 || i == s.length() - 1) {
@@ -60,6 +63,7 @@ final class AgentCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        dev.ferry.security.TransportSecurity security = tls.open(); // before anything starts: a bad flag is one line
         InetSocketAddress dataAt = parseAddress(data);
         OpenTelemetry telemetry = OpenTelemetry.noop();
         if (metrics != null) {
@@ -70,7 +74,7 @@ final class AgentCommand implements Callable<Integer> {
         }
         OpenTelemetry t = telemetry;
         Backends backends = backend.open();
-        Agent agent = Agent.start(name, parseAddress(control), dataAt,
+        Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
                 backends, a -> new MigrationServices(a, t));
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
@@ -82,7 +86,7 @@ final class AgentCommand implements Callable<Integer> {
         var ready = Output.object().put("event", "ready").put("name", name)
                 .put("control", agent.controlAddress()).put("data", agent.dataListenAddress())
                 .put("pager", agent.pagerListenAddress())
-                .put("backend", backends.preferred().kind().cliName())
+                .put("backend", backends.preferred().kind().cliName()).put("tls", security.tls())
                 .put("pid", ProcessHandle.current().pid());
         var offered = ready.putArray("backends");
         backends.offered().forEach(b -> offered.add(b.cliName()));

@@ -80,10 +80,17 @@ final class DemoCommand implements Callable<Integer> {
         backend.open(); // fail here, in one line, if no backend can run: not in two agents' logs
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
-        List<String> agentArgs = List.of("--backend", backend.choice.name().toLowerCase(Locale.ROOT));
-        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, agentArgs);
+        // The demo runs as deployed: mutual TLS with certificates of its own trial CA.
+        Path certs = logs.resolve("certs");
+        dev.ferry.security.CertificateAuthority.init(certs, List.of(), List.of());
+        dev.ferry.security.TransportSecurity controller = dev.ferry.security.TransportSecurity.mutualTls(
+                dev.ferry.security.TlsFiles.in(certs, "controller"));
+        List<String> agentArgs = new java.util.ArrayList<>(List.of("--backend", backend.choice.name().toLowerCase(Locale.ROOT)));
+        agentArgs.addAll(dev.ferry.security.TlsOptions.flags(dev.ferry.security.TlsFiles.in(certs, "agent")));
+        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, agentArgs, controller);
                 AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs,
-                        agentArgs)) {
+                        agentArgs, controller)) {
+            say("mutual TLS with certificates from %s", certs);
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
             // This process only watches: its progress rendering must not take CPU from the agents it measures.
@@ -120,6 +127,7 @@ final class DemoCommand implements Callable<Integer> {
             ObjectNode o = Output.object();
             o.put("mode", m.name().toLowerCase(Locale.ROOT));
             o.put("backend", backendName);
+            o.put("tls", controller.tls() && src.tls() && dst.tls());
             o.put("memory_bytes", memory.bytes());
             o.put("phase", result.getPhase().name());
             var st = result.getStatistics();

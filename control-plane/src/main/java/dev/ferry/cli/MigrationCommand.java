@@ -14,8 +14,8 @@ import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.ResumeMigrationRequest;
 import dev.ferry.v1.SwitchToPostcopyRequest;
 import dev.ferry.v1.WatchMigrationRequest;
+import dev.ferry.security.TlsOptions;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.util.Iterator;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
@@ -44,8 +44,19 @@ final class MigrationCommand {
         @Option(names = "--json", description = "Print migrations as JSON (the ferry.v1.Migration message), one per line.")
         boolean json;
 
+        @Mixin
+        TlsOptions tls = new TlsOptions();
+
+        private ManagedChannel dial() {
+            try {
+                return tls.open().channelBuilder(agent).build();
+            } catch (java.io.IOException e) {
+                throw new IllegalArgumentException(e.getMessage(), e);
+            }
+        }
+
         <T> T call(java.util.function.Function<MigrationServiceGrpc.MigrationServiceBlockingStub, T> body) {
-            ManagedChannel ch = NettyChannelBuilder.forTarget(agent).usePlaintext().build();
+            ManagedChannel ch = dial();
             try {
                 return body.apply(MigrationServiceGrpc.newBlockingStub(ch));
             } finally {
@@ -75,7 +86,7 @@ final class MigrationCommand {
 
         /** Follows the migration until it ends or pauses; exit 0 only if it completed. */
         int watch(String name) throws InvalidProtocolBufferException {
-            ManagedChannel ch = NettyChannelBuilder.forTarget(agent).usePlaintext().build();
+            ManagedChannel ch = dial();
             try {
                 Iterator<Migration> it = MigrationServiceGrpc.newBlockingStub(ch).watchMigration(
                         WatchMigrationRequest.newBuilder().setName(name)

@@ -110,6 +110,7 @@ class ManifestsTest {
         Set<String> mounts = new HashSet<>();
         c.path("volumeMounts").forEach(m -> mounts.add(m.path("mountPath").asText()));
         assertTrue(mounts.containsAll(Set.of("/dev/kvm", "/dev/userfaultfd")));
+        assertTlsFromSecret(ds, args, "ferry-agent-tls");
         assertEquals(kind("ServiceAccount").at("/metadata/name").asText(),
                 ds.at("/spec/template/spec/serviceAccountName").asText());
     }
@@ -123,6 +124,7 @@ class ManifestsTest {
         c.path("args").forEach(a -> args.add(a.asText()));
         OperatorMain operator = new OperatorMain(); // its command line parses with its own options
         new CommandLine(operator).parseArgs(args.toArray(String[]::new));
+        assertTlsFromSecret(op, args, "ferry-operator-tls");
         JsonNode agent = kind("DaemonSet").at("/spec/template/spec/containers/0");
         List<String> agentArgs = new ArrayList<>();
         agent.path("args").forEach(a -> agentArgs.add(a.asText()));
@@ -136,5 +138,29 @@ class ManifestsTest {
                 .forEach(v -> granted.add(x.asText() + ":" + v.asText()))));
         assertTrue(granted.containsAll(Set.of("virtualmachinemigrations:watch", "virtualmachinemigrations:list",
                 "virtualmachinemigrations/status:patch", "nodes:get", "nodes:list")), granted.toString());
+    }
+
+    /** Mutual TLS is on (no --insecure), and every --tls-* file lies in a volume mounted from {@code secret}. */
+    private static void assertTlsFromSecret(JsonNode workload, List<String> args, String secret) {
+        assertFalse(args.contains("--insecure"), args.toString());
+        JsonNode pod = workload.at("/spec/template/spec");
+        String volume = null;
+        for (JsonNode v : pod.path("volumes")) {
+            if (v.at("/secret/secretName").asText().equals(secret)) {
+                volume = v.path("name").asText();
+            }
+        }
+        assertTrue(volume != null, "a volume from Secret " + secret);
+        String mountPath = null;
+        for (JsonNode m : pod.at("/containers/0/volumeMounts")) {
+            if (m.path("name").asText().equals(volume)) {
+                mountPath = m.path("mountPath").asText();
+            }
+        }
+        assertTrue(mountPath != null, "Secret " + secret + " is mounted");
+        for (String flag : List.of("--tls-cert", "--tls-key", "--tls-ca")) {
+            assertTrue(args.contains(flag), flag);
+            assertTrue(args.get(args.indexOf(flag) + 1).startsWith(mountPath + "/"), flag + " reads from the Secret");
+        }
     }
 }

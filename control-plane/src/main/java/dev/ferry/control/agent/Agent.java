@@ -4,9 +4,17 @@ import dev.ferry.backends.Backends;
 import dev.ferry.control.grpc.FaultTransport;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.control.vm.VmServiceImpl;
+import dev.ferry.security.MethodRoles;
+import dev.ferry.security.PeerIdentity;
+import dev.ferry.security.Role;
+import dev.ferry.security.RoleAuthorization;
+import dev.ferry.security.TransportSecurity;
+import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
@@ -14,14 +22,17 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /**
  * One Ferry agent: the VM and migration services on the control listener, page transfer and the
  * postcopy pager on the data listener (so pages can travel on a dedicated migration network, as
- * with KubeVirt). Both listeners serve gRPC health checking and server reflection.
+ * with KubeVirt). Both listeners serve gRPC health checking and server reflection. Every listener
+ * runs under the agent's {@link TransportSecurity}: mutual TLS, and the role table for every call.
  */
 public final class Agent implements AutoCloseable {
     /** Control-plane messages carry device state: allow a few MiB (see migration_service.proto). */
@@ -35,8 +46,14 @@ public final class Agent implements AutoCloseable {
      */
     public static final int DATA_FLOW_CONTROL_WINDOW = 32 << 20;
 
+    /** Who the agent's own in-JVM calls to its public services act as (the warm-up's controller). */
+    static final PeerIdentity LOCAL = new PeerIdentity(Role.CONTROLLER, "agent-local");
+
     private final String name;
+    private final TransportSecurity security;
     private final Backends backends;
+    private final List<ServerServiceDefinition> publicServices = new ArrayList<>();
+    private Server local; // guarded by this: the in-process listener for this JVM's own control calls
     private final VmRegistry vms = new VmRegistry();
     private final AgentServices services;
     private final HealthStatusManager controlHealth = new HealthStatusManager();
@@ -48,16 +65,17 @@ public final class Agent implements AutoCloseable {
     private volatile String advertisedData; // what peers are told to dial, when it differs from where we listen
     private volatile String advertisedPager;
 
-    private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, ServerBuilder<?> pagerBuilder,
-            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory servicesFactory) {
+    private Agent(String name, TransportSecurity security, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder,
+            ServerBuilder<?> pagerBuilder, EventLoopGroup pagerLoop, Consumer<String> console, Backends backends,
+            AgentServices.Factory servicesFactory) {
         this.pagerLoop = pagerLoop;
         this.name = name;
+        this.security = security;
         this.backends = backends;
         this.services = servicesFactory.create(this);
-        controlBuilder.addService(new VmServiceImpl(vms, backends, console));
-        for (ServerServiceDefinition s : services.controlServices()) {
-            controlBuilder.addService(s);
-        }
+        publicServices.add(new VmServiceImpl(vms, backends, console).bindService());
+        publicServices.addAll(services.controlServices());
+        publicServices.forEach(controlBuilder::addService);
         controlBuilder.addService(controlHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
         for (ServerServiceDefinition s : services.dataServices()) {
             dataBuilder.addService(s);
@@ -66,6 +84,10 @@ public final class Agent implements AutoCloseable {
         for (ServerServiceDefinition s : services.pagerServices()) {
             pagerBuilder.addService(s);
         }
+        // Added last, so it runs first: nothing else sees a call the role table refuses.
+        controlBuilder.intercept(security.authorization());
+        dataBuilder.intercept(security.authorization());
+        pagerBuilder.intercept(security.authorization());
         this.control = controlBuilder.build();
         this.data = dataBuilder.build();
         this.pager = pagerBuilder.build();
@@ -75,30 +97,35 @@ public final class Agent implements AutoCloseable {
      * Starts an agent listening on TCP {@code control} and {@code data} (port 0 picks a free port), running guests
      * on {@code backends}.
      */
-    public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, Consumer<String> console,
-            Backends backends, AgentServices.Factory services) throws IOException {
-        return start(name, control, data, new InetSocketAddress(data.getAddress(), 0), console, backends, services);
+    public static Agent start(String name, TransportSecurity security, InetSocketAddress control, InetSocketAddress data,
+            Consumer<String> console, Backends backends, AgentServices.Factory services) throws IOException {
+        return start(name, security, control, data, new InetSocketAddress(data.getAddress(), 0), console, backends,
+                services);
     }
 
     /** As above, with the pager's listen address given. */
-    public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, InetSocketAddress pagerAt,
-            Consumer<String> console, Backends backends, AgentServices.Factory services) throws IOException {
+    public static Agent start(String name, TransportSecurity security, InetSocketAddress control, InetSocketAddress data,
+            InetSocketAddress pagerAt, Consumer<String> console, Backends backends, AgentServices.Factory services)
+            throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
         EventLoopGroup loop = FaultTransport.eventLoop("ferry-pager-loop");
-        NettyServerBuilder pager = NettyServerBuilder.forAddress(pagerAt)
+        NettyServerBuilder pager = security.serverBuilder(pagerAt)
                 .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(FaultTransport.serverChannelType())
                 .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
-        return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
-                NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
+        return start(name, security, security.serverBuilder(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
+                security.serverBuilder(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
                         .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, backends, services);
     }
 
-    /** Starts an agent on the given server builders (tests pass in-process builders). */
-    public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, ServerBuilder<?> pager,
-            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory services)
-            throws IOException {
-        Agent a = new Agent(name, control, data, pager, pagerLoop, console, backends, services);
+    /**
+     * Starts an agent on the given server builders, which must carry {@code security}'s credentials
+     * (the role table is added here).
+     */
+    public static Agent start(String name, TransportSecurity security, ServerBuilder<?> control, ServerBuilder<?> data,
+            ServerBuilder<?> pager, EventLoopGroup pagerLoop, Consumer<String> console, Backends backends,
+            AgentServices.Factory services) throws IOException {
+        Agent a = new Agent(name, security, control, data, pager, pagerLoop, console, backends, services);
         a.control.start();
         try {
             a.data.start();
@@ -117,6 +144,25 @@ public final class Agent implements AutoCloseable {
         return name;
     }
 
+    /** How this agent's listeners and its channels to other agents are protected. */
+    public TransportSecurity security() {
+        return security;
+    }
+
+    /**
+     * A channel to this agent's VM and migration services from inside this JVM, acting as a controller
+     * (the warm-up drives its migrations with it). In-process only: no socket reaches it.
+     */
+    synchronized ManagedChannel localControlChannel() throws IOException {
+        String id = "ferry-local-" + name + "-" + System.identityHashCode(this);
+        if (local == null) {
+            InProcessServerBuilder b = InProcessServerBuilder.forName(id);
+            publicServices.forEach(b::addService);
+            local = b.intercept(new RoleAuthorization(MethodRoles.ferry(), call -> Optional.of(LOCAL))).build().start();
+        }
+        return InProcessChannelBuilder.forName(id).build();
+    }
+
     public VmRegistry vms() {
         return vms;
     }
@@ -124,6 +170,14 @@ public final class Agent implements AutoCloseable {
     /** The backends this agent runs guests on, probed once at start. */
     public Backends backends() {
         return backends;
+    }
+
+    /** Every service on every listener, for the check that each of their methods is in the role table. */
+    List<ServerServiceDefinition> servedServices() {
+        List<ServerServiceDefinition> all = new ArrayList<>(control.getServices());
+        all.addAll(data.getServices());
+        all.addAll(pager.getServices());
+        return all;
     }
 
     /** host:port of the control listener. */
@@ -184,6 +238,11 @@ public final class Agent implements AutoCloseable {
         control.shutdown();
         data.shutdown();
         pager.shutdown();
+        synchronized (this) {
+            if (local != null) {
+                local.shutdownNow();
+            }
+        }
         services.close();
         try {
             if (!control.awaitTermination(5, TimeUnit.SECONDS)) {

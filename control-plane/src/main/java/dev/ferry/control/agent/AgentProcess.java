@@ -2,8 +2,8 @@ package dev.ferry.control.agent;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.ferry.security.TransportSecurity;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -34,9 +34,14 @@ public final class AgentProcess implements AutoCloseable {
     private final String data;
     private final String pager;
     private final Path log;
+    private final TransportSecurity client;
+    private final boolean tls;
     private ManagedChannel channel;
 
-    private AgentProcess(String name, Process process, String control, String data, String pager, Path log) {
+    private AgentProcess(String name, Process process, String control, String data, String pager, Path log,
+            TransportSecurity client, boolean tls) {
+        this.client = client;
+        this.tls = tls;
         this.pager = pager;
         this.name = name;
         this.process = process;
@@ -46,16 +51,12 @@ public final class AgentProcess implements AutoCloseable {
     }
 
     /**
-     * Starts {@code ferry agent} on free loopback ports and waits for its "ready" line. The agent's
-     * own log goes to {@code log}.
+     * Starts {@code ferry agent} on free loopback ports with extra options {@code agentArgs} (which carry
+     * its --tls-* files or --insecure) and waits for its "ready" line; {@link #channel()} dials it with
+     * {@code client}. The agent's own log goes to {@code log}.
      */
-    public static AgentProcess start(String name, Path log, List<String> jvmArgs) throws IOException {
-        return start(name, log, jvmArgs, List.of());
-    }
-
-    /** As above, with extra {@code ferry agent} options (e.g. --advertise-data). */
-    public static AgentProcess start(String name, Path log, List<String> jvmArgs, List<String> agentArgs)
-            throws IOException {
+    public static AgentProcess start(String name, Path log, List<String> jvmArgs, List<String> agentArgs,
+            TransportSecurity client) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(AGENT_JVM_FLAGS);
@@ -84,7 +85,7 @@ public final class AgentProcess implements AutoCloseable {
                 JsonNode ready = JSON.readTree(line);
                 if ("ready".equals(ready.path("event").asText())) {
                     return new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(),
-                            ready.path("pager").asText(), log);
+                            ready.path("pager").asText(), log, client, ready.path("tls").asBoolean(false));
                 }
             }
         }
@@ -109,6 +110,11 @@ public final class AgentProcess implements AutoCloseable {
         return pager;
     }
 
+    /** True when the agent said, when ready, that it listens with mutual TLS. */
+    public boolean tls() {
+        return tls;
+    }
+
     public Path log() {
         return log;
     }
@@ -121,10 +127,10 @@ public final class AgentProcess implements AutoCloseable {
         return process.isAlive();
     }
 
-    /** A channel to the agent's control listener (created once). */
+    /** A channel to the agent's control listener (created once), as the client given at start. */
     public synchronized ManagedChannel channel() {
         if (channel == null) {
-            channel = NettyChannelBuilder.forTarget(control).usePlaintext().maxInboundMessageSize(16 << 20).build();
+            channel = client.channelBuilder(control).maxInboundMessageSize(16 << 20).build();
         }
         return channel;
     }

@@ -18,7 +18,6 @@ import dev.ferry.v1.VmServiceGrpc;
 import dev.ferry.v1.WatchMigrationRequest;
 import dev.ferry.v1.WorkloadSpec;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.net.InetSocketAddress;
 import java.util.Iterator;
 import java.util.concurrent.TimeUnit;
@@ -42,10 +41,13 @@ public final class Warmup {
     public static void run(Agent agent) {
         long t0 = System.nanoTime();
         GuestBackend backend = agent.backends().preferred();
-        try (Agent peer = Agent.start(agent.name() + "-warmup-peer", new InetSocketAddress("127.0.0.1", 0),
+        // The peer listens like the agent, with its certificate: the agent-to-agent calls, pages and
+        // faults go over the same TLS as a real migration. The public calls that drive it stay in-process:
+        // an agent's certificate may not make them.
+        try (Agent peer = Agent.start(agent.name() + "-warmup-peer", agent.security(), new InetSocketAddress("127.0.0.1", 0),
                 new InetSocketAddress("127.0.0.1", 0), line -> { }, agent.backends(), MigrationServices::new)) {
-            ManagedChannel a = NettyChannelBuilder.forTarget(agent.controlAddress()).usePlaintext().build();
-            ManagedChannel b = NettyChannelBuilder.forTarget(peer.controlAddress()).usePlaintext().build();
+            ManagedChannel a = agent.localControlChannel();
+            ManagedChannel b = peer.localControlChannel();
             try {
                 VmServiceGrpc.newBlockingStub(a).withDeadlineAfter(60, TimeUnit.SECONDS).createVm(CreateVmRequest
                         .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setMemoryBytes(2 * WORKING_SET)

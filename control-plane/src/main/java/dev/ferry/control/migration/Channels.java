@@ -1,14 +1,18 @@
 package dev.ferry.control.migration;
 
 import dev.ferry.control.grpc.FaultTransport;
+import dev.ferry.security.TransportSecurity;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.TimeUnit;
 
-/** One plaintext gRPC channel per peer address, shared by every migration to that peer. */
+/**
+ * One gRPC channel per peer address, shared by every migration to that peer, made by the agent's
+ * {@link TransportSecurity}: with TLS each checks that the peer's certificate names a Ferry agent and
+ * matches the dialled host.
+ */
 final class Channels implements AutoCloseable {
     /** Large HTTP/2 windows so page streams are limited by the network, not by window updates. */
     private static final int FLOW_CONTROL_WINDOW = 16 << 20;
@@ -18,9 +22,14 @@ final class Channels implements AutoCloseable {
     private final ConcurrentMap<String, ManagedChannel> pagerChannels = new ConcurrentHashMap<>();
     // One event loop for all pager channels, used by nothing else: fault replies never queue behind pages.
     private final EventLoopGroup pagerLoop = FaultTransport.eventLoop("ferry-fault-loop");
+    private final TransportSecurity security;
+
+    Channels(TransportSecurity security) {
+        this.security = security;
+    }
 
     ManagedChannel get(String address) {
-        return channels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
+        return channels.computeIfAbsent(address, a -> security.channelBuilder(a)
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
@@ -38,7 +47,7 @@ final class Channels implements AutoCloseable {
 
     /** A channel to a peer's pager listener, on its own event loop, callbacks run on that loop. */
     ManagedChannel pager(String address) {
-        return pagerChannels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext()
+        return pagerChannels.computeIfAbsent(address, a -> security.channelBuilder(a)
                 .eventLoopGroup(pagerLoop).channelType(FaultTransport.channelType()).directExecutor()
                 .maxInboundMessageSize(MAX_MESSAGE).build());
     }

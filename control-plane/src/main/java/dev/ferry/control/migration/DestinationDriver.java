@@ -163,6 +163,10 @@ final class DestinationDriver implements IncomingPages {
      */
     synchronized CompleteIncomingMigrationResponse complete(CompleteIncomingMigrationRequest req) {
         SessionTokens.require(token);
+        if (!req.getPostcopy() && !req.hasSourceMemoryDigest()) { // never run a copy nobody vouched for
+            throw Status.INVALID_ARGUMENT.withDescription("source_memory_digest is required to complete a precopy "
+                    + "migration").asRuntimeException();
+        }
         if (completed != null) {
             return completed;
         }
@@ -385,6 +389,9 @@ final class DestinationDriver implements IncomingPages {
      */
     synchronized CompleteIncomingPostcopyResponse completePostcopy(CompleteIncomingPostcopyRequest req) {
         SessionTokens.require(token);
+        if (!req.hasSourceMemoryDigest()) {
+            throw Status.INVALID_ARGUMENT.withDescription("source_memory_digest is required").asRuntimeException();
+        }
         requireAccepts(DestinationStateMachine.Event.POSTCOPY_COMPLETE);
         PostcopyPager p = pager;
         try {

@@ -381,11 +381,13 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
         }
     }
 
+    /**
+     * The incoming migration {@code name}, once the call's session token matches its own: an unknown
+     * name and a wrong token get the same UNAUTHENTICATED, before anything else is looked at.
+     */
     private DestinationDriver session(String name) {
         DestinationDriver s = m.incoming.get(name);
-        if (s == null) {
-            throw Status.NOT_FOUND.withDescription("no incoming migration " + name + " on this agent").asRuntimeException();
-        }
+        SessionTokens.require(s == null ? null : s.token);
         return s;
     }
 
@@ -425,7 +427,6 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     public void abortIncomingMigration(AbortIncomingMigrationRequest req, StreamObserver<Empty> out) {
         Calls.unary(out, () -> {
             DestinationDriver s = session(req.getMigration());
-            SessionTokens.require(s.token);
             s.abort(req.hasReason() ? req.getReason().getMessage() : "aborted by the source");
             return Empty.getDefaultInstance();
         });

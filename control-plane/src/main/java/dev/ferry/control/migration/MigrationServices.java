@@ -24,7 +24,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class MigrationServices implements AgentServices {
     final Agent agent;
-    final Channels channels = new Channels();
+    final Channels channels;
     // Concurrent maps: gRPC threads, migration threads and the janitor all look migrations up.
     final ConcurrentMap<String, SourceDriver> outgoing = new ConcurrentHashMap<>();
     final ConcurrentMap<String, DestinationDriver> incoming = new ConcurrentHashMap<>();
@@ -48,6 +48,7 @@ public final class MigrationServices implements AgentServices {
     /** Migration services whose metrics go to {@code telemetry}. */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry) {
         this.agent = agent;
+        this.channels = new Channels(agent.security());
         this.metrics = new MigrationMetrics(telemetry,
                 () -> outgoing.values().stream().filter(o -> !o.isTerminal()).count(),
                 () -> incoming.values().stream().filter(i -> !i.isTerminal()).count());

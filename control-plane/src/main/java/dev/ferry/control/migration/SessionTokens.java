@@ -42,14 +42,20 @@ public final class SessionTokens {
         };
     }
 
-    /** Throws UNAUTHENTICATED unless the current call carries {@code expected}. */
+    /** Compared with when there is no session, so a lookup miss costs what a mismatch costs. */
+    private static final String NO_SESSION = newToken();
+
+    /**
+     * Throws UNAUTHENTICATED unless the current call carries {@code expected}; {@code expected} null (no
+     * such migration here) gets the very same answer, so a caller cannot probe which migrations exist.
+     * Compared in constant time.
+     */
     static void require(String expected) {
         String got = TOKEN.get();
-        if (got == null || got.isEmpty()) {
-            throw Status.UNAUTHENTICATED.withDescription("missing ferry-session-token metadata").asRuntimeException();
-        }
-        if (!java.security.MessageDigest.isEqual(got.getBytes(), expected.getBytes())) {
-            throw Status.UNAUTHENTICATED.withDescription("wrong ferry-session-token for this migration").asRuntimeException();
+        byte[] want = (expected != null ? expected : NO_SESSION).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        byte[] have = (got == null ? "" : got).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        if (!java.security.MessageDigest.isEqual(have, want) || expected == null) {
+            throw Status.UNAUTHENTICATED.withDescription("session token does not match").asRuntimeException();
         }
     }
 

@@ -28,11 +28,15 @@ import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.ferry.security.CertificateAuthority;
+import dev.ferry.security.TlsFiles;
+import dev.ferry.security.TransportSecurity;
 import java.net.InetSocketAddress;
 import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -43,6 +47,18 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 class SwitchoverTest {
     private static final String COMPLETE = MigrationServiceGrpc.getCompleteIncomingMigrationMethod().getFullMethodName();
+    @TempDir
+    static java.nio.file.Path certs;
+
+    @BeforeAll
+    static void certificates() throws Exception {
+        CertificateAuthority.init(certs, List.of(), List.of());
+    }
+
+    /** A channel to {@code address} as a controller, over mutual TLS. */
+    private static ManagedChannel controller(String address) throws Exception {
+        return TransportSecurity.mutualTls(TlsFiles.in(certs, "controller")).channelBuilder(address).build();
+    }
 
     /** The destination's migration service, with its CompleteIncomingMigration answers tampered with. */
     private static AgentServices.Factory destination(ServerInterceptor tamper) {
@@ -115,7 +131,8 @@ class SwitchoverTest {
 
     private static Agent agent(String name, Backend backend, AgentServices.Factory services) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())), services);
+        return Agent.start(name, TransportSecurity.mutualTls(TlsFiles.in(certs, "agent")), any, any, line -> { },
+                Backends.open(Backends.Choice.valueOf(backend.name())), services);
     }
 
     private static Migration migrate(ManagedChannel src, String vm, String to) {
@@ -148,8 +165,8 @@ class SwitchoverTest {
         AtomicInteger calls = new AtomicInteger();
         try (Agent src = agent("sw-src", backend, MigrationServices::new);
                 Agent dst = agent("sw-dst", backend, destination(loseAnswers(calls, 1)))) {
-            ManagedChannel s = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
-            ManagedChannel d = NettyChannelBuilder.forTarget(dst.controlAddress()).usePlaintext().build();
+            ManagedChannel s = controller(src.controlAddress());
+            ManagedChannel d = controller(dst.controlAddress());
             try {
                 String vm = createVm(s);
                 Migration end = migrate(s, vm, dst.controlAddress());
@@ -172,12 +189,57 @@ class SwitchoverTest {
         AtomicInteger calls = new AtomicInteger();
         try (Agent src = agent("sw-src", backend, MigrationServices::new);
                 Agent dst = agent("sw-dst", backend, destination(refuseSwitchover(calls)))) {
-            ManagedChannel s = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
+            ManagedChannel s = controller(src.controlAddress());
             try {
                 String vm = createVm(s);
                 Migration end = migrate(s, vm, dst.controlAddress());
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
                 assertTrue(end.getError().getMessage().contains("destination refuses to resume"), end.getError().toString());
+                assertEquals(1, calls.get(), "a refusal is not retried");
+                assertRunsIntact(s, vm);
+                assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
+            } finally {
+                s.shutdownNow();
+            }
+        }
+    }
+
+    /** Drops source_memory_digest from every CompleteIncomingMigration, as a careless or hostile source would. */
+    private static ServerInterceptor stripDigest(AtomicInteger calls) {
+        return new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                    ServerCallHandler<Q, R> next) {
+                if (!call.getMethodDescriptor().getFullMethodName().equals(COMPLETE)) {
+                    return next.startCall(call, headers);
+                }
+                return new io.grpc.ForwardingServerCallListener.SimpleForwardingServerCallListener<>(
+                        next.startCall(call, headers)) {
+                    @Override
+                    @SuppressWarnings("unchecked")
+                    public void onMessage(Q message) {
+                        calls.incrementAndGet();
+                        super.onMessage((Q) ((dev.ferry.v1.CompleteIncomingMigrationRequest) message).toBuilder()
+                                .clearSourceMemoryDigest().build());
+                    }
+                };
+            }
+        };
+    }
+
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void aSwitchoverWithoutTheDigestIsRefusedAndTheGuestStaysOnTheSource(Backend backend) throws Exception {
+        BackendTestSupport.assume(backend);
+        AtomicInteger calls = new AtomicInteger();
+        try (Agent src = agent("sw-src", backend, MigrationServices::new);
+                Agent dst = agent("sw-dst", backend, destination(stripDigest(calls)))) {
+            ManagedChannel s = controller(src.controlAddress());
+            try {
+                String vm = createVm(s);
+                Migration end = migrate(s, vm, dst.controlAddress());
+                assertEquals(Migration.Phase.FAILED, end.getPhase());
+                assertTrue(end.getError().getMessage().contains("source_memory_digest is required"), end.getError().toString());
                 assertEquals(1, calls.get(), "a refusal is not retried");
                 assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");

@@ -10,8 +10,8 @@ import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.MemoryRegion;
 import dev.ferry.memory.PageHashes;
 import io.grpc.ManagedChannel;
+import dev.ferry.security.TransportSecurity;
 import io.grpc.Server;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
@@ -72,13 +72,12 @@ public final class PageThroughputBench {
             PageHashes dstHashes = new PageHashes(dst);
             MemoryPageWriter writer = new MemoryPageWriter(dst, dstHashes);
             String token = "bench-token";
-            NettyServerBuilder sb = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0));
+            NettyServerBuilder sb = TransportSecurity.insecure().serverBuilder(new InetSocketAddress("127.0.0.1", 0));
             if (windowKib > 0) {
                 sb.flowControlWindow(windowKib << 10);
             }
             Server server = PageTransferServer.start(sb, t -> token.equals(t) ? Optional.of(writer) : Optional.empty());
-            ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext()
-                    .build();
+            ManagedChannel channel = TransportSecurity.insecure().channelBuilder("127.0.0.1:" + server.getPort()).build();
             List<String> summary = new ArrayList<>();
             try {
                 for (int streams : streamCounts) {
@@ -126,15 +125,34 @@ public final class PageThroughputBench {
      * {@code streams} streams: one warm-up round, then {@code rounds} measured ones.
      */
     public static Result measure(long mib, int streams, int rounds) throws Exception {
+        return measure(mib, streams, rounds, TransportSecurity.insecure(), TransportSecurity.insecure());
+    }
+
+    /**
+     * As above, the destination listening with {@code server}'s transport (and its role table) and the
+     * source dialling with {@code client}'s: mutual TLS on both, or plaintext on both.
+     */
+    public static Result measure(long mib, int streams, int rounds, TransportSecurity server, TransportSecurity client)
+            throws Exception {
         long bytes = mib << 20;
         int slots = Math.max(1, (int) ((bytes + (1L << 30) - 1) >> 30));
         try (GuestMemory src = GuestMemory.allocate(bytes, slots); GuestMemory dst = GuestMemory.allocate(bytes, slots)) {
             fill(src, 3);
+            return measure(src, dst, streams, rounds, server, client);
+        }
+    }
+
+    /** Streams {@code src} into {@code dst} (same size), whatever they held before. */
+    public static Result measure(GuestMemory src, GuestMemory dst, int streams, int rounds, TransportSecurity serverSecurity,
+            TransportSecurity client) throws Exception {
+        long mib = src.totalBytes() >> 20;
+        {
             PageHashes dstHashes = new PageHashes(dst);
             MemoryPageWriter writer = new MemoryPageWriter(dst, dstHashes);
-            Server server = PageTransferServer.start(NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-                    .flowControlWindow(32 << 20), t -> "bench".equals(t) ? Optional.of(writer) : Optional.empty());
-            ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext()
+            Server server = PageTransferServer.start(serverSecurity.serverBuilder(new InetSocketAddress("127.0.0.1", 0))
+                    .flowControlWindow(32 << 20).intercept(serverSecurity.authorization()),
+                    t -> "bench".equals(t) ? Optional.of(writer) : Optional.empty());
+            ManagedChannel channel = client.channelBuilder("127.0.0.1:" + server.getPort())
                     .flowControlWindow(16 << 20).build();
             double[] rates = new double[rounds];
             PageHashes srcHashes = new PageHashes(src);
@@ -162,7 +180,7 @@ public final class PageThroughputBench {
     }
 
     /** Pseudo-random non-zero content (xorshift, fast) with about {@code zeroPercent}% of pages left zero. */
-    private static long fill(GuestMemory memory, int zeroPercent) {
+    public static long fill(GuestMemory memory, int zeroPercent) {
         long x = 0x9E3779B97F4A7C15L;
         long zeros = 0;
         for (MemoryRegion r : memory.regions()) {

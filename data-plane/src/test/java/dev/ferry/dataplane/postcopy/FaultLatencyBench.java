@@ -8,7 +8,6 @@ import dev.ferry.memory.PageHashes;
 import dev.ferry.linux.Userfaultfd;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import java.net.InetSocketAddress;
 import java.util.Arrays;
@@ -70,7 +69,7 @@ public final class FaultLatencyBench {
             sb.executor(serverExecutor);
         }
         Server server = sb.build().start();
-        ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext().build();
+        ManagedChannel channel = dev.ferry.security.TransportSecurity.insecure().channelBuilder("127.0.0.1:" + server.getPort()).build();
         GuestMemory dest = PostcopyFixtures.emptyLike(source);
         try {
             GrpcPageFetcher fetcher = mode == Mode.DEFAULT_EXECUTORS

@@ -20,7 +20,7 @@ import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.ferry.security.TransportSecurity;
 import java.util.Iterator;
 import java.util.Map;
 import java.util.Optional;
@@ -56,9 +56,15 @@ public final class MigrationOperator implements AutoCloseable {
     });
     private SharedIndexInformer<GenericKubernetesResource> informer;
 
-    /** {@code agentPort}: the agents' control port on each node (the DaemonSet's --control). */
-    public MigrationOperator(KubernetesClient client, int agentPort) {
+    private final TransportSecurity security;
+
+    /**
+     * {@code agentPort}: the agents' control port on each node (the DaemonSet's --control);
+     * {@code security}: how to dial them (the operator's certificate, trusting the agents' CA).
+     */
+    public MigrationOperator(KubernetesClient client, int agentPort, TransportSecurity security) {
         this.client = client;
+        this.security = security;
         this.agents = new AgentLocator(client, agentPort);
     }
 
@@ -247,7 +253,7 @@ public final class MigrationOperator implements AutoCloseable {
     }
 
     private ManagedChannel channel(String address) {
-        return channels.computeIfAbsent(address, a -> NettyChannelBuilder.forTarget(a).usePlaintext().build());
+        return channels.computeIfAbsent(address, a -> security.channelBuilder(a).build());
     }
 
     @Override

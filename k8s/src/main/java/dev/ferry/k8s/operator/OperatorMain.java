@@ -15,15 +15,25 @@ public final class OperatorMain implements Callable<Integer> {
     @Option(names = "--agent-port", defaultValue = "7001", description = "The agents' control port on each node (default ${DEFAULT-VALUE}).")
     int agentPort;
 
+    @picocli.CommandLine.Mixin
+    dev.ferry.security.TlsOptions tls = new dev.ferry.security.TlsOptions();
+
     /** The agents' control port this operator dials. */
     public int agentPort() {
         return agentPort;
     }
 
     @Override
-    public Integer call() throws InterruptedException {
+    public Integer call() throws InterruptedException, java.io.IOException {
+        dev.ferry.security.TransportSecurity security;
+        try {
+            security = tls.open();
+        } catch (IllegalArgumentException | java.io.IOException e) { // one line, exit 2, as the ferry command does
+            System.err.println("ferry-operator: " + e.getMessage());
+            return 2;
+        }
         KubernetesClient client = new KubernetesClientBuilder().build();
-        MigrationOperator operator = new MigrationOperator(client, agentPort).start();
+        MigrationOperator operator = new MigrationOperator(client, agentPort, security).start();
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             operator.close();

@@ -24,7 +24,9 @@ import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.dsl.Resource;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.ferry.security.CertificateAuthority;
+import dev.ferry.security.TlsFiles;
+import dev.ferry.security.TransportSecurity;
 import java.io.FileInputStream;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
@@ -46,6 +48,13 @@ class MigrationOperatorTest {
     private PruningApiServer apiServer;
     private KubernetesClient client;
     private final List<AutoCloseable> open = new ArrayList<>();
+    @org.junit.jupiter.api.io.TempDir
+    static java.nio.file.Path certs;
+
+    @org.junit.jupiter.api.BeforeAll
+    static void certificates() throws Exception {
+        CertificateAuthority.init(certs, List.of(), List.of());
+    }
 
     @BeforeEach
     void crd() throws Exception {
@@ -67,7 +76,8 @@ class MigrationOperatorTest {
 
     private Agent agentOn(String node) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        Agent a = Agent.start(node, any, any, line -> { }, Backends.open(Backends.Choice.PROCESS), MigrationServices::new);
+        Agent a = Agent.start(node, TransportSecurity.mutualTls(TlsFiles.in(certs, "agent")), any, any, line -> { },
+                Backends.open(Backends.Choice.PROCESS), MigrationServices::new);
         open.add(a);
         client.nodes().resource(new NodeBuilder().withNewMetadata().withName(node)
                 .addToLabels(AgentLocator.KVM_LABEL, "true")
@@ -75,14 +85,16 @@ class MigrationOperatorTest {
         return a;
     }
 
-    private ManagedChannel channel(Agent a) {
-        ManagedChannel ch = NettyChannelBuilder.forTarget(a.controlAddress()).usePlaintext().build();
+    private ManagedChannel channel(Agent a) throws Exception {
+        ManagedChannel ch = TransportSecurity.mutualTls(TlsFiles.in(certs, "controller")).channelBuilder(a.controlAddress())
+                .build();
         open.add(ch::shutdownNow);
         return ch;
     }
 
-    private void startOperator() {
-        open.add(0, new MigrationOperator(client, 1).start()); // closed first
+    private void startOperator() throws Exception {
+        open.add(0, new MigrationOperator(client, 1, TransportSecurity.mutualTls(TlsFiles.in(certs, "operator")))
+                .start()); // closed first
     }
 
     private Resource<GenericKubernetesResource> create(String name, Map<String, Object> spec) {
