@@ -72,7 +72,7 @@ class MigrationCliTest {
             ManagedChannel ch = TransportSecurity.mutualTls(TlsFiles.in(certs, "controller"))
                     .channelBuilder(src.controlAddress()).build();
             try {
-                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder()
+                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder().setVcpuCount(1)
                         .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
                                 .setDirtyRateBytesPerSecond(4 << 20))).build());
             } finally {
