@@ -100,12 +100,20 @@ class ManifestsTest {
         assertEquals("agent", args.get(0));
         Set<String> ports = new HashSet<>();
         c.path("ports").forEach(p -> ports.add(p.path("containerPort").asText()));
-        for (String listener : List.of("--control", "--data", "--metrics")) {
+        for (String listener : List.of("--control", "--data", "--pager", "--metrics")) {
             assertTrue(ports.contains(args.get(args.indexOf(listener) + 1).split(":")[1]), listener + " port declared");
         }
         // The very command line the container runs parses with the agent's own options.
         List<String> resolved = args.stream().map(a -> a.replace("$(NODE_NAME)", "node-1")).toList();
         new CommandLine(new Main()).parseArgs(resolved.toArray(String[]::new));
+        // Probes run `ferry health` with the agent's own certificate (the kubelet's gRPC probe is plaintext).
+        for (String probe : List.of("readinessProbe", "livenessProbe")) {
+            List<String> cmd = new ArrayList<>();
+            c.path(probe).path("exec").path("command").forEach(a -> cmd.add(a.asText()));
+            assertEquals(List.of("ferry", "health"), cmd.subList(0, 2), probe);
+            assertTrue(cmd.contains("--tls-cert"), probe + " dials over mutual TLS");
+            new CommandLine(new Main()).parseArgs(cmd.subList(1, cmd.size()).toArray(String[]::new));
+        }
         assertEquals(ds.at("/spec/selector/matchLabels"), ds.at("/spec/template/metadata/labels"));
         Set<String> mounts = new HashSet<>();
         c.path("volumeMounts").forEach(m -> mounts.add(m.path("mountPath").asText()));
