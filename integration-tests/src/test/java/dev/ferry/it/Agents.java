@@ -5,6 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.security.CertificateAuthority;
+import dev.ferry.security.TlsFiles;
+import dev.ferry.security.TlsOptions;
+import dev.ferry.security.TransportSecurity;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CheckVmMemoryResponse;
@@ -35,11 +39,42 @@ final class Agents {
 
     private Agents() {}
 
-    /** An agent process running guests on {@code backend} only; its log goes to target/agent-logs. */
+    private static Path certs;
+
+    /**
+     * The certificates of this test run ({@code ferry certs init}'s files), made once: every agent
+     * listens with agent.crt, the tests call agents with controller.crt.
+     */
+    static synchronized Path certs() throws IOException {
+        if (certs == null) {
+            Path dir = Files.createTempDirectory(Path.of("target").toAbsolutePath(), "it-certs-");
+            CertificateAuthority.init(dir, List.of(), List.of());
+            certs = dir;
+        }
+        return certs;
+    }
+
+    static TlsFiles files(String party) throws IOException {
+        return TlsFiles.in(certs(), party);
+    }
+
+    /** How the tests dial agents: as a controller, over mutual TLS. */
+    static TransportSecurity controller() throws IOException {
+        return TransportSecurity.mutualTls(files("controller"));
+    }
+
+    /** An agent process running guests on {@code backend} only, over mutual TLS; its log goes to target/agent-logs. */
     static AgentProcess start(String name, Backend backend, String... agentArgs) throws IOException {
+        return startWith(files("agent"), name, backend, agentArgs);
+    }
+
+    /** As above, the agent presenting {@code serverFiles}' certificate instead of the agent one. */
+    static AgentProcess startWith(TlsFiles serverFiles, String name, Backend backend, String... agentArgs)
+            throws IOException {
         List<String> args = new java.util.ArrayList<>(List.of("--backend", backend.cliName()));
+        args.addAll(TlsOptions.flags(serverFiles));
         args.addAll(List.of(agentArgs));
-        return AgentProcess.start(name, log(name + "-" + backend.cliName()), List.of(), args);
+        return AgentProcess.start(name, log(name + "-" + backend.cliName()), List.of(), args, controller());
     }
 
     /** A fresh log file for an agent of this test run. */

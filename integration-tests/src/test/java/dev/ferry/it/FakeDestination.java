@@ -14,7 +14,6 @@ import dev.ferry.v1.NegotiateMigrationResponse;
 import dev.ferry.v1.TransferDeviceStateRequest;
 import io.grpc.Server;
 import io.grpc.Status;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -41,7 +40,9 @@ final class FakeDestination implements AutoCloseable {
     private MemoryPageWriter writer;
 
     FakeDestination() throws IOException {
-        control = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        // It stands in for an agent: the source only talks to a peer with an agent's certificate.
+        dev.ferry.security.TransportSecurity tls = dev.ferry.security.TransportSecurity.mutualTls(Agents.files("agent"));
+        control = tls.serverBuilder(new InetSocketAddress("127.0.0.1", 0))
                 .addService(new MigrationServiceGrpc.MigrationServiceImplBase() {
                     @Override
                     public void negotiateMigration(NegotiateMigrationRequest req, StreamObserver<NegotiateMigrationResponse> out) {
@@ -83,7 +84,7 @@ final class FakeDestination implements AutoCloseable {
                         out.onCompleted();
                     }
                 }).build().start();
-        data = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        data = tls.serverBuilder(new InetSocketAddress("127.0.0.1", 0))
                 .addService(PageTransferServer.service(t -> {
                     synchronized (FakeDestination.this) {
                         return "fake-token".equals(t) && writer != null ? Optional.of(writer) : Optional.empty();

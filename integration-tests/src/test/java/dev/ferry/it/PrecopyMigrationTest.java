@@ -27,7 +27,6 @@ import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
@@ -193,7 +192,9 @@ class PrecopyMigrationTest {
         Migration m = Agents.startMigration(src, dst, "token", vm,
                 Agents.policy().setBandwidthLimitBytesPerSecond(64 * MIB).build());
         Agents.watchUntil(src, m.getName(), x -> x.getPhase() == Migration.Phase.PRECOPY && x.getProgress().getRound() >= 1);
-        ManagedChannel data = NettyChannelBuilder.forTarget(dst.dataAddress()).usePlaintext().build();
+        // A peer with a valid agent certificate, but not the session's token.
+        ManagedChannel data = dev.ferry.security.TransportSecurity.mutualTls(Agents.files("agent"))
+                .channelBuilder(dst.dataAddress()).build();
         try {
             Metadata md = new Metadata();
             md.put(FerryMetadata.SESSION_TOKEN, "not-the-token");
