@@ -33,7 +33,6 @@ import java.util.Set;
 final class VmSection implements Stateful<VmState> {
     static final int PIT_CHANNELS = 3;
 
-    @SuppressWarnings("deprecation") // the step reads the version-1 fields, which exist for it alone
     static final SectionSchema<VmState> SCHEMA = SectionSchema.builder("kvm.vm", VmState.getDefaultInstance())
             .version(2).upgrade(1, VmSection::fromVersion1).phase(RestorePhase.VM).build();
 
@@ -238,7 +237,7 @@ final class VmSection implements Stateful<VmState> {
      * Version 1 to 2: decodes the raw kernel structures into the typed fields and drops them. Raw data of the
      * wrong size cannot be decoded and fails the step (so the restore refuses, naming this section).
      */
-    @SuppressWarnings("deprecation")
+    @SuppressWarnings("deprecation") // the version-1 fields exist for this step alone
     static VmState fromVersion1(VmState v1) {
         VmState.Builder b = v1.toBuilder().clearIrqchips().clearPit2();
         if (!v1.getPit2().isEmpty()) {
