@@ -152,7 +152,7 @@ public final class Serial16550 implements PortIoDevice, Stateful<SerialState> {
     @Override
     public void validateState(SerialState s) throws StateException {
         if (s.getPartialLine().size() > MAX_LINE) {
-            throw new StateException(SCHEMA.name(), name, "partial line of " + s.getPartialLine().size()
+            throw new StateException(SCHEMA.name(), name, "partial_line: " + s.getPartialLine().size()
                     + " bytes exceeds " + MAX_LINE);
         }
     }

@@ -214,8 +214,8 @@ public final class WorkloadPort implements PortIoDevice, Stateful<WorkloadPortSt
     @Override
     public void validateState(WorkloadPortState s) throws StateException {
         if (s.getPendingCommandsCount() != vcpus) {
-            throw new StateException(SCHEMA.name(), "", "state is for " + s.getPendingCommandsCount()
-                    + " vCPUs, this VM has " + vcpus);
+            throw new StateException(SCHEMA.name(), "", "pending_commands: " + s.getPendingCommandsCount()
+                    + " entries (one per vCPU), this VM has " + vcpus + " vCPUs");
         }
     }
 

@@ -136,7 +136,9 @@ class WorkloadPortTest {
         WorkloadPortState forThree = new WorkloadPort(3, now::get).saveState();
 
         StateException e = assertThrows(StateException.class, () -> port.validateState(forThree));
-        assertTrue(e.getMessage().contains("device.workload") && e.getMessage().contains("3 vCPUs"), e.getMessage());
+        assertTrue(e.getMessage().contains("device.workload")
+                && e.getMessage().contains("pending_commands: 3 entries (one per vCPU), this VM has 2 vCPUs"),
+                e.getMessage());
         assertThrows(StateException.class, () -> port.restoreState(forThree));
         assertEquals(before, port.saveState());
         assertEquals(statsBefore, port.reportStats());

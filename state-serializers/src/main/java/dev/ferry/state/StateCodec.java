@@ -85,17 +85,17 @@ public final class StateCodec {
             if (!startsWithMagicPrefix(bytes)) {
                 throw notAStateFile(bytes);
             }
-            throw new StateException("state file truncated: " + bytes.length + " bytes, shorter than the "
+            throw new StateCorruptedException("state file truncated: " + bytes.length + " bytes, shorter than the "
                     + HEADER_BYTES + "-byte header");
         }
         long length = checkHeader(bytes);
         long present = bytes.length - HEADER_BYTES;
         if (present < length) {
-            throw new StateException("state file truncated: header announces " + length + " payload bytes, only "
+            throw new StateCorruptedException("state file truncated: header announces " + length + " payload bytes, only "
                     + present + " present");
         }
         if (present > length) {
-            throw new StateException("state file has " + (present - length) + " unexpected bytes after the "
+            throw new StateCorruptedException("state file has " + (present - length) + " unexpected bytes after the "
                     + length + "-byte payload");
         }
         return checkPayload(bytes, HEADER_BYTES, (int) length, ByteBuffer.wrap(bytes, 20, 4).getInt());
@@ -117,13 +117,13 @@ public final class StateCodec {
             if (!startsWithMagicPrefix(header)) {
                 throw notAStateFile(header);
             }
-            throw new StateException("state stream truncated: ended after " + header.length + " bytes, inside the "
+            throw new StateCorruptedException("state stream truncated: ended after " + header.length + " bytes, inside the "
                     + HEADER_BYTES + "-byte header");
         }
         int length = (int) checkHeader(header);
         byte[] payload = in.readNBytes(length);
         if (payload.length < length) {
-            throw new StateException("state stream truncated: header announces " + length + " payload bytes, stream"
+            throw new StateCorruptedException("state stream truncated: header announces " + length + " payload bytes, stream"
                     + " ended after " + payload.length, new EOFException());
         }
         return checkPayload(payload, 0, length, ByteBuffer.wrap(header, 20, 4).getInt());
@@ -137,13 +137,13 @@ public final class StateCodec {
         ByteBuffer header = ByteBuffer.wrap(bytes, 0, HEADER_BYTES);
         int version = header.getInt(8);
         if (version != ENVELOPE_VERSION) {
-            throw new StateException("state file envelope version " + Integer.toUnsignedString(version)
+            throw new UnsupportedStateFormatException("state file envelope version " + Integer.toUnsignedString(version)
                     + " is not supported: this build reads version " + ENVELOPE_VERSION
                     + (Integer.compareUnsigned(version, ENVELOPE_VERSION) > 0 ? " (written by a newer Ferry?)" : ""));
         }
         long length = header.getLong(12);
         if (length < 0 || length > MAX_PAYLOAD_BYTES) {
-            throw new StateException("state file header announces a payload of " + Long.toUnsignedString(length)
+            throw new StateCorruptedException("state file header announces a payload of " + Long.toUnsignedString(length)
                     + " bytes, over the limit of " + MAX_PAYLOAD_BYTES + ": the header is corrupted");
         }
         return length;
@@ -152,7 +152,7 @@ public final class StateCodec {
     private static SectionSet checkPayload(byte[] buf, int off, int len, int storedCrc) throws StateException {
         int crc = crc32c(buf, off, len);
         if (crc != storedCrc) {
-            throw new StateException(String.format("state file checksum mismatch (stored CRC32C %08x, computed %08x):"
+            throw new StateCorruptedException(String.format("state file checksum mismatch (stored CRC32C %08x, computed %08x):"
                     + " the data is corrupted", storedCrc, crc));
         }
         StateStream stream;
@@ -202,10 +202,10 @@ public final class StateCodec {
 
     static void checkFormatVersion(int formatVersion) throws StateException {
         if (formatVersion == 0) {
-            throw new StateException("state stream has no format version (0 is invalid)");
+            throw new UnsupportedStateFormatException("state stream has no format version (0 is invalid)");
         }
         if (formatVersion != FORMAT_VERSION) {
-            throw new StateException("state stream format version " + Integer.toUnsignedString(formatVersion)
+            throw new UnsupportedStateFormatException("state stream format version " + Integer.toUnsignedString(formatVersion)
                     + " is not supported: this build reads format version " + FORMAT_VERSION);
         }
     }

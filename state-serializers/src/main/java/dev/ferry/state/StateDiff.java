@@ -76,8 +76,8 @@ public final class StateDiff {
         }
         if (schema != null) {
             try {
-                Message ma = schema.parser().parseFrom(a.payload());
-                Message mb = schema.parser().parseFrom(b.payload());
+                Message ma = readable(schema, a);
+                Message mb = readable(schema, b);
                 int before = out.size();
                 message(label, "", ma, mb, out);
                 if (out.size() == before) {
@@ -90,6 +90,18 @@ public final class StateDiff {
         }
         out.add(label + "payload: " + a.payload().size() + " bytes -> " + b.payload().size() + " bytes"
                 + firstDifference(a.payload(), b.payload()));
+    }
+
+    /**
+     * The section as a restore would see it: upgraded to the schema's version when this build reads it, so an
+     * old section compares field by field with a current one; else just parsed.
+     */
+    private static Message readable(SectionSchema<?> schema, Section s) throws InvalidProtocolBufferException {
+        try {
+            return schema.decode(s);
+        } catch (StateException e) {
+            return schema.parser().parseFrom(s.payload());
+        }
     }
 
     private static void message(String label, String path, Message a, Message b, List<String> out) {

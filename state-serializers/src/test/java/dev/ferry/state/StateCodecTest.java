@@ -111,6 +111,24 @@ class StateCodecTest {
         assertMessage(bytes, "state file checksum mismatch (stored CRC32C ");
     }
 
+    /** Callers tell damage in transit from a stream that is well-formed but of another format, and from the rest. */
+    @Test
+    void kindsOfRefusal() {
+        byte[] flipped = StateCodec.encode(SAMPLE);
+        flipped[flipped.length - 1] ^= 0x01;
+        assertThrows(StateCorruptedException.class, () -> StateCodec.decode(flipped));
+        byte[] all = StateCodec.encode(SAMPLE);
+        assertThrows(StateCorruptedException.class, () -> StateCodec.decode(Arrays.copyOf(all, all.length - 1)));
+        assertThrows(UnsupportedStateFormatException.class, () -> StateCodec.decode(
+                envelope(StateStream.newBuilder().setFormatVersion(2).build().toByteArray())));
+        byte[] envelope2 = StateCodec.encode(SAMPLE);
+        ByteBuffer.wrap(envelope2).putInt(8, 2);
+        assertThrows(UnsupportedStateFormatException.class, () -> StateCodec.decode(envelope2));
+        StateException malformed = assertThrows(StateException.class,
+                () -> StateCodec.decode(envelope(new byte[] {(byte) 0xff})));
+        assertTrue(!(malformed instanceof StateCorruptedException) && !(malformed instanceof UnsupportedStateFormatException));
+    }
+
     @Test
     void refusesInvalidStreamsWithAValidChecksum() {
         assertMessage(envelope(new byte[] {(byte) 0xff}), "state stream payload is not a valid ferry.state.v1.StateStream");

@@ -48,6 +48,19 @@ class StateDiffTest {
                 "+ device.serial/com1 (only in B)"), StateDiff.diff(a, b, SCHEMAS));
     }
 
+    /** An old section is compared as a restore reads it: upgraded, so a changed unit is not a difference. */
+    @Test
+    void olderSectionsAreComparedUpgraded() {
+        Section v1 = TestSchemas.UART_V1.encode("com1", dev.ferry.state.test.v1.UartState.newBuilder()
+                .setRxTimeout(2500).setLcr(3).build());
+        Section v2 = TestSchemas.UART_V2.encode("com1", dev.ferry.state.test.v2.UartState.newBuilder()
+                .setRxTimeout(2_500_000).setLcr(7).build());
+        List<String> lines = StateDiff.diff(SectionSet.of(v1), SectionSet.of(v2), List.of(TestSchemas.UART_V2));
+        assertEquals("test.uart/com1: section version: 1 -> 2", lines.get(0));
+        assertEquals("test.uart/com1: lcr: 3 -> 7", lines.get(lines.size() - 1), lines.toString());
+        assertEquals(List.of(), lines.stream().filter(l -> l.contains("rxTimeout")).toList(), "microseconds upgraded");
+    }
+
     @Test
     void headerDifferences() {
         Section a = vcpu("0", 1);

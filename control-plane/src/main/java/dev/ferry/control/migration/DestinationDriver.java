@@ -1,5 +1,6 @@
 package dev.ferry.control.migration;
 
+import com.google.protobuf.Any;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
@@ -19,20 +20,24 @@ import dev.ferry.vm.GuestVm;
 import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
+import dev.ferry.state.StateCodec;
+import dev.ferry.state.StateCorruptedException;
 import dev.ferry.state.StateException;
+import dev.ferry.state.UnsupportedStateFormatException;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
-import dev.ferry.v1.DeviceStateSection;
+import dev.ferry.v1.IncompatibilityDetails;
+import dev.ferry.v1.Mismatch;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.TransferDeviceStateRequest;
 import dev.ferry.v1.Vm;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
 import java.nio.ByteBuffer;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
-import java.util.zip.CRC32C;
 
 /**
  * The destination's side of one migration: an empty VM shaped like the source's, pages arriving on
@@ -130,31 +135,47 @@ final class DestinationDriver implements IncomingPages {
 
     // ---- control plane
 
+    /**
+     * Decodes the state stream and validates it exactly as the restore at the switchover will (the VM's
+     * {@code validateState}: the registry's check of every section, before anything is applied), so a stream
+     * this VM cannot take is refused now, while the source still holds the VM, not inside the downtime.
+     * Nothing is applied here; a refusal leaves the session as it was.
+     */
     synchronized void transferDeviceState(TransferDeviceStateRequest req) {
         SessionTokens.require(token);
         requireAccepts(DestinationStateMachine.Event.DEVICE_STATE_RECEIVED);
-        CRC32C crc = new CRC32C();
-        List<Section> sections = new ArrayList<>();
-        long bytes = 0;
-        for (DeviceStateSection s : req.getSectionsList()) {
-            s.getPayload().asReadOnlyByteBufferList().forEach(crc::update);
-            bytes += s.getPayload().size();
-            sections.add(new Section(s.getName(), s.getInstanceId(), s.getVersion(), s.getMinReaderVersion(),
-                    s.getRequired(), s.getPayload()));
-        }
-        if ((int) crc.getValue() != req.getCrc32C()) {
-            throw Status.DATA_LOSS.withDescription(String.format("device state crc32c 0x%08x does not match the sent 0x%08x",
-                    (int) crc.getValue(), req.getCrc32C())).asRuntimeException();
-        }
         SectionSet set;
         try {
-            set = SectionSet.of(sections);
-            vm.vm().validateState(set); // everything the restore will check, now: a bad state fails before switchover
-        } catch (StateException | IllegalArgumentException e) {
-            throw Status.FAILED_PRECONDITION.withDescription("device state refused: " + e.getMessage()).asRuntimeException();
+            set = StateCodec.decode(req.getState().toByteArray());
+        } catch (StateCorruptedException e) {
+            throw Status.DATA_LOSS.withDescription("device state damaged in transit: " + e.getMessage())
+                    .asRuntimeException();
+        } catch (UnsupportedStateFormatException e) {
+            throw refused(e);
+        } catch (StateException e) {
+            throw Status.INVALID_ARGUMENT.withDescription("device state malformed: " + e.getMessage()).asRuntimeException();
+        }
+        try {
+            vm.vm().validateState(set);
+        } catch (StateException e) {
+            throw refused(e);
         }
         deviceState = set;
-        machine.deviceStateReceived(bytes);
+        machine.deviceStateReceived(req.getState().size());
+    }
+
+    /** FAILED_PRECONDITION naming every problem, with one IncompatibilityDetails mismatch per problem. */
+    private static StatusRuntimeException refused(StateException e) {
+        IncompatibilityDetails.Builder details = IncompatibilityDetails.newBuilder();
+        for (StateException p : e.problems().isEmpty() ? List.of(e) : e.problems()) {
+            details.addMismatches(Mismatch.newBuilder()
+                    .setField(p.section().map(s -> "state_sections[" + Section.label(s, p.instanceId().orElse(""))
+                            + "]").orElse("state"))
+                    .setReason(p.getMessage()));
+        }
+        return StatusProto.toStatusRuntimeException(com.google.rpc.Status.newBuilder()
+                .setCode(Status.Code.FAILED_PRECONDITION.value()).setMessage("device state refused: " + e.getMessage())
+                .addDetails(Any.pack(details.build())).build());
     }
 
     /**

@@ -10,7 +10,6 @@ import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CreateMigrationRequest;
-import dev.ferry.v1.DeviceStateSection;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.ListMigrationsRequest;
 import dev.ferry.v1.MemoryDigest;
@@ -217,25 +216,10 @@ final class MigrationRequests {
 
     static void check(TransferDeviceStateRequest r) {
         Names.migration("migration", r.getMigration());
-        if (r.getSectionsCount() > MAX_SECTIONS) {
-            throw Fields.invalid("sections has " + r.getSectionsCount() + " entries (at most " + MAX_SECTIONS + ")");
+        if (r.getState().isEmpty()) {
+            throw Fields.invalid("state is required (the state-serializers stream of the paused VM)");
         }
-        Set<String> seen = new HashSet<>();
-        for (int i = 0; i < r.getSectionsCount(); i++) {
-            DeviceStateSection s = r.getSections(i);
-            String f = "sections[" + i + "]";
-            sectionName(f + ".name", s.getName());
-            String id = s.getInstanceId();
-            if (id.length() > MAX_SECTION_TEXT || id.chars().anyMatch(c -> c <= ' ' || c >= 0x7f || c == '/')) {
-                throw Fields.invalid(f + ".instance_id " + BoundedText.quote(id) + " must be at most "
-                        + MAX_SECTION_TEXT + " printable ASCII characters without '/' or spaces");
-            }
-            versions(f, s.getVersion(), s.getMinReaderVersion());
-            if (!seen.add(s.getName() + "/" + id)) {
-                throw Fields.invalid(f + ": section " + BoundedText.quote(s.getName()) + " instance "
-                        + BoundedText.quote(id) + " appears twice");
-            }
-        }
+        // Its contents are checked by the destination exactly as a restore checks them (DestinationDriver).
     }
 
     private static void sectionName(String field, String name) {

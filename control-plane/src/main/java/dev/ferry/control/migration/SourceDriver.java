@@ -1,5 +1,6 @@
 package dev.ferry.control.migration;
 
+import com.google.protobuf.UnsafeByteOperations;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
@@ -17,14 +18,13 @@ import dev.ferry.vm.Backend;
 import dev.ferry.vm.CpuidLeaf;
 import dev.ferry.vm.GuestVm;
 import dev.ferry.vm.VmShape;
-import dev.ferry.state.Section;
 import dev.ferry.state.SectionSchema;
 import dev.ferry.state.SectionSet;
+import dev.ferry.state.StateCodec;
 import dev.ferry.v1.AbortIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
 import dev.ferry.v1.CpuidEntry;
-import dev.ferry.v1.DeviceStateSection;
 import dev.ferry.v1.MemoryDigest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationConfig;
@@ -41,7 +41,6 @@ import io.grpc.StatusRuntimeException;
 import java.time.Duration;
 import java.time.InstantSource;
 import java.util.concurrent.TimeUnit;
-import java.util.zip.CRC32C;
 
 /**
  * The source's side of one migration: negotiation, precopy rounds, stop-and-copy, device state and
@@ -516,21 +515,13 @@ final class SourceDriver implements Runnable {
         return rs;
     }
 
+    /** Sends the state stream in its checksummed envelope, as a snapshot stores it; returns its size. */
     private long sendDeviceState(SectionSet state) {
-        TransferDeviceStateRequest.Builder b = TransferDeviceStateRequest.newBuilder().setMigration(name);
-        CRC32C crc = new CRC32C();
-        long bytes = 0;
-        for (Section s : state) {
-            b.addSections(DeviceStateSection.newBuilder().setName(s.name()).setInstanceId(s.instanceId())
-                    .setVersion(s.version()).setMinReaderVersion(s.minReaderVersion()).setRequired(s.required())
-                    .setPayload(s.payload()));
-            s.payload().asReadOnlyByteBufferList().forEach(crc::update);
-            bytes += s.payload().size();
-        }
-        b.setCrc32C((int) crc.getValue());
-        TransferDeviceStateRequest req = b.build();
+        byte[] envelope = StateCodec.encode(state);
+        TransferDeviceStateRequest req = TransferDeviceStateRequest.newBuilder().setMigration(name)
+                .setState(UnsafeByteOperations.unsafeWrap(envelope)).build(); // envelope is never written again
         cancellable(() -> control().transferDeviceState(req));
-        return bytes;
+        return envelope.length;
     }
 
     /** CompleteIncomingMigration, retried when only the answer was lost (the call is idempotent). */

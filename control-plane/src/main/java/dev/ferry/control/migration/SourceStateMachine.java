@@ -404,7 +404,7 @@ public final class SourceStateMachine {
      * TransferDeviceState succeeded; the source now sends CompleteIncomingMigration (with postcopy =
      * {@link #postcopyPath()}).
      *
-     * @param bytes sum of the DeviceStateSection payload sizes
+     * @param bytes size of the device-state envelope sent
      */
     public void deviceStateSent(long bytes) {
         require(Event.DEVICE_STATE_SENT);

@@ -392,6 +392,15 @@ class StructLayoutTest {
         helper("Signals.KICK_SIGNAL", "SIGRTMIN + 6", Signals.KICK_SIGNAL);
         helper("LibC.SIZEOF_POLLFD", "sizeof(struct pollfd)", LibC.SIZEOF_POLLFD);
         helper("Native.POINTER_SIZE", "sizeof(void *)", Native.POINTER_SIZE);
+        // Each IOAPIC redirection bit-field set to all ones in C: its bits in the entry's __u64 view.
+        String entry = "({ struct kvm_ioapic_state s; memset(&s, 0, sizeof s); ";
+        for (IoapicRedirectionBits f : IoapicRedirectionBits.values()) {
+            helper("IoapicRedirectionBits." + f.name(), entry + "s.redirtbl[1].fields." + f.cName() + " = ones; "
+                    + "(long long) s.redirtbl[1].bits; })", f.mask());
+        }
+        helper("IoapicRedirectionBits.RESERVED_MASK", entry + "s.redirtbl[1].fields.reserve = ones; "
+                + "memset(s.redirtbl[1].fields.reserved, 0xff, sizeof s.redirtbl[1].fields.reserved); "
+                + "(long long) s.redirtbl[1].bits; })", IoapicRedirectionBits.RESERVED_MASK);
     }
 
     private static void add(String key, String cExpr, long javaValue) {
@@ -456,6 +465,7 @@ class StructLayoutTest {
                 #define _GNU_SOURCE
                 #include <stddef.h>
                 #include <stdio.h>
+                #include <string.h>
                 #include <errno.h>
                 #include <fcntl.h>
                 #include <poll.h>
@@ -471,6 +481,9 @@ class StructLayoutTest {
                 #include <linux/userfaultfd.h>
 
                 #define P(key, expr) printf("%s %lld\\n", key, (long long) (expr))
+
+                /* Not a constant, so setting a bit-field to it truncates without a warning. */
+                static volatile unsigned long long ones = ~0ULL;
 
                 int main(void) {
                 """);
