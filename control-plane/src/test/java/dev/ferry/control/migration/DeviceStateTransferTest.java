@@ -42,7 +42,6 @@ import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.protobuf.StatusProto;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
@@ -62,6 +61,13 @@ import org.junit.jupiter.params.ParameterizedTest;
  */
 class DeviceStateTransferTest {
     private static final String TRANSFER = MigrationServiceGrpc.getTransferDeviceStateMethod().getFullMethodName();
+    @org.junit.jupiter.api.io.TempDir
+    static java.nio.file.Path certs;
+
+    @org.junit.jupiter.api.BeforeAll
+    static void certificates() throws Exception {
+        dev.ferry.security.CertificateAuthority.init(certs, java.util.List.of(), java.util.List.of());
+    }
 
     /** What the destination saw and answered. */
     static final class Seen {
@@ -94,7 +100,8 @@ class DeviceStateTransferTest {
         try (Agent src = agent("ds-src", backend, MigrationServices::new);
                 Agent dst = agent("ds-dst", backend, destination(damage(damage), seen, dstRef))) {
             dstRef.set(dst);
-            ManagedChannel s = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
+            ManagedChannel s = dev.ferry.security.TransportSecurity.mutualTls(
+                    dev.ferry.security.TlsFiles.in(certs, "controller")).channelBuilder(src.controlAddress()).build();
             try {
                 String vm = createVm(s);
                 Migration end = migrate(s, vm, dst.controlAddress());
@@ -283,7 +290,8 @@ class DeviceStateTransferTest {
 
     private static Agent agent(String name, Backend backend, AgentServices.Factory services) throws Exception {
         InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())), services);
+        return Agent.start(name, dev.ferry.security.TransportSecurity.mutualTls(
+                dev.ferry.security.TlsFiles.in(certs, "agent")), any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())), services);
     }
 
     private static Migration migrate(ManagedChannel src, String vm, String to) {
@@ -298,7 +306,7 @@ class DeviceStateTransferTest {
     }
 
     private static String createVm(ManagedChannel ch) {
-        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("ds").setVm(Vm.newBuilder()
+        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("ds").setVm(Vm.newBuilder().setVcpuCount(1)
                 .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(8 << 20)
                         .setDirtyRateBytesPerSecond(4 << 20))).build()).getName();
     }
