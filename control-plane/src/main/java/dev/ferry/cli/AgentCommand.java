@@ -3,6 +3,7 @@ package dev.ferry.cli;
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.MigrationServices;
+import dev.ferry.control.vm.GuestAdmission;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.exporter.prometheus.PrometheusHttpServer;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
@@ -43,6 +44,15 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
     boolean noWarmup;
 
+    @Option(names = "--max-vms", defaultValue = "" + GuestAdmission.DEFAULT_MAX_VMS,
+            description = "Most VMs at once, incoming migrations included (default ${DEFAULT-VALUE}).")
+    int maxVms;
+
+    @Option(names = "--max-guest-memory", paramLabel = "SIZE", description = "Most guest memory across all VMs, e.g. 64g"
+            + " (default: the host's memory less a headroom of 5%, at least 512 MiB). Each new VM must also fit in"
+            + " MemAvailable less that headroom.")
+    String maxGuestMemory;
+
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
 
@@ -69,15 +79,18 @@ final class AgentCommand implements Callable<Integer> {
             telemetry = OpenTelemetrySdk.builder().setMeterProvider(meters).build();
         }
         OpenTelemetry t = telemetry;
+        GuestAdmission.Limits limits = new GuestAdmission.Limits(maxVms,
+                maxGuestMemory == null ? 0 : ByteSize.parse(maxGuestMemory).bytes());
         Backends backends = backend.open();
         Agent agent = Agent.start(name, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t));
+                backends, a -> new MigrationServices(a, t), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
         }
         agent.advertise(advertiseData, advertisePager);
+        agent.ready(); // health turns SERVING only now, after the warm-up
         // One machine-readable line so a parent process (demo, tests) learns the bound ports.
         var ready = Output.object().put("event", "ready").put("name", name)
                 .put("control", agent.controlAddress()).put("data", agent.dataListenAddress())

@@ -162,7 +162,8 @@ class PrecopyMigrationTest {
         // Also a guest of the other backend: a destination agent runs only its own (--backend).
         Backend other = backend == Backend.KVM ? Backend.PROCESS : Backend.KVM;
         NegotiateMigrationRequest bad = NegotiateMigrationRequest.newBuilder().setMigration("migrations/bogus")
-                .setSourceVm("vms/bogus").setProposed(MigrationConfig.newBuilder().setVcpuCount(0).setPageSizeBytes(8192)
+                .setSourceVm("vms/bogus").setSourceAddress("127.0.0.1:1")
+                .setProposed(MigrationConfig.newBuilder().setVcpuCount(65).setPageSizeBytes(8192).setDataStreamCount(1)
                         .setBackend(dev.ferry.control.vm.VmProtos.toProto(other))
                         .addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(3 * MIB)))
                 .build();

@@ -1,7 +1,11 @@
 package dev.ferry.control.agent;
 
 import dev.ferry.backends.Backends;
+import dev.ferry.control.edge.EdgeGuard;
+import dev.ferry.control.edge.EdgeLimits;
 import dev.ferry.control.grpc.FaultTransport;
+import dev.ferry.control.vm.GuestAdmission;
+import dev.ferry.control.vm.HostMemory;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.control.vm.VmServiceImpl;
 import io.grpc.Server;
@@ -11,23 +15,27 @@ import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.ToIntFunction;
 
 /**
  * One Ferry agent: the VM and migration services on the control listener, page transfer and the
  * postcopy pager on the data listener (so pages can travel on a dedicated migration network, as
- * with KubeVirt). Both listeners serve gRPC health checking and server reflection.
+ * with KubeVirt). Every listener serves gRPC health checking (NOT_SERVING until {@link #ready()}) and server
+ * reflection (v1 and v1alpha), and every service sits behind the {@link EdgeGuard}.
  */
 public final class Agent implements AutoCloseable {
     /** Control-plane messages carry device state: allow a few MiB (see migration_service.proto). */
-    public static final int CONTROL_MAX_MESSAGE = 16 << 20;
+    public static final int CONTROL_MAX_MESSAGE = EdgeLimits.CONTROL_MAX_MESSAGE;
     /** Data-plane batches are about 1 MiB of pages plus a small header. */
-    public static final int DATA_MAX_MESSAGE = 8 << 20;
+    public static final int DATA_MAX_MESSAGE = EdgeLimits.DATA_MAX_MESSAGE;
     /**
      * HTTP/2 receive window of the data listener. With the default 1 MiB each ~1 MiB batch waits a
      * window update, one round trip, which on a busy host costs milliseconds: several batches must
@@ -37,10 +45,12 @@ public final class Agent implements AutoCloseable {
 
     private final String name;
     private final Backends backends;
-    private final VmRegistry vms = new VmRegistry();
+    private final VmRegistry vms;
     private final AgentServices services;
     private final HealthStatusManager controlHealth = new HealthStatusManager();
     private final HealthStatusManager dataHealth = new HealthStatusManager();
+    private final HealthStatusManager pagerHealth = new HealthStatusManager();
+    private final EdgeGuard edge = EdgeGuard.defaults();
     private final Server control;
     private final Server data;
     private final Server pager;
@@ -49,26 +59,45 @@ public final class Agent implements AutoCloseable {
     private volatile String advertisedPager;
 
     private Agent(String name, ServerBuilder<?> controlBuilder, ServerBuilder<?> dataBuilder, ServerBuilder<?> pagerBuilder,
-            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory servicesFactory) {
+            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory servicesFactory,
+            GuestAdmission.Limits limits) {
         this.pagerLoop = pagerLoop;
         this.name = name;
         this.backends = backends;
+        this.vms = new VmRegistry(limits, HostMemory.proc());
         this.services = servicesFactory.create(this);
-        controlBuilder.addService(new VmServiceImpl(vms, backends, console));
-        for (ServerServiceDefinition s : services.controlServices()) {
-            controlBuilder.addService(s);
-        }
-        controlBuilder.addService(controlHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
-        for (ServerServiceDefinition s : services.dataServices()) {
-            dataBuilder.addService(s);
-        }
-        dataBuilder.addService(dataHealth.getHealthService()).addService(ProtoReflectionServiceV1.newInstance());
-        for (ServerServiceDefinition s : services.pagerServices()) {
-            pagerBuilder.addService(s);
-        }
+        List<ServerServiceDefinition> control = new ArrayList<>();
+        control.add(new VmServiceImpl(vms, backends, console).bindService());
+        control.addAll(services.controlServices());
+        serve(controlBuilder, control, controlHealth, EdgeLimits::controlMessageLimit);
+        serve(dataBuilder, services.dataServices(), dataHealth, EdgeLimits::dataMessageLimit);
+        serve(pagerBuilder, services.pagerServices(), pagerHealth, EdgeLimits::pagerMessageLimit);
         this.control = controlBuilder.build();
         this.data = dataBuilder.build();
         this.pager = pagerBuilder.build();
+    }
+
+    /**
+     * Adds {@code services} to a listener behind the edge guard, with health (NOT_SERVING until {@link #ready()})
+     * and server reflection in both versions clients speak (v1, and v1alpha for older grpcurl and tools).
+     */
+    @SuppressWarnings("deprecation") // ProtoReflectionService is v1alpha: deprecated, still what many clients ask
+    private void serve(ServerBuilder<?> builder, List<ServerServiceDefinition> services, HealthStatusManager health,
+            ToIntFunction<String> maxBytes) {
+        health.setStatus("", ServingStatus.NOT_SERVING);
+        for (ServerServiceDefinition s : services) {
+            builder.addService(edge.guard(s, maxBytes));
+        }
+        builder.addService(edge.guard(health.getHealthService().bindService(), maxBytes))
+                .addService(edge.guard(ProtoReflectionServiceV1.newInstance().bindService(), maxBytes))
+                .addService(edge.guard(ProtoReflectionService.newInstance().bindService(), maxBytes));
+    }
+
+    /** Reports SERVING on every listener: call once the agent is warmed up and ready for real migrations. */
+    public void ready() {
+        controlHealth.setStatus("", ServingStatus.SERVING);
+        dataHealth.setStatus("", ServingStatus.SERVING);
+        pagerHealth.setStatus("", ServingStatus.SERVING);
     }
 
     /**
@@ -83,22 +112,40 @@ public final class Agent implements AutoCloseable {
     /** As above, with the pager's listen address given. */
     public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, InetSocketAddress pagerAt,
             Consumer<String> console, Backends backends, AgentServices.Factory services) throws IOException {
+        return start(name, control, data, pagerAt, console, backends, services, GuestAdmission.Limits.DEFAULT);
+    }
+
+    /** As above, with the agent's VM and guest-memory limits. */
+    public static Agent start(String name, InetSocketAddress control, InetSocketAddress data, InetSocketAddress pagerAt,
+            Consumer<String> console, Backends backends, AgentServices.Factory services, GuestAdmission.Limits limits)
+            throws IOException {
         // The pager gets its own listener on the data network, with its own event loop and handlers run
         // on it: a fault request never waits behind megabytes of background pages.
         EventLoopGroup loop = FaultTransport.eventLoop("ferry-pager-loop");
         NettyServerBuilder pager = NettyServerBuilder.forAddress(pagerAt)
                 .bossEventLoopGroup(loop).workerEventLoopGroup(loop).channelType(FaultTransport.serverChannelType())
-                .directExecutor().maxInboundMessageSize(DATA_MAX_MESSAGE);
-        return start(name, NettyServerBuilder.forAddress(control).maxInboundMessageSize(CONTROL_MAX_MESSAGE),
-                NettyServerBuilder.forAddress(data).maxInboundMessageSize(DATA_MAX_MESSAGE)
-                        .flowControlWindow(DATA_FLOW_CONTROL_WINDOW), pager, loop, console, backends, services);
+                .directExecutor();
+        return start(name,
+                EdgeGuard.limit(NettyServerBuilder.forAddress(control), CONTROL_MAX_MESSAGE,
+                        EdgeLimits.CONTROL_MAX_CALLS_PER_CONNECTION),
+                EdgeGuard.limit(NettyServerBuilder.forAddress(data), DATA_MAX_MESSAGE,
+                        EdgeLimits.DATA_MAX_CALLS_PER_CONNECTION).flowControlWindow(DATA_FLOW_CONTROL_WINDOW),
+                EdgeGuard.limit(pager, EdgeLimits.PAGER_MAX_MESSAGE, EdgeLimits.PAGER_MAX_CALLS_PER_CONNECTION),
+                loop, console, backends, services, limits);
     }
 
     /** Starts an agent on the given server builders (tests pass in-process builders). */
     public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, ServerBuilder<?> pager,
             EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory services)
             throws IOException {
-        Agent a = new Agent(name, control, data, pager, pagerLoop, console, backends, services);
+        return start(name, control, data, pager, pagerLoop, console, backends, services, GuestAdmission.Limits.DEFAULT);
+    }
+
+    /** As above, with the agent's VM and guest-memory limits. */
+    public static Agent start(String name, ServerBuilder<?> control, ServerBuilder<?> data, ServerBuilder<?> pager,
+            EventLoopGroup pagerLoop, Consumer<String> console, Backends backends, AgentServices.Factory services,
+            GuestAdmission.Limits limits) throws IOException {
+        Agent a = new Agent(name, control, data, pager, pagerLoop, console, backends, services, limits);
         a.control.start();
         try {
             a.data.start();
@@ -108,9 +155,7 @@ public final class Agent implements AutoCloseable {
             a.data.shutdownNow();
             throw e;
         }
-        a.controlHealth.setStatus("", ServingStatus.SERVING);
-        a.dataHealth.setStatus("", ServingStatus.SERVING);
-        return a;
+        return a; // NOT_SERVING until ready()
     }
 
     public String name() {
@@ -181,6 +226,7 @@ public final class Agent implements AutoCloseable {
     public void close() {
         controlHealth.enterTerminalState();
         dataHealth.enterTerminalState();
+        pagerHealth.enterTerminalState();
         control.shutdown();
         data.shutdown();
         pager.shutdown();
@@ -201,6 +247,7 @@ public final class Agent implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         vms.close();
+        edge.close();
         if (pagerLoop != null) {
             pagerLoop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
         }

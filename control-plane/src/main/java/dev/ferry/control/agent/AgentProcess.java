@@ -3,6 +3,10 @@ package dev.ferry.control.agent;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -10,6 +14,7 @@ import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -46,7 +51,8 @@ public final class AgentProcess implements AutoCloseable {
     }
 
     /**
-     * Starts {@code ferry agent} on free loopback ports and waits for its "ready" line. The agent's
+     * Starts {@code ferry agent} on free loopback ports and waits for its "ready" line and for its health to
+     * report SERVING. The agent's
      * own log goes to {@code log}.
      */
     public static AgentProcess start(String name, Path log, List<String> jvmArgs) throws IOException {
@@ -83,8 +89,10 @@ public final class AgentProcess implements AutoCloseable {
             if (line.startsWith("{")) {
                 JsonNode ready = JSON.readTree(line);
                 if ("ready".equals(ready.path("event").asText())) {
-                    return new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(),
+                    AgentProcess a = new AgentProcess(name, p, ready.get("control").asText(), ready.get("data").asText(),
                             ready.path("pager").asText(), log);
+                    a.awaitServing();
+                    return a;
                 }
             }
         }
@@ -94,6 +102,23 @@ public final class AgentProcess implements AutoCloseable {
 
     public String name() {
         return name;
+    }
+
+    /** Follows the agent's health (Watch) until it reports SERVING: after its warm-up, not merely listening. */
+    private void awaitServing() throws IOException {
+        try {
+            Iterator<HealthCheckResponse> it = HealthGrpc.newBlockingStub(channel()).withDeadlineAfter(120, TimeUnit.SECONDS)
+                    .watch(HealthCheckRequest.getDefaultInstance());
+            while (it.hasNext()) {
+                if (it.next().getStatus() == HealthCheckResponse.ServingStatus.SERVING) {
+                    return;
+                }
+            }
+            throw new IOException("agent " + name + " health stream ended before SERVING; see " + log);
+        } catch (StatusRuntimeException e) {
+            process.destroyForcibly();
+            throw new IOException("agent " + name + " never reported SERVING (" + e.getStatus() + "); see " + log, e);
+        }
     }
 
     public String controlAddress() {

@@ -48,7 +48,7 @@ public final class Warmup {
             ManagedChannel b = NettyChannelBuilder.forTarget(peer.controlAddress()).usePlaintext().build();
             try {
                 VmServiceGrpc.newBlockingStub(a).withDeadlineAfter(60, TimeUnit.SECONDS).createVm(CreateVmRequest
-                        .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setMemoryBytes(2 * WORKING_SET)
+                        .newBuilder().setVmId("ferry-warmup").setVm(Vm.newBuilder().setVcpuCount(1).setMemoryBytes(2 * WORKING_SET)
                                 .setBackend(dev.ferry.control.vm.VmProtos.toProto(backend.kind()))
                                 .setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(WORKING_SET)
                                         .setDirtyRateBytesPerSecond(WORKING_SET)))

@@ -44,8 +44,9 @@ public final class Compatibility {
         if (p.getPageSizeBytes() != GuestMemory.PAGE_SIZE) {
             m.add(mismatch("page_size_bytes", p.getPageSizeBytes(), GuestMemory.PAGE_SIZE, "pages are 4 KiB here"));
         }
-        if (p.getVcpuCount() < 1 || p.getVcpuCount() > MAX_VCPUS) {
-            m.add(mismatch("vcpu_count", p.getVcpuCount(), "1.." + MAX_VCPUS, "unsupported vCPU count"));
+        if (p.getVcpuCount() == 0 || Integer.toUnsignedLong(p.getVcpuCount()) > MAX_VCPUS) { // uint32
+            m.add(mismatch("vcpu_count", Integer.toUnsignedString(p.getVcpuCount()), "1.." + MAX_VCPUS,
+                    "unsupported vCPU count"));
         }
         checkRegions(p.getMemoryRegionsList(), m);
         MigrationMode mode = p.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY : p.getMode();

@@ -71,16 +71,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void createMigration(CreateMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
+            String asked = MigrationRequests.check(req);
             Migration spec = req.getMigration();
-            String id = req.getMigrationId().isEmpty() ? "mig-" + UUID.randomUUID().toString().substring(0, 8)
-                    : req.getMigrationId();
-            VmRegistry.nameOf(id); // same id rules as VMs
+            String id = asked == null ? "mig-" + UUID.randomUUID().toString().substring(0, 8)
+                    : asked.substring(PREFIX.length());
             String name = PREFIX + id;
-            if (spec.getVm().isEmpty() || spec.getDestinationAddress().isEmpty()) {
-                throw Status.INVALID_ARGUMENT.withDescription("migration.vm and migration.destination_address are required")
-                        .asRuntimeException();
-            }
-            requireHostPort("migration.destination_address", spec.getDestinationAddress());
             MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
                     : spec.getMode();
             if (mode != MigrationMode.PRECOPY && mode != MigrationMode.POSTCOPY && mode != MigrationMode.HYBRID) {
@@ -131,7 +126,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
 
     @Override
     public void getMigration(GetMigrationRequest req, StreamObserver<Migration> out) {
-        Calls.unary(out, () -> find(req.getName()));
+        Calls.unary(out, () -> find(MigrationRequests.check(req)));
     }
 
     private Migration find(String name) {
@@ -149,6 +144,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void listMigrations(ListMigrationsRequest req, StreamObserver<ListMigrationsResponse> out) {
         Calls.unary(out, () -> {
+            MigrationRequests.check(req);
             List<Migration> all = m.list();
             int start = Pages.start(req.getPageToken(), all.size());
             int size = Pages.size(req.getPageSize());
@@ -164,7 +160,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void cancelMigration(CancelMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            SourceDriver o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(MigrationRequests.check(req));
             if (o == null) {
                 if (m.incoming.containsKey(req.getName())) {
                     throw Status.FAILED_PRECONDITION.withDescription(req.getName()
@@ -180,11 +176,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void watchMigration(WatchMigrationRequest req, StreamObserver<Migration> out) {
         ServerCallStreamObserver<Migration> call = (ServerCallStreamObserver<Migration>) out;
-        Duration interval = req.hasProgressInterval() ? VmProtos.toJava(req.getProgressInterval()) : DEFAULT_WATCH_INTERVAL;
-        if (interval.isNegative() || interval.isZero()) {
-            interval = DEFAULT_WATCH_INTERVAL;
-        }
         try {
+            Duration interval = MigrationRequests.check(req, DEFAULT_WATCH_INTERVAL);
             SourceDriver o = m.outgoing.get(req.getName());
             if (o == null) {
                 find(req.getName()); // NOT_FOUND, or an incoming one: send its one snapshot
@@ -226,7 +219,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void switchToPostcopy(SwitchToPostcopyRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            SourceDriver o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(MigrationRequests.check(req));
             if (o == null) {
                 find(req.getName()); // NOT_FOUND, or incoming here
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName()
@@ -240,14 +233,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void resumeMigration(ResumeMigrationRequest req, StreamObserver<Migration> out) {
         Calls.unary(out, () -> {
-            SourceDriver o = m.outgoing.get(req.getName());
+            SourceDriver o = m.outgoing.get(MigrationRequests.check(req));
             if (o == null) {
                 find(req.getName());
                 throw Status.FAILED_PRECONDITION.withDescription(req.getName()
                         + " is incoming here: resume it on its source agent").asRuntimeException();
-            }
-            if (!req.getDestinationAddress().isEmpty()) {
-                requireHostPort("destination_address", req.getDestinationAddress());
             }
             o.resumePostcopy(req.getDestinationAddress());
             return o.snapshot();
@@ -259,9 +249,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void negotiateMigration(NegotiateMigrationRequest req, StreamObserver<NegotiateMigrationResponse> out) {
         Calls.unary(out, () -> {
-            if (!req.getMigration().startsWith(PREFIX)) {
-                throw Status.INVALID_ARGUMENT.withDescription("migration must be named migrations/{id}").asRuntimeException();
-            }
+            MigrationRequests.check(req);
             if (m.incoming.containsKey(req.getMigration()) || m.outgoing.containsKey(req.getMigration())) {
                 throw Status.ALREADY_EXISTS.withDescription(req.getMigration() + " already exists on this agent")
                         .asRuntimeException();
@@ -303,22 +291,20 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (!mismatches.isEmpty()) {
                 throw incompatible(mismatches);
             }
-            GuestVm vm;
-            try {
-                vm = backend.createIncoming(new VmShape(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
-                        req.getProposed().getTscKhz()), line -> { });
-            } catch (IncompatibleShapeException e) {
-                throw incompatible(List.of(Compatibility.mismatch(e.field(), req.getProposed().getTscKhz(),
-                        host.tsc().khz(), e.getMessage())));
+            ManagedVm managed;
+            try (var held = m.agent.vms().admit(vmName, memory)) { // RESOURCE_EXHAUSTED before allocating
+                GuestVm vm;
+                try {
+                    vm = backend.createIncoming(new VmShape(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
+                            req.getProposed().getTscKhz()), line -> { });
+                } catch (IncompatibleShapeException e) {
+                    throw incompatible(List.of(Compatibility.mismatch(e.field(), req.getProposed().getTscKhz(),
+                            host.tsc().khz(), e.getMessage())));
+                }
+                managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             }
-            ManagedVm managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
             String token = SessionTokens.newToken();
-            if (r.accepted().getMode() != MigrationMode.PRECOPY && req.getPostcopyPagerAddress().isEmpty()) {
-                m.agent.vms().remove(vmName);
-                throw Status.INVALID_ARGUMENT.withDescription("postcopy_pager_address is required for mode "
-                        + r.accepted().getMode()).asRuntimeException();
-            }
             DestinationDriver s = new DestinationDriver(req.getMigration(), token, req.getSourceAddress(),
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
                     new DestinationStateMachine(r.accepted(), InstantSource.system()));
@@ -366,21 +352,6 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
         return StatusProto.toStatusRuntimeException(st);
     }
 
-    /** A control-plane address must be host:port (gRPC target syntax is not accepted here). */
-    private static void requireHostPort(String field, String address) {
-        int colon = address.lastIndexOf(':');
-        int port = -1;
-        try {
-            port = colon > 0 ? Integer.parseInt(address.substring(colon + 1)) : -1;
-        } catch (NumberFormatException e) {
-            // reported below
-        }
-        if (port < 1 || port > 65535 || address.substring(0, colon).contains("/")) {
-            throw Status.INVALID_ARGUMENT.withDescription(field + " must be host:port, not \"" + address + "\"")
-                    .asRuntimeException();
-        }
-    }
-
     private DestinationDriver session(String name) {
         DestinationDriver s = m.incoming.get(name);
         if (s == null) {
@@ -393,6 +364,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     public void transferDeviceState(TransferDeviceStateRequest req, StreamObserver<Empty> out) {
         try (ThreadPriority.Raised downtime = ThreadPriority.raise()) { // the source VM is paused
             Calls.unary(out, () -> {
+                MigrationRequests.check(req);
                 session(req.getMigration()).transferDeviceState(req);
                 return Empty.getDefaultInstance();
             });
@@ -403,30 +375,40 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     public void completeIncomingMigration(CompleteIncomingMigrationRequest req,
             StreamObserver<CompleteIncomingMigrationResponse> out) {
         try (ThreadPriority.Raised downtime = ThreadPriority.raise()) { // the source VM is paused
-            Calls.unary(out, () -> session(req.getMigration()).complete(req));
+            Calls.unary(out, () -> {
+                MigrationRequests.check(req);
+                return session(req.getMigration()).complete(req);
+            });
         }
     }
 
     @Override
     public void completeIncomingPostcopy(CompleteIncomingPostcopyRequest req,
             StreamObserver<CompleteIncomingPostcopyResponse> out) {
-        Calls.unary(out, () -> session(req.getMigration()).completePostcopy(req));
+        Calls.unary(out, () -> {
+            MigrationRequests.check(req);
+            return session(req.getMigration()).completePostcopy(req);
+        });
     }
 
     @Override
     public void resumeIncomingMigration(ResumeIncomingMigrationRequest req,
             StreamObserver<ResumeIncomingMigrationResponse> out) {
-        Calls.unary(out, () -> ResumeIncomingMigrationResponse.newBuilder()
-                .addAllMissingPages(session(req.getMigration()).resume(req.getPostcopyPagerAddress()))
-                .addDataPlaneAddresses(m.agent.dataAddress()).build());
+        Calls.unary(out, () -> {
+            MigrationRequests.check(req);
+            return ResumeIncomingMigrationResponse.newBuilder()
+                    .addAllMissingPages(session(req.getMigration()).resume(req.getPostcopyPagerAddress()))
+                    .addDataPlaneAddresses(m.agent.dataAddress()).build();
+        });
     }
 
     @Override
     public void abortIncomingMigration(AbortIncomingMigrationRequest req, StreamObserver<Empty> out) {
         Calls.unary(out, () -> {
+            MigrationRequests.check(req);
             DestinationDriver s = session(req.getMigration());
             SessionTokens.require(s.token);
-            s.abort(req.hasReason() ? req.getReason().getMessage() : "aborted by the source");
+            s.abort(MigrationRequests.reason(req));
             return Empty.getDefaultInstance();
         });
     }

@@ -8,6 +8,8 @@ import java.util.Base64;
 public final class Pages {
     static final int DEFAULT_SIZE = 50;
     static final int MAX_SIZE = 1000;
+    /** Tokens we issue are a dozen characters; anything much longer is not one of ours. */
+    public static final int MAX_TOKEN = 64;
 
     private Pages() {}
 
@@ -21,6 +23,9 @@ public final class Pages {
     public static int start(String token, int total) {
         if (token.isEmpty()) {
             return 0;
+        }
+        if (token.length() > MAX_TOKEN) {
+            throw Status.INVALID_ARGUMENT.withDescription("invalid page_token").asRuntimeException();
         }
         try {
             String s = new String(Base64.getUrlDecoder().decode(token), StandardCharsets.UTF_8);

@@ -50,14 +50,15 @@ public final class VmProtos {
 
     /** A runtime workload from the API's; INVALID_ARGUMENT with the reason when it is not valid. */
     public static WorkloadSpec fromProto(dev.ferry.v1.WorkloadSpec p, long defaultWorkingSet) {
-        long ws = p.getWorkingSetBytes() == 0 ? defaultWorkingSet : p.getWorkingSetBytes();
+        // common.proto: rounded up to a multiple of 4096 (the caller checked it fits in memory, so no overflow).
+        long ws = p.getWorkingSetBytes() == 0 ? defaultWorkingSet : (p.getWorkingSetBytes() + 4095) / 4096 * 4096;
         AccessPattern pattern = switch (p.getAccessPattern()) {
             case SEQUENTIAL -> AccessPattern.SEQUENTIAL;
             case HOT_COLD -> AccessPattern.HOT_COLD;
             default -> AccessPattern.RANDOM;
         };
-        java.time.Duration period = p.hasProgressReportPeriod() ? toJava(p.getProgressReportPeriod())
-                : WorkloadSpec.DEFAULT_REPORT_PERIOD;
+        java.time.Duration period = p.hasProgressReportPeriod() && !toJava(p.getProgressReportPeriod()).isZero()
+                ? toJava(p.getProgressReportPeriod()) : WorkloadSpec.DEFAULT_REPORT_PERIOD;
         int hotPermille = p.getHotSetBytes() == 0 || ws == 0 ? 100
                 : (int) Math.max(1, Math.min(1000, p.getHotSetBytes() * 1000 / ws));
         int hotWrite = p.getHotWritePermille() == 0 ? 900 : p.getHotWritePermille();

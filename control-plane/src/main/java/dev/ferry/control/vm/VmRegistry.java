@@ -18,6 +18,29 @@ public final class VmRegistry implements AutoCloseable {
 
     // Concurrent map: lookups come from every gRPC thread; creation/removal are atomic per name.
     private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
+    private final GuestAdmission admission;
+
+    /** A registry with the default limits, judged against this host's /proc/meminfo. */
+    public VmRegistry() {
+        this(GuestAdmission.Limits.DEFAULT, HostMemory.proc());
+    }
+
+    public VmRegistry(GuestAdmission.Limits limits, HostMemory host) {
+        this.admission = new GuestAdmission(limits, host,
+                () -> vms.values().stream().mapToLong(m -> m.vm().shape().config().memoryBytes()).sum(), vms::size);
+    }
+
+    /**
+     * Admits one more VM of {@code memoryBytes} before it is allocated, or fails RESOURCE_EXHAUSTED. Close the
+     * reservation after {@link #add} (or when the attempt fails).
+     */
+    public GuestAdmission.Reservation admit(String what, long memoryBytes) {
+        return admission.admit(what, memoryBytes);
+    }
+
+    public GuestAdmission admission() {
+        return admission;
+    }
 
     /** Checks an id against RFC 1123 label rules (what Kubernetes names allow). */
     public static String nameOf(String id) {

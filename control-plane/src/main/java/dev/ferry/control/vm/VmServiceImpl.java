@@ -21,6 +21,7 @@ import dev.ferry.v1.PauseVmRequest;
 import dev.ferry.v1.ResumeVmRequest;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
@@ -32,7 +33,6 @@ import java.util.function.Consumer;
 /** ferry.v1.VmService: create, inspect, pause, resume, delete and self-check VMs on this agent. */
 public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     private static final System.Logger LOG = System.getLogger(VmServiceImpl.class.getName());
-    private static final long DEFAULT_MEMORY = 1L << 30;
     private static final Duration FILL_TIMEOUT = Duration.ofSeconds(120);
     private static final Duration CHECK_TIMEOUT = Duration.ofSeconds(120);
 
@@ -49,14 +49,14 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     @Override
     public void createVm(CreateVmRequest req, StreamObserver<Vm> out) {
         Calls.unary(out, () -> {
-            String id = req.getVmId().isEmpty() ? "vm-" + UUID.randomUUID().toString().substring(0, 8) : req.getVmId();
-            String name = VmRegistry.nameOf(id);
+            String asked = VmRequests.check(req);
+            String name = asked != null ? asked : VmRegistry.nameOf("vm-" + UUID.randomUUID().toString().substring(0, 8));
             if (vms.exists(name)) {
                 throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();
             }
             Vm spec = req.getVm();
-            long memory = spec.getMemoryBytes() == 0 ? DEFAULT_MEMORY : spec.getMemoryBytes();
-            int vcpus = spec.getVcpuCount() == 0 ? 1 : spec.getVcpuCount();
+            long memory = spec.getMemoryBytes();
+            int vcpus = spec.getVcpuCount();
             WorkloadSpec workload = VmProtos.fromProto(spec.getWorkload(),
                     Math.min(256L << 20, GuestLayout.maxWorkingSet(memory) / 4096 * 4096));
             VmConfig config;
@@ -64,8 +64,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                 List<Long> slotSizes = spec.getMemorySlotSizesBytesList();
                 if (!slotSizes.isEmpty()) {
                     long first = slotSizes.get(0);
-                    if (slotSizes.stream().mapToLong(Long::longValue).sum() != memory
-                            || slotSizes.stream().anyMatch(s -> s != first)) {
+                    if (slotSizes.stream().anyMatch(s -> s != first)) {
                         throw new IllegalArgumentException("memory_slot_sizes_bytes must be equal sizes summing to memory_bytes");
                     }
                     config = new VmConfig(vcpus, memory, slotSizes.size(), workload);
@@ -82,13 +81,20 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
             } catch (BackendUnavailableException e) {
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
             }
-            GuestVm vm = backend.create(config, console);
-            ManagedVm m = vms.add(name, vm, Vm.State.CREATING);
+            ManagedVm m;
+            try (GuestAdmission.Reservation held = vms.admit(name, memory)) {
+                GuestVm vm = backend.create(config, console);
+                m = vms.add(name, vm, Vm.State.CREATING);
+            }
             try {
-                vm.start();
-                if (!vm.probe().orElseThrow().awaitFillDone(FILL_TIMEOUT)) {
-                    vm.throwIfFailed();
+                m.vm().start();
+                if (!m.vm().probe().orElseThrow().awaitFillDone(FILL_TIMEOUT)) {
+                    m.vm().throwIfFailed();
                     throw Status.DEADLINE_EXCEEDED.withDescription("guest did not finish its fill").asRuntimeException();
+                }
+                if (Context.current().isCancelled()) { // the caller will never learn of this VM: do not keep it
+                    throw Status.CANCELLED.withDescription("call cancelled or past its deadline before " + name
+                            + " was ready; not created").asRuntimeException();
                 }
             } catch (RuntimeException | InterruptedException e) {
                 vms.remove(name);
@@ -103,12 +109,13 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
 
     @Override
     public void getVm(GetVmRequest req, StreamObserver<Vm> out) {
-        Calls.unary(out, () -> VmProtos.toProto(vms.get(req.getName())));
+        Calls.unary(out, () -> VmProtos.toProto(vms.get(VmRequests.check(req))));
     }
 
     @Override
     public void listVms(ListVmsRequest req, StreamObserver<ListVmsResponse> out) {
         Calls.unary(out, () -> {
+            VmRequests.check(req);
             List<ManagedVm> all = vms.list();
             int start = Pages.start(req.getPageToken(), all.size());
             int size = Pages.size(req.getPageSize());
@@ -126,7 +133,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     @Override
     public void pauseVm(PauseVmRequest req, StreamObserver<Vm> out) {
         Calls.unary(out, () -> {
-            ManagedVm m = requireIdle(req.getName(), "pause");
+            ManagedVm m = requireIdle(VmRequests.check(req), "pause");
             m.vm().pause();
             m.setState(Vm.State.PAUSED);
             return VmProtos.toProto(m);
@@ -136,7 +143,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     @Override
     public void resumeVm(ResumeVmRequest req, StreamObserver<Vm> out) {
         Calls.unary(out, () -> {
-            ManagedVm m = requireIdle(req.getName(), "resume");
+            ManagedVm m = requireIdle(VmRequests.check(req), "resume");
             m.vm().resume();
             m.setState(Vm.State.RUNNING);
             return VmProtos.toProto(m);
@@ -146,7 +153,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     @Override
     public void deleteVm(DeleteVmRequest req, StreamObserver<Empty> out) {
         Calls.unary(out, () -> {
-            requireIdle(req.getName(), "delete");
+            requireIdle(VmRequests.check(req), "delete");
             vms.remove(req.getName());
             return Empty.getDefaultInstance();
         });
@@ -155,7 +162,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
     @Override
     public void checkVmMemory(CheckVmMemoryRequest req, StreamObserver<CheckVmMemoryResponse> out) {
         Calls.unary(out, () -> {
-            ManagedVm m = vms.get(req.getName());
+            ManagedVm m = vms.get(VmRequests.check(req));
             boolean runsHere = m.state() == Vm.State.RUNNING || m.state() == Vm.State.MIGRATING_OUT
                     || m.state() == Vm.State.MIGRATING_IN && !m.vm().paused(); // postcopy: runs here already
             if (!runsHere) {

@@ -103,7 +103,7 @@ class MigrationOperatorTest {
         BackendTestSupport.assume(Backend.PROCESS); // the operator's logic is the same on every backend
         Agent a = agentOn("node-a");
         Agent b = agentOn("node-b");
-        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("op").setVm(Vm.newBuilder()
+        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("op").setVm(Vm.newBuilder().setVcpuCount(1)
                 .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
                         .setDirtyRateBytesPerSecond(4 << 20))).build());
         startOperator();
@@ -125,7 +125,7 @@ class MigrationOperatorTest {
         BackendTestSupport.assume(Backend.PROCESS);
         Agent a = agentOn("node-a");
         agentOn("node-b");
-        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("slow").setVm(Vm.newBuilder()
+        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("slow").setVm(Vm.newBuilder().setVcpuCount(1)
                 .setMemoryBytes(128 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(64 << 20)
                         .setDirtyRateBytesPerSecond(4 << 20))).build());
         startOperator();
