@@ -50,7 +50,7 @@ class MigrationCliTest {
         try (Agent src = agent("cli-src", backend); Agent dst = agent("cli-dst", backend)) {
             ManagedChannel ch = NettyChannelBuilder.forTarget(src.controlAddress()).usePlaintext().build();
             try {
-                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder()
+                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("cli").setVm(Vm.newBuilder().setVcpuCount(1)
                         .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
                                 .setDirtyRateBytesPerSecond(4 << 20))).build());
             } finally {

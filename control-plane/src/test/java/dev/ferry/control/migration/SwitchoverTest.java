@@ -130,7 +130,7 @@ class SwitchoverTest {
     }
 
     private static String createVm(ManagedChannel ch) {
-        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("sw").setVm(Vm.newBuilder()
+        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("sw").setVm(Vm.newBuilder().setVcpuCount(1)
                 .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
                         .setDirtyRateBytesPerSecond(4 << 20))).build()).getName();
     }
