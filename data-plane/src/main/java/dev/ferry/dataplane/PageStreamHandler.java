@@ -102,8 +102,11 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
         if (b.error() != null) {
             return b.error();
         }
-        if (b.round <= 0) {
-            return "round must be at least 1, got " + Integer.toUnsignedString(b.round);
+        if (b.round == 0) {
+            return "round must be at least 1, got 0";
+        }
+        if (b.round < 0) { // uint32 above 2^31 - 1: no migration runs that many rounds
+            return "round " + Integer.toUnsignedString(b.round) + " is too large (at most " + Integer.MAX_VALUE + ")";
         }
         if (streamIndex < 0) {
             if (b.streamIndex < 0 || b.streamIndex >= sink.streamCount()) {

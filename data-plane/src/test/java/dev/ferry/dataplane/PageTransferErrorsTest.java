@@ -167,6 +167,10 @@ class PageTransferErrorsTest {
                     "page_count 0"));
             cases.add(Arguments.of(t, "round 0", ok.clone().setRound(0).setData(filled(2, 1)).build(),
                     "round must be at least 1"));
+            cases.add(Arguments.of(t, "round 2^32 - 1", ok.clone().setRound(-1).setData(filled(2, 1)).build(),
+                    "round 4294967295 is too large"));
+            cases.add(Arguments.of(t, "stream_index 2^32 - 1", ok.clone().setStreamIndex(-1).setData(filled(2, 1))
+                    .build(), "stream_index 4294967295 is out of range"));
         }
         return cases.stream();
     }
