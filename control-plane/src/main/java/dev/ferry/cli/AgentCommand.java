@@ -51,7 +51,7 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--max-guest-memory", paramLabel = "SIZE", description = "Most guest memory across all VMs, e.g. 64g"
             + " (default: the host's memory less a headroom of 5%, at least 512 MiB). Each new VM must also fit in"
             + " MemAvailable less that headroom.")
-    String maxGuestMemory;
+    ByteSize maxGuestMemory;
 
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
@@ -80,7 +80,7 @@ final class AgentCommand implements Callable<Integer> {
         }
         OpenTelemetry t = telemetry;
         GuestAdmission.Limits limits = new GuestAdmission.Limits(maxVms,
-                maxGuestMemory == null ? 0 : ByteSize.parse(maxGuestMemory).bytes());
+                maxGuestMemory == null ? 0 : maxGuestMemory.bytes());
         Backends backends = backend.open();
         Agent agent = Agent.start(name, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
