@@ -1,6 +1,5 @@
 package dev.ferry.control.edge;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import io.grpc.Context;
 import io.grpc.Contexts;
 import io.grpc.Metadata;
@@ -57,7 +56,7 @@ public final class CallTimeouts implements ServerInterceptor {
                             "%s ran past its deadline (the server allows unary calls %d s)", method,
                             unary.toSeconds())));
                 }
-            }, MoreExecutors.directExecutor());
+            }, Runnable::run); // closing the call is quick and thread-safe (SerializedCall)
             return new Ending<>(Contexts.interceptCall(ctx, safe, headers, next), safe, ctx, null);
         }
         Duration limit = silence.apply(method);
