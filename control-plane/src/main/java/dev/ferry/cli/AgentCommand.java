@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
+import dev.ferry.control.migration.FaultInjection;
 import dev.ferry.control.migration.MigrationServices;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.exporter.prometheus.PrometheusHttpServer;
@@ -43,6 +44,11 @@ final class AgentCommand implements Callable<Integer> {
     @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
     boolean noWarmup;
 
+    @Option(names = "--inject-fault", defaultValue = "none", paramLabel = "FAULT",
+            description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
+                    + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
+    String injectFault;
+
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
 
@@ -61,6 +67,7 @@ final class AgentCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         InetSocketAddress dataAt = parseAddress(data);
+        FaultInjection fault = FaultInjection.parse(injectFault);
         OpenTelemetry telemetry = OpenTelemetry.noop();
         if (metrics != null) {
             InetSocketAddress at = parseAddress(metrics);
@@ -72,7 +79,7 @@ final class AgentCommand implements Callable<Integer> {
         Backends backends = backend.open();
         Agent agent = Agent.start(name, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t));
+                backends, a -> new MigrationServices(a, t, fault));
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
