@@ -468,8 +468,10 @@ final class SourceDriver implements Runnable {
     /**
      * In VERIFYING (else only {@code release} runs): compares the destination's memory with ours, paused since
      * the pause and so still the guest as it was then, and settles where the VM lives. The destination hashes the
-     * pages its guest has not written since resuming while we hash ours (both sides hash in parallel; the
-     * downtime is over). Match: CommitIncomingMigration, {@code release} our copy, COMPLETED, true. Mismatch: the
+     * pages its guest has not written since resuming; then we hash the same pages of ours. Not in parallel: a
+     * page the guest writes before the destination has read its write log again is left out, so the
+     * destination's hashing must finish soon, not share the host's cores with ours (agents may share a host).
+     * Match: CommitIncomingMigration, {@code release} our copy, COMPLETED, true. Mismatch: the
      * destination stops and deletes its guest, ours resumes, FAILED with DATA_LOSS. No answer: FAILED,
      * undecided, our copy stays paused (neither side may run the guest alone).
      */
@@ -482,11 +484,6 @@ final class SourceDriver implements Runnable {
         }
         GuestVm v = vm.vm();
         dev.ferry.memory.GuestMemory mem = v.memory();
-        java.util.concurrent.CompletableFuture<PageHashes> ours = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
-            PageHashes h = new PageHashes(mem); // holes read as zero and count 0, as on the destination
-            DirtyBitmap.populated(mem).forEachDirtyPage(h::refresh);
-            return h;
-        });
         MemoryVerification result;
         java.util.List<Integer> differing;
         int chunkPages;
@@ -497,7 +494,11 @@ final class SourceDriver implements Runnable {
             chunkPages = r.getChunkPages();
             dev.ferry.memory.ChunkDigests theirs = new dev.ferry.memory.ChunkDigests(chunkPages,
                     r.getChunkDigestsList().stream().mapToLong(Long::longValue).toArray());
-            dev.ferry.memory.ChunkDigests mine = dev.ferry.memory.ChunkDigests.of(ours.join(), written, chunkPages);
+            PageHashes ours = new PageHashes(mem);
+            DirtyBitmap toHash = DirtyBitmap.populated(mem); // holes read as zero and count 0, as there
+            toHash.andNot(written);
+            toHash.forEachDirtyPage(ours::refresh);
+            dev.ferry.memory.ChunkDigests mine = dev.ferry.memory.ChunkDigests.of(ours, written, chunkPages);
             differing = mine.differing(theirs);
             result = new MemoryVerification(r.getPagesCompared(), written.count(),
                     Math.max(mine.sums().length, differing.size()), differing.size());
@@ -602,12 +603,16 @@ final class SourceDriver implements Runnable {
 
     /**
      * Fault injection: leaves out of {@code pages} one page whose content now differs from what was last sent
-     * (its hash in {@code sent}), so the destination keeps a stale copy.
+     * (its hash in {@code sent}), so the destination keeps a stale copy. The highest such page: low pages hold
+     * the guest's status blocks and generation table, which it rewrites at once (and a page it rewrites on the
+     * destination before the check is, rightly, not compared); the working set lies above them.
      */
     private void dropStalePage(DirtyBitmap pages, PageHashes sent) {
         dev.ferry.memory.GuestMemory mem = vm.vm().memory();
-        for (dev.ferry.memory.PageRange r : pages.ranges()) {
-            for (long p = 0; p < r.pages(); p++) {
+        java.util.List<dev.ferry.memory.PageRange> ranges = new java.util.ArrayList<>(pages.ranges());
+        java.util.Collections.reverse(ranges);
+        for (dev.ferry.memory.PageRange r : ranges) {
+            for (long p = r.pages() - 1; p >= 0; p--) {
                 long gpa = r.gpa() + p * dev.ferry.memory.GuestMemory.PAGE_SIZE;
                 long now = PageHashes.hashPage(mem.regionOf(gpa).slice(gpa, (int) dev.ferry.memory.GuestMemory.PAGE_SIZE), gpa);
                 if (now != sent.get(gpa)) {
