@@ -67,7 +67,7 @@ import java.util.Set;
  * CANCELLED    --cancelRequested--> CANCELLED                (no-op, as CancelMigration documents)
  * any non-terminal phase --failed--> FAILED                  (aftermath depends on the phase, see failed())
  * </pre>
- * Cancel is refused in RESUMING_ON_DESTINATION, POSTCOPY, POSTCOPY_PAUSED, COMPLETED and FAILED, with the reason
+ * Cancel is refused in RESUMING_ON_DESTINATION, POSTCOPY, POSTCOPY_PAUSED, VERIFYING, COMPLETED and FAILED, with the reason
  * in the exception. {@link #accepts}/{@link #refusal} answer "would this event be accepted now" without acting, so
  * the edge can check a precondition before doing I/O (e.g. ResumeMigration before ResumeIncomingMigration).
  *
