@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
+import dev.ferry.control.migration.FaultInjection;
 import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.control.vm.GuestAdmission;
 import io.opentelemetry.api.OpenTelemetry;
@@ -52,6 +53,10 @@ final class AgentCommand implements Callable<Integer> {
             + " (default: the host's memory less a headroom of 5%, at least 512 MiB). Each new VM must also fit in"
             + " MemAvailable less that headroom.")
     ByteSize maxGuestMemory;
+    @Option(names = "--inject-fault", defaultValue = "none", paramLabel = "FAULT",
+            description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
+                    + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
+    String injectFault;
 
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
@@ -75,6 +80,7 @@ final class AgentCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         dev.ferry.security.TransportSecurity security = tls.open(); // before anything starts: a bad flag is one line
         InetSocketAddress dataAt = parseAddress(data);
+        FaultInjection fault = FaultInjection.parse(injectFault);
         OpenTelemetry telemetry = OpenTelemetry.noop();
         if (metrics != null) {
             InetSocketAddress at = parseAddress(metrics);
@@ -88,7 +94,7 @@ final class AgentCommand implements Callable<Integer> {
         Backends backends = backend.open();
         Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t), limits);
+                backends, a -> new MigrationServices(a, t, fault), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised

@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.control.migration.FaultInjection;
 import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CheckVmMemoryResponse;
 import dev.ferry.v1.CreateMigrationRequest;
@@ -69,6 +70,12 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print the result as one JSON object on the last line.")
     boolean json;
 
+    @Option(names = "--inject", defaultValue = "none", paramLabel = "FAULT",
+            description = "Inject a fault into the migration to show verification catches it: none (default) or"
+                    + " drop-dirty-page (the source agent leaves one stale page on the destination; the migration must"
+                    + " end FAILED with DATA_LOSS and the guest keep running on the source).")
+    String inject;
+
     @Option(names = "--agent-jvm-arg", description = "Extra JVM argument for both agents (repeatable), e.g. to profile them.")
     List<String> agentJvmArgs = new java.util.ArrayList<>();
 
@@ -78,6 +85,7 @@ final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         backend.open(); // fail here, in one line, if no backend can run: not in two agents' logs
+        FaultInjection fault = FaultInjection.parse(inject);
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
         // The demo runs as deployed: mutual TLS with certificates of its own trial CA.
@@ -87,7 +95,12 @@ final class DemoCommand implements Callable<Integer> {
                 dev.ferry.security.TlsFiles.in(certs, "controller"));
         List<String> agentArgs = new java.util.ArrayList<>(List.of("--backend", backend.choice.name().toLowerCase(Locale.ROOT)));
         agentArgs.addAll(dev.ferry.security.TlsOptions.flags(dev.ferry.security.TlsFiles.in(certs, "agent")));
-        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, agentArgs, controller);
+        List<String> sourceArgs = new java.util.ArrayList<>(agentArgs);
+        if (fault != FaultInjection.NONE) {
+            sourceArgs.addAll(List.of("--inject-fault", fault.cliName())); // only the source injects
+            say("fault injection: the source agent runs with --inject-fault %s", fault.cliName());
+        }
+        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, sourceArgs, controller);
                 AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs,
                         agentArgs, controller)) {
             say("mutual TLS with certificates from %s", certs);
@@ -140,6 +153,13 @@ final class DemoCommand implements Callable<Integer> {
             o.put("throughput_mib_s", Math.round(st.getThroughputBytesPerSecond() / 1048576.0 * 10) / 10.0);
             o.put("device_state_bytes", st.getDeviceStateBytes());
             o.put("memory_digest_verified", st.getMemoryVerified());
+            o.put("verification_method", st.getVerificationMethod().name());
+            o.put("pages_compared", st.getPagesCompared());
+            o.put("pages_written_after_resume", st.getPagesWrittenAfterResume());
+            o.put("chunks_differing", st.getChunksDiffering());
+            if (fault != FaultInjection.NONE) {
+                o.put("inject", fault.cliName());
+            }
             if (m != MigrationMode.PRECOPY && st.hasPostcopy()) {
                 var pc = st.getPostcopy();
                 o.put("resume_ms", millis(st.getDowntime())); // source pause to destination resume
@@ -168,7 +188,20 @@ final class DemoCommand implements Callable<Integer> {
                 o.put("wrong_pages", check.getWrongPages());
                 verified = st.getMemoryVerified() && c2 > c1 && c1 >= before && check.getWrongPages() == 0;
             } else {
-                say("migration ended %s: %s", result.getPhase(), result.getError().getMessage());
+                io.grpc.Status.Code code = io.grpc.Status.fromCodeValue(result.getError().getCode()).getCode();
+                say("migration ended %s (%s): %s", result.getPhase(), code, result.getError().getMessage());
+                o.put("error_code", code.name());
+                if (srcVms.getVm(GetVmRequest.newBuilder().setName(vm.getName()).build()).getState() == Vm.State.RUNNING) {
+                    // The guest should be back on the source, whole: its own check says whether it is.
+                    CheckVmMemoryResponse check = srcVms.checkVmMemory(CheckVmMemoryRequest.newBuilder()
+                            .setName(vm.getName()).build());
+                    say("guest back on the source: self-check %d wrong of %d pages", check.getWrongPages(),
+                            check.getCheckedPages());
+                    o.put("source_vm_running", true);
+                    o.put("wrong_pages", check.getWrongPages());
+                } else {
+                    o.put("source_vm_running", false);
+                }
             }
             o.put("verified", verified);
             if (!json) {

@@ -69,6 +69,11 @@ public final class PageHashes {
         }
     }
 
+    /** Pages in the table: every page of the guest. */
+    public int pageCount() {
+        return hashes.length();
+    }
+
     public long get(long gpa) {
         return hashes.get((int) (gpa / GuestMemory.PAGE_SIZE));
     }

@@ -65,7 +65,9 @@ public final class MethodRoles {
                 MigrationServiceGrpc.getCompleteIncomingMigrationMethod(),
                 MigrationServiceGrpc.getCompleteIncomingPostcopyMethod(),
                 MigrationServiceGrpc.getResumeIncomingMigrationMethod(),
-                MigrationServiceGrpc.getAbortIncomingMigrationMethod());
+                MigrationServiceGrpc.getAbortIncomingMigrationMethod(),
+                MigrationServiceGrpc.getVerifyIncomingMigrationMethod(),
+                MigrationServiceGrpc.getCommitIncomingMigrationMethod());
         all(t, AGENTS, PageTransferServiceGrpc.getServiceDescriptor());
         all(t, AGENTS, PostcopyPagerServiceGrpc.getServiceDescriptor());
         all(t, ANYONE, HealthGrpc.getServiceDescriptor());

@@ -19,7 +19,9 @@ public enum Aftermath {
     DESTINATION_KEEPS_VM,
 
     /**
-     * The source asked the destination to run the VM (CompleteIncomingMigration) and did not learn the answer.
+     * The source asked the destination to run the VM (CompleteIncomingMigration) and did not learn the answer, or
+     * did not learn the outcome of the verification (VerifyIncomingMigration, CommitIncomingMigration, or the
+     * AbortIncomingMigration of a rollback).
      * Neither side may act alone: the source keeps its vCPUs paused and does not abort the destination;
      * CompleteIncomingMigration is idempotent, so an operator (or a retry) can find out which host runs the VM.
      */

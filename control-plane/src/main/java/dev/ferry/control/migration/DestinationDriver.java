@@ -8,7 +8,9 @@ import dev.ferry.dataplane.IncomingPages;
 import dev.ferry.dataplane.MemoryPageWriter;
 import dev.ferry.dataplane.postcopy.GrpcPageFetcher;
 import dev.ferry.dataplane.postcopy.PostcopyPager;
+import dev.ferry.memory.ChunkDigests;
 import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.v1.VerifyIncomingMigrationResponse;
 import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyResponse;
 import dev.ferry.v1.PostcopyStatistics;
@@ -216,17 +218,26 @@ final class DestinationDriver implements IncomingPages {
             throw Status.INTERNAL.withDescription("restoring device state failed: " + e.getMessage()).asRuntimeException();
         }
         long sourceLastReport = lastReport(v);
+        long trackingNanos = 0;
+        if (machine.verifies()) {
+            // The guest has not run here: from now on the log holds exactly what it writes, which the
+            // verification leaves out. Part of the downtime, so it is measured.
+            long t0 = System.nanoTime();
+            v.dirtyTracker().enable();
+            trackingNanos = System.nanoTime() - t0;
+        }
         v.start();
         long resumed = System.nanoTime();
         resp.setResumedTime(ProtoTime.toProto(java.time.Instant.now()));
         machine.completeRequested(false);
         resp.setResumeDuration(VmProtos.duration(resumed - received));
-        vm.hold("", Vm.State.RUNNING);
+        vm.hold(machine.verifies() ? name : "", machine.verifies() ? Vm.State.MIGRATING_IN : Vm.State.RUNNING);
         // The pause the guest felt: its last report on the source to its first here (one host clock).
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
         resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
         completed = resp.build();
-        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here", name, vm.name());
+        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here (write tracking for the verification enabled in {2} µs)",
+                name, vm.name(), trackingNanos / 1000);
         return completed;
     }
 
@@ -405,8 +416,8 @@ final class DestinationDriver implements IncomingPages {
     }
 
     /**
-     * CompleteIncomingPostcopy: every page must be here; the digest of the bytes placed must equal the
-     * source's. The VM keeps running here whatever the answer.
+     * CompleteIncomingPostcopy: every page must be here; the digest of the bytes placed is compared with the
+     * source's. The VM keeps running here; with verification the source decides next whether it stays.
      */
     synchronized CompleteIncomingPostcopyResponse completePostcopy(CompleteIncomingPostcopyRequest req) {
         SessionTokens.require(token);
@@ -429,11 +440,9 @@ final class DestinationDriver implements IncomingPages {
                 .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
         boolean verified = !req.hasSourceMemoryDigest() || Digests.fromProto(req.getSourceMemoryDigest()) == dest;
         resp.setMemoryVerified(req.hasSourceMemoryDigest() && verified);
-        long written = -1;
-        if (req.hasSourceMemoryDigest()) {
-            written = digestUnwrittenPages(resp);
+        if (!machine.verifies()) {
+            vm.vm().dirtyTracker().disable(); // tracked for the verification only
         }
-        vm.vm().dirtyTracker().disable(); // tracked for that check only: the guest runs without write faults again
         PostcopyPager.Stats st = p.stats();
         machine.postcopyCompleteRequested(0);
         PostcopyStatistics.Builder ps = machine.postcopyStatistics().setPageFaults(st.faults())
@@ -444,13 +453,10 @@ final class DestinationDriver implements IncomingPages {
         if (stall >= 0) {
             ps.setGuestMaxStall(VmProtos.duration(stall));
         }
-        if (written >= 0) {
-            ps.setPagesWrittenSinceResume(written);
-        }
         resp.setPostcopy(ps);
         pager = null;
         p.close();
-        vm.hold("", Vm.State.RUNNING);
+        vm.hold(machine.verifies() ? name : "", machine.verifies() ? Vm.State.MIGRATING_IN : Vm.State.RUNNING);
         if (!verified) {
             LOG.log(System.Logger.Level.ERROR, "{0}: postcopy memory digest mismatch: source {1}, destination {2}", name,
                     Long.toHexString(Digests.fromProto(req.getSourceMemoryDigest())), Long.toHexString(dest));
@@ -459,20 +465,43 @@ final class DestinationDriver implements IncomingPages {
     }
 
     /**
-     * Every page the guest has not written since it resumed here must hold what the paused source holds:
-     * sets written_since_resume and unwritten_pages_digest for the source to compare (the guest keeps
-     * running meanwhile); returns how many pages were written.
+     * VerifyIncomingMigration: every page the guest has not written since it resumed here must hold what the
+     * paused source holds. Hashes them per chunk (the guest keeps running) for the source to compare.
      */
-    private long digestUnwrittenPages(CompleteIncomingPostcopyResponse.Builder resp) {
+    synchronized VerifyIncomingMigrationResponse verify() {
+        SessionTokens.require(token);
+        requireAccepts(DestinationStateMachine.Event.VERIFY);
+        machine.verifyRequested();
         GuestVm v = vm.vm();
         GuestMemory mem = v.memory();
         long t0 = System.nanoTime();
-        UnwrittenPages u = UnwrittenPages.of(mem, v.dirtyTracker());
-        LOG.log(System.Logger.Level.INFO, "{0}: hashed the pages the guest did not write since resuming in {1} ms; "
-                + "it wrote {2}", name, (System.nanoTime() - t0) / 1_000_000, u.written().count());
-        resp.addAllWrittenSinceResume(Bitmaps.toProto(mem, u.written()))
-                .setUnwrittenPagesDigest(Digests.toProto(u.digest(), mem.totalPages()));
-        return u.written().count();
+        UnwrittenPages u;
+        // Every page the guest writes before the log is read again drops out of the check: finish quickly.
+        try (dev.ferry.linux.ThreadPriority.Raised fast = dev.ferry.linux.ThreadPriority.raise()) {
+            u = UnwrittenPages.of(mem, v.dirtyTracker());
+        }
+        ChunkDigests chunks = u.chunks(ChunkDigests.DEFAULT_CHUNK_PAGES);
+        long took = System.nanoTime() - t0;
+        LOG.log(System.Logger.Level.INFO, "{0}: hashed the {1} pages the guest did not write since resuming in {2} ms;"
+                + " it wrote {3}", name, u.pagesCompared(), took / 1_000_000, u.written().count());
+        VerifyIncomingMigrationResponse.Builder r = VerifyIncomingMigrationResponse.newBuilder()
+                .addAllWrittenSinceResume(Bitmaps.toProto(mem, u.written())).setChunkPages(chunks.chunkPages())
+                .setPagesCompared(u.pagesCompared()).setHashDuration(VmProtos.duration(took));
+        for (long sum : chunks.sums()) {
+            r.addChunkDigests(sum);
+        }
+        return r.build();
+    }
+
+    /** CommitIncomingMigration: the source verified our memory; the VM is ours and runs untracked. */
+    synchronized void commit() {
+        SessionTokens.require(token);
+        requireAccepts(DestinationStateMachine.Event.COMMIT);
+        if (machine.commitRequested()) {
+            vm.vm().dirtyTracker().disable();
+            vm.hold("", Vm.State.RUNNING);
+            LOG.log(System.Logger.Level.INFO, "{0}: memory verified; {1} runs here", name, vm.name());
+        }
     }
 
     /** The worst gap between progress reports in the guest's first second here, less one period. */
@@ -494,9 +523,18 @@ final class DestinationDriver implements IncomingPages {
         });
     }
 
-    /** AbortIncomingMigration, idle timeout or a local failure before the VM ran here: delete our VM. */
+    /**
+     * AbortIncomingMigration, idle timeout or a local failure before the VM ran here, or a failed verification
+     * (the guest ran here; the source resumes its paused original): delete our VM.
+     */
     synchronized void abort(String reason) {
+        requireAccepts(DestinationStateMachine.Event.ABORT);
+        boolean running = machine.state() == DestinationStateMachine.State.VERIFYING;
         machine.abortRequested(reason);
+        if (running) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: the source takes the VM back ({1}); stopping and deleting {2}",
+                    name, reason, vm.name());
+        }
         discard();
     }
 

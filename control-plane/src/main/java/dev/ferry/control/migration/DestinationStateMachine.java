@@ -28,13 +28,16 @@ import java.util.Set;
  * (NegotiateMigration)  --new--> RECEIVING
  * RECEIVING             --pagesReceived(postcopy=false)--> RECEIVING
  * RECEIVING             --deviceStateReceived--> DEVICE_STATE_RECEIVED
- * DEVICE_STATE_RECEIVED --completeRequested(false)--> COMPLETED
+ * DEVICE_STATE_RECEIVED --completeRequested(false)--> VERIFYING       (COMPLETED without MEMORY_DIGEST)
  * DEVICE_STATE_RECEIVED --completeRequested(true)--> POSTCOPY        (needs the accepted POSTCOPY feature)
- * COMPLETED | POSTCOPY | POSTCOPY_PAUSED --completeRequested(same flag)--> unchanged (idempotent repeat)
+ * COMPLETED | VERIFYING | POSTCOPY | POSTCOPY_PAUSED --completeRequested(same flag)--> unchanged (idempotent repeat)
  * POSTCOPY              --pagesReceived(postcopy=true), faultSent--> POSTCOPY
  * POSTCOPY              --linkLost--> POSTCOPY_PAUSED                 (POSTCOPY_PAUSED: no-op)
  * POSTCOPY_PAUSED | POSTCOPY --resumeRequested--> POSTCOPY            (one more recovery)
- * POSTCOPY              --postcopyCompleteRequested(0 missing)--> COMPLETED
+ * POSTCOPY              --postcopyCompleteRequested(0 missing)--> VERIFYING (COMPLETED without MEMORY_DIGEST)
+ * VERIFYING             --verifyRequested--> VERIFYING
+ * VERIFYING             --commitRequested--> COMPLETED                (COMPLETED: no-op, idempotent)
+ * VERIFYING             --abortRequested--> ABORTED                   (the source takes the VM back)
  * RECEIVING | DEVICE_STATE_RECEIVED --abortRequested, or checkIdle after 60 s without an event--> ABORTED
  * ABORTED               --abortRequested--> ABORTED                   (idempotent)
  * any non-terminal      --failed--> FAILED
@@ -52,6 +55,8 @@ public final class DestinationStateMachine {
         DEVICE_STATE_RECEIVED(Phase.DEVICE_STATE),
         POSTCOPY(Phase.POSTCOPY),
         POSTCOPY_PAUSED(Phase.POSTCOPY_PAUSED),
+        /** The VM runs here with every page present; the source compares memory and then commits or aborts. */
+        VERIFYING(Phase.VERIFYING),
         COMPLETED(Phase.COMPLETED),
         ABORTED(Phase.CANCELLED),
         FAILED(Phase.FAILED);
@@ -73,13 +78,14 @@ public final class DestinationStateMachine {
 
         /** Whether the destination has run the guest's vCPUs in this state. */
         boolean vmRan() {
-            return this == POSTCOPY || this == POSTCOPY_PAUSED || this == COMPLETED;
+            return this == POSTCOPY || this == POSTCOPY_PAUSED || this == VERIFYING || this == COMPLETED;
         }
     }
 
     /** The events, as named in refusals. */
     public enum Event {
-        PAGES_RECEIVED, DEVICE_STATE_RECEIVED, COMPLETE, FAULT_SENT, LINK_LOST, RESUME, POSTCOPY_COMPLETE, ABORT, FAIL
+        PAGES_RECEIVED, DEVICE_STATE_RECEIVED, COMPLETE, FAULT_SENT, LINK_LOST, RESUME, POSTCOPY_COMPLETE, VERIFY,
+        COMMIT, ABORT, FAIL
     }
 
     /** AbortIncomingMigration's implicit form: 60 s without any call or page in RECEIVING or DEVICE_STATE_RECEIVED. */
@@ -91,15 +97,17 @@ public final class DestinationStateMachine {
         VALID_IN.put(Event.PAGES_RECEIVED, EnumSet.of(State.RECEIVING, State.POSTCOPY));
         VALID_IN.put(Event.DEVICE_STATE_RECEIVED, EnumSet.of(State.RECEIVING));
         VALID_IN.put(Event.COMPLETE, EnumSet.of(State.DEVICE_STATE_RECEIVED, State.COMPLETED, State.POSTCOPY,
-                State.POSTCOPY_PAUSED));
+                State.POSTCOPY_PAUSED, State.VERIFYING));
         VALID_IN.put(Event.FAULT_SENT, EnumSet.of(State.POSTCOPY, State.POSTCOPY_PAUSED));
         VALID_IN.put(Event.LINK_LOST, EnumSet.of(State.POSTCOPY, State.POSTCOPY_PAUSED));
         VALID_IN.put(Event.RESUME, EnumSet.of(State.POSTCOPY, State.POSTCOPY_PAUSED));
         VALID_IN.put(Event.POSTCOPY_COMPLETE, EnumSet.of(State.POSTCOPY));
-        VALID_IN.put(Event.ABORT, EnumSet.of(State.RECEIVING, State.DEVICE_STATE_RECEIVED, State.ABORTED,
-                State.FAILED));
+        VALID_IN.put(Event.VERIFY, EnumSet.of(State.VERIFYING));
+        VALID_IN.put(Event.COMMIT, EnumSet.of(State.VERIFYING, State.COMPLETED));
+        VALID_IN.put(Event.ABORT, EnumSet.of(State.RECEIVING, State.DEVICE_STATE_RECEIVED, State.VERIFYING,
+                State.ABORTED, State.FAILED));
         VALID_IN.put(Event.FAIL, EnumSet.of(State.RECEIVING, State.DEVICE_STATE_RECEIVED, State.POSTCOPY,
-                State.POSTCOPY_PAUSED));
+                State.POSTCOPY_PAUSED, State.VERIFYING));
     }
 
     private final InstantSource clock;
@@ -113,6 +121,7 @@ public final class DestinationStateMachine {
     private State state = State.RECEIVING;
     private Instant lastActivity;
     private Instant vmRunTime;
+    private Instant allPresentTime; // postcopy: every page arrived
     private Instant endTime;
     private Boolean resumedWithPostcopy;
     private boolean vmRanHere;
@@ -168,7 +177,12 @@ public final class DestinationStateMachine {
         return List.copyOf(history);
     }
 
-    /** Whether this destination has run the guest (so it must never delete its VM on abort). */
+    /** Whether the source verifies memory after the resume (MEMORY_DIGEST accepted): VERIFYING before COMPLETED. */
+    public boolean verifies() {
+        return accepted.getFeaturesList().contains(MigrationConfig.Feature.MEMORY_DIGEST);
+    }
+
+    /** Whether this destination has run the guest (it deletes its VM only when the source takes it back). */
     public boolean vmRanHere() {
         return vmRanHere;
     }
@@ -256,9 +270,17 @@ public final class DestinationStateMachine {
             enter(State.POSTCOPY, "VM runs; missing pages by postcopy");
         } else {
             progress.bytesRemaining(0);
-            finish(State.COMPLETED, "VM runs; every page arrived", null);
+            verifyOrFinish("VM runs; every page arrived");
         }
         return true;
+    }
+
+    private void verifyOrFinish(String note) {
+        if (verifies()) {
+            enter(State.VERIFYING, note + "; the source verifies memory");
+        } else {
+            finish(State.COMPLETED, note, null);
+        }
     }
 
     /** A fault request was sent to the source's pager (counts PostcopyStatistics.page_faults). */
@@ -290,8 +312,8 @@ public final class DestinationStateMachine {
     }
 
     /**
-     * CompleteIncomingPostcopy: with no page missing, COMPLETED. Pages still missing: refused, naming the count.
-     * (A digest mismatch afterwards is {@link #failed}: the VM keeps running here.)
+     * CompleteIncomingPostcopy: with no page missing, VERIFYING (COMPLETED without MEMORY_DIGEST). Pages still
+     * missing: refused, naming the count.
      */
     public void postcopyCompleteRequested(long missingPages) {
         require(Event.POSTCOPY_COMPLETE, null);
@@ -301,13 +323,35 @@ public final class DestinationStateMachine {
                     missingPages + " pages are still missing");
         }
         progress.bytesRemaining(0);
-        finish(State.COMPLETED, "every page arrived", null);
+        allPresentTime = clock.instant();
+        verifyOrFinish("every page arrived");
+    }
+
+    /** VerifyIncomingMigration: the edge hashes the pages the guest has not written; nothing changes. */
+    public void verifyRequested() {
+        require(Event.VERIFY, null);
+        touch();
     }
 
     /**
-     * AbortIncomingMigration: before the VM ran here, ABORTED (the edge closes the data plane and deletes the
-     * destination VM). Idempotent on ABORTED, and accepted without change on a FAILED session that never ran the
-     * VM. Refused once the VM ran here.
+     * CommitIncomingMigration: the source verified memory; the VM is ours. COMPLETED. Returns false for a repeat
+     * on a COMPLETED session (answered the same way).
+     */
+    public boolean commitRequested() {
+        require(Event.COMMIT, null);
+        if (state == State.COMPLETED) {
+            return false;
+        }
+        touch();
+        finish(State.COMPLETED, "memory verified by the source", null);
+        return true;
+    }
+
+    /**
+     * AbortIncomingMigration: before the VM ran here, or in VERIFYING (the source found our memory differs
+     * from its paused original and takes the VM back), ABORTED (the edge stops the guest, closes the data plane
+     * and deletes the destination VM). Idempotent on ABORTED, and accepted without change on a FAILED session
+     * that never ran the VM. Refused once the VM is ours (COMPLETED) or holds pages only here (POSTCOPY).
      */
     public Aftermath abortRequested(String reason) {
         require(Event.ABORT, null);
@@ -365,7 +409,7 @@ public final class DestinationStateMachine {
                 .setBackgroundBytes(backgroundBytes)
                 .setRecoveries(recoveries);
         if (Boolean.TRUE.equals(resumedWithPostcopy) && vmRunTime != null) {
-            Instant until = endTime != null ? endTime : clock.instant();
+            Instant until = allPresentTime != null ? allPresentTime : endTime != null ? endTime : clock.instant();
             b.setResumeTime(ProtoTime.toProto(ProtoTime.between(vmRunTime, until)));
         }
         return b;
@@ -395,6 +439,7 @@ public final class DestinationStateMachine {
                     : "batches with postcopy = true are only accepted once the VM runs here (POSTCOPY)";
             case COMPLETE -> completeRefusal(flag);
             case ABORT -> state == State.FAILED && vmRanHere ? "the destination already runs the VM" : null;
+            case COMMIT -> state == State.COMPLETED && !verifies() ? "the session did not verify memory" : null;
             default -> null;
         };
     }

@@ -265,6 +265,14 @@ final class MigrationRequests {
         Fields.hostPort("postcopy_pager_address", r.getPostcopyPagerAddress(), true);
     }
 
+    static void check(dev.ferry.v1.VerifyIncomingMigrationRequest r) {
+        Names.migration("migration", r.getMigration());
+    }
+
+    static void check(dev.ferry.v1.CommitIncomingMigrationRequest r) {
+        Names.migration("migration", r.getMigration());
+    }
+
     static void check(AbortIncomingMigrationRequest r) {
         Names.migration("migration", r.getMigration());
     }

@@ -40,6 +40,9 @@ import dev.ferry.v1.ResumeIncomingMigrationResponse;
 import dev.ferry.v1.ResumeMigrationRequest;
 import dev.ferry.v1.SwitchToPostcopyRequest;
 import dev.ferry.v1.TransferDeviceStateRequest;
+import dev.ferry.v1.CommitIncomingMigrationRequest;
+import dev.ferry.v1.VerifyIncomingMigrationRequest;
+import dev.ferry.v1.VerifyIncomingMigrationResponse;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.WatchMigrationRequest;
 import io.grpc.Status;
@@ -109,7 +112,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
             SourceDriver job = new SourceDriver(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
                     m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
-                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics);
+                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
+                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault);
             m.outgoing.put(name, job);
             try {
                 job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
@@ -401,6 +405,24 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             return ResumeIncomingMigrationResponse.newBuilder()
                     .addAllMissingPages(session(req.getMigration()).resume(req.getPostcopyPagerAddress()))
                     .addDataPlaneAddresses(m.agent.dataAddress()).build();
+        });
+    }
+
+    @Override
+    public void verifyIncomingMigration(VerifyIncomingMigrationRequest req,
+            StreamObserver<VerifyIncomingMigrationResponse> out) {
+        Calls.unary(out, () -> {
+            MigrationRequests.check(req);
+            return session(req.getMigration()).verify();
+        });
+    }
+
+    @Override
+    public void commitIncomingMigration(CommitIncomingMigrationRequest req, StreamObserver<Empty> out) {
+        Calls.unary(out, () -> {
+            MigrationRequests.check(req);
+            session(req.getMigration()).commit();
+            return Empty.getDefaultInstance();
         });
     }
 

@@ -40,6 +40,8 @@ public final class MigrationServices implements AgentServices {
     /** IDs of the migrations an agent runs to warm itself up (not counted in its metrics). */
     public static final String WARMUP_ID_PREFIX = "ferry-warmup-";
     final MigrationMetrics metrics;
+    /** Injected into every outgoing migration but the warm-up ones; NONE unless the agent was started for tests. */
+    final FaultInjection fault;
 
     public MigrationServices(Agent agent) {
         this(agent, io.opentelemetry.api.OpenTelemetry.noop());
@@ -47,8 +49,14 @@ public final class MigrationServices implements AgentServices {
 
     /** Migration services whose metrics go to {@code telemetry}. */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry) {
+        this(agent, telemetry, FaultInjection.NONE);
+    }
+
+    /** As above, injecting {@code fault} into outgoing migrations (tests and demos only). */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault) {
         this.agent = agent;
         this.channels = new Channels(agent.security());
+        this.fault = java.util.Objects.requireNonNull(fault, "fault");
         this.metrics = new MigrationMetrics(telemetry,
                 () -> outgoing.values().stream().filter(o -> !o.isTerminal()).count(),
                 () -> incoming.values().stream().filter(i -> !i.isTerminal()).count());

@@ -78,11 +78,13 @@ final class SourceDriver implements Runnable {
     private DirtyBitmap pushed; // postcopy: pages the push has sent (and hashed) so far
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
+    private final FaultInjection fault;
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
-            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics) {
+            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault) {
         this.name = name;
+        this.fault = fault;
         this.metrics = metrics;
         this.pagerAddress = pagerAddress;
         this.pagers = pagers;
@@ -111,8 +113,10 @@ final class SourceDriver implements Runnable {
                 .setTscKhz(shape.tscKhz()).setPageSizeBytes(4096).setMode(machine.mode())
                 .setBackend(VmProtos.toProto(v.backend()))
                 .setDataStreamCount(machine.policy().dataStreams())
-                .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
-                .addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
+                .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION);
+        if (machine.policy().verifyMemory()) {
+            proposed.addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
+        }
         if (v.backend() == Backend.KVM) {
             proposed.addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT); // how this source tracks pages
         }
@@ -228,6 +232,9 @@ final class SourceDriver implements Runnable {
                         }
                         pages.or(log.fetchAndClear());
                         log.disable();
+                        if (fault == FaultInjection.DROP_DIRTY_PAGE) {
+                            dropStalePage(pages, hashes); // neither pushed nor discarded: stays stale there
+                        }
                         resumedThere = switchToPostcopy(hashes, pages, pages);
                     }
                     if (resumedThere) {
@@ -245,6 +252,9 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 pages.or(log.fetchAndClear());
+                if (fault == FaultInjection.DROP_DIRTY_PAGE) {
+                    dropStalePage(pages, hashes);
+                }
                 dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
                 synchronized (this) {
                     machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
@@ -252,21 +262,28 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 long deviceBytes = sendDeviceState(v.saveState());
-                MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
+                MemoryDigest digest = machine.policy().verifyMemory()
+                        ? Digests.toProto(hashes.digest(), v.memory().totalPages()) : null;
                 synchronized (this) {
                     machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
                     changed();
                 }
-                CompleteIncomingMigrationResponse resp = switchover(CompleteIncomingMigrationRequest.newBuilder()
-                        .setMigration(name).setPostcopy(false).setSourceMemoryDigest(digest).build());
+                CompleteIncomingMigrationRequest.Builder req = CompleteIncomingMigrationRequest.newBuilder()
+                        .setMigration(name).setPostcopy(false);
+                if (digest != null) {
+                    req.setSourceMemoryDigest(digest);
+                }
+                CompleteIncomingMigrationResponse resp = switchover(req.build());
                 synchronized (this) {
                     machine.destinationResumed(digest, resp);
                     changed();
                 }
             }
             log.disable();
-            vms.remove(vm.name()); // the guest lives on the destination now
-            LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
+            // The guest lives on the destination now, once its memory there proves to be ours.
+            if (verifyOnDestination(() -> vms.remove(vm.name()))) {
+                LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
+            }
         } catch (Throwable t) {
             recover(t);
         } finally {
@@ -299,6 +316,9 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 toPush = DirtyBitmap.populated(v.memory(), toPush);
+                if (fault == FaultInjection.DROP_DIRTY_PAGE) {
+                    dropLastPage(toPush); // not pushed: the destination zero-fills it
+                }
                 resumedThere = switchToPostcopy(hashes, toPush, null);
             }
             if (resumedThere) {
@@ -410,30 +430,215 @@ final class SourceDriver implements Runnable {
         DirtyBitmap unhashed = DirtyBitmap.populated(v.memory());
         unhashed.andNot(pushed);
         unhashed.forEachDirtyPage(hashes::refresh);
-        MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
-        dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(
-                dev.ferry.v1.CompleteIncomingPostcopyRequest.newBuilder().setMigration(name)
-                    .setSourceMemoryDigest(digest).build());
-        Boolean unwrittenMatch = null; // the destination compared nothing
-        if (done.hasUnwrittenPagesDigest()) {
-            long mine = hashes.digestExcept(Bitmaps.fromProto(v.memory(), done.getWrittenSinceResumeList()));
-            unwrittenMatch = mine == Digests.fromProto(done.getUnwrittenPagesDigest());
-            if (!unwrittenMatch) {
-                LOG.log(System.Logger.Level.ERROR, "{0}: pages the guest did not write since resuming differ from ours "
-                        + "(digest {1} here, {2} there)", name, Long.toHexString(mine),
-                        Long.toHexString(Digests.fromProto(done.getUnwrittenPagesDigest())));
-            }
+        MemoryDigest digest = machine.policy().verifyMemory()
+                ? Digests.toProto(hashes.digest(), v.memory().totalPages()) : null;
+        dev.ferry.v1.CompleteIncomingPostcopyRequest.Builder req = dev.ferry.v1.CompleteIncomingPostcopyRequest
+                .newBuilder().setMigration(name);
+        if (digest != null) {
+            req.setSourceMemoryDigest(digest);
         }
-        // Every page is on the destination: release the source copy before COMPLETED shows, so a caller that
-        // sees COMPLETED (after a recovery this thread, not the original one, ends the migration) finds it gone.
-        pagers.remove(token);
-        source.close();
-        vms.remove(vm.name());
+        dev.ferry.v1.CompleteIncomingPostcopyResponse done = control().completeIncomingPostcopy(req.build());
+        if (digest != null && !done.getMemoryVerified()) {
+            LOG.log(System.Logger.Level.ERROR, "{0}: the pages the destination placed do not add up to the pages "
+                    + "sent (digest {1} here, {2} there)", name, Long.toHexString(hashes.digest()),
+                    done.hasDestinationMemoryDigest() ? Long.toHexString(Digests.fromProto(done.getDestinationMemoryDigest()))
+                    : "none");
+        }
         synchronized (this) {
-            machine.postcopyCompleted(digest, done, unwrittenMatch);
+            machine.postcopyCompleted(digest, done);
             changed();
         }
-        LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
+        // Every page is on the destination; the source keeps its paused copy until the verification is done, so
+        // a mismatch can still give the VM back to it. The copy is released before COMPLETED shows, so a caller
+        // that sees COMPLETED (after a recovery this thread, not the original one, ends the migration) finds it gone.
+        boolean completed = verifyOnDestination(() -> {
+            pagers.remove(token);
+            source.close();
+            vms.remove(vm.name());
+        });
+        if (completed) {
+            LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
+        } else {
+            pagers.remove(token);
+            source.close();
+        }
+    }
+
+    /**
+     * In VERIFYING (else only {@code release} runs): compares the destination's memory with ours, paused since
+     * the pause and so still the guest as it was then, and settles where the VM lives. The destination hashes the
+     * pages its guest has not written since resuming; then we hash the same pages of ours. Not in parallel: a
+     * page the guest writes before the destination has read its write log again is left out, so the
+     * destination's hashing must finish soon, not share the host's cores with ours (agents may share a host).
+     * Match: CommitIncomingMigration, {@code release} our copy, COMPLETED, true. Mismatch: the
+     * destination stops and deletes its guest, ours resumes, FAILED with DATA_LOSS. No answer: FAILED,
+     * undecided, our copy stays paused (neither side may run the guest alone).
+     */
+    private boolean verifyOnDestination(Runnable release) {
+        synchronized (this) {
+            if (machine.phase() != Migration.Phase.VERIFYING) {
+                release.run();
+                return machine.phase() == Migration.Phase.COMPLETED;
+            }
+        }
+        GuestVm v = vm.vm();
+        dev.ferry.memory.GuestMemory mem = v.memory();
+        MemoryVerification result;
+        java.util.List<Integer> differing;
+        int chunkPages;
+        try {
+            dev.ferry.v1.VerifyIncomingMigrationResponse r = retried(() -> control().verifyIncomingMigration(
+                    dev.ferry.v1.VerifyIncomingMigrationRequest.newBuilder().setMigration(name).build()));
+            DirtyBitmap written = Bitmaps.fromProto(mem, r.getWrittenSinceResumeList());
+            chunkPages = r.getChunkPages();
+            dev.ferry.memory.ChunkDigests theirs = new dev.ferry.memory.ChunkDigests(chunkPages,
+                    r.getChunkDigestsList().stream().mapToLong(Long::longValue).toArray());
+            PageHashes ours = new PageHashes(mem);
+            DirtyBitmap toHash = DirtyBitmap.populated(mem); // holes read as zero and count 0, as there
+            toHash.andNot(written);
+            toHash.forEachDirtyPage(ours::refresh);
+            dev.ferry.memory.ChunkDigests mine = dev.ferry.memory.ChunkDigests.of(ours, written, chunkPages);
+            differing = mine.differing(theirs);
+            result = new MemoryVerification(r.getPagesCompared(), written.count(),
+                    Math.max(mine.sums().length, differing.size()), differing.size());
+        } catch (RuntimeException e) {
+            undecided("memory verification could not be done: " + describe(e));
+            return false;
+        }
+        SourceStateMachine.Verdict verdict;
+        synchronized (this) {
+            verdict = machine.verificationCompared(result);
+            changed();
+        }
+        if (verdict == SourceStateMachine.Verdict.COMMIT) {
+            try {
+                retried(() -> control().commitIncomingMigration(dev.ferry.v1.CommitIncomingMigrationRequest.newBuilder()
+                        .setMigration(name).build()));
+            } catch (RuntimeException e) {
+                undecided("memory verified, but the destination did not confirm it keeps the VM: " + describe(e));
+                return false;
+            }
+            release.run();
+            synchronized (this) {
+                machine.committed();
+                changed();
+            }
+            return true;
+        }
+        StringBuilder where = new StringBuilder();
+        for (int i = 0; i < Math.min(4, differing.size()); i++) {
+            long gpa = (long) differing.get(i) * chunkPages * dev.ferry.memory.GuestMemory.PAGE_SIZE;
+            where.append(i == 0 ? "" : ", ").append(String.format("0x%x", gpa));
+        }
+        String reason = result.chunksDiffering() + " of " + result.chunks() + " chunks differ (from "
+                + where + (differing.size() > 4 ? ", ..." : "") + ") among " + result.pagesCompared()
+                + " pages the guest did not write after resuming";
+        LOG.log(System.Logger.Level.ERROR, "{0}: memory verification failed: {1}; taking the VM back", name,
+                result.chunksDiffering() > 0 ? reason : "the pages received do not add up to the pages sent");
+        if (!abortConfirmed("memory verification failed: " + reason)) {
+            undecided("memory verification failed (" + reason + "), and the destination did not confirm it discarded"
+                    + " its copy: the source keeps its copy paused");
+            return false;
+        }
+        synchronized (this) {
+            machine.rolledBack();
+            changed();
+        }
+        v.dirtyTracker().disable();
+        if (paused) {
+            v.resume();
+            paused = false;
+        }
+        vm.hold("", Vm.State.RUNNING);
+        return false;
+    }
+
+    /** The destination and the source did not agree where the VM lives: both keep what they have. */
+    private void undecided(String reason) {
+        synchronized (this) {
+            if (!machine.isTerminal()) {
+                machine.failed(reason);
+            }
+            changed();
+        }
+        LOG.log(System.Logger.Level.ERROR, "{0}: {1}", name, reason);
+    }
+
+    /** AbortIncomingMigration until the destination answers it (a lost answer is asked again; it is idempotent). */
+    private boolean abortConfirmed(String reason) {
+        for (int i = 0; i < SWITCHOVER_ATTEMPTS; i++) {
+            try {
+                control().withDeadlineAfter(10, TimeUnit.SECONDS).abortIncomingMigration(AbortIncomingMigrationRequest
+                        .newBuilder().setMigration(name).setReason(com.google.rpc.Status.newBuilder()
+                                .setCode(Status.Code.DATA_LOSS.value()).setMessage(reason)).build());
+                return true;
+            } catch (StatusRuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: abort on {1}: {2}", name, destination, e.getStatus());
+                Status.Code c = e.getStatus().getCode();
+                if (c != Status.Code.UNAVAILABLE && c != Status.Code.DEADLINE_EXCEEDED) {
+                    return false;
+                }
+            }
+        }
+        return false;
+    }
+
+    /** A control call whose answer may be lost, asked again (the calls it is used for are idempotent). */
+    private <T> T retried(java.util.function.Supplier<T> call) {
+        StatusRuntimeException last = null;
+        for (int i = 0; i < SWITCHOVER_ATTEMPTS; i++) {
+            try {
+                return call.get();
+            } catch (StatusRuntimeException e) {
+                Status.Code c = e.getStatus().getCode();
+                if (c != Status.Code.UNAVAILABLE && c != Status.Code.DEADLINE_EXCEEDED) {
+                    throw e;
+                }
+                last = e;
+            }
+        }
+        throw last;
+    }
+
+    /**
+     * Fault injection: leaves out of {@code pages} one page whose content now differs from what was last sent
+     * (its hash in {@code sent}), so the destination keeps a stale copy. The highest such page: low pages hold
+     * the guest's status blocks and generation table, which it rewrites at once (and a page it rewrites on the
+     * destination before the check is, rightly, not compared); the working set lies above them.
+     */
+    private void dropStalePage(DirtyBitmap pages, PageHashes sent) {
+        dev.ferry.memory.GuestMemory mem = vm.vm().memory();
+        java.util.List<dev.ferry.memory.PageRange> ranges = new java.util.ArrayList<>(pages.ranges());
+        java.util.Collections.reverse(ranges);
+        for (dev.ferry.memory.PageRange r : ranges) {
+            for (long p = r.pages() - 1; p >= 0; p--) {
+                long gpa = r.gpa() + p * dev.ferry.memory.GuestMemory.PAGE_SIZE;
+                long now = PageHashes.hashPage(mem.regionOf(gpa).slice(gpa, (int) dev.ferry.memory.GuestMemory.PAGE_SIZE), gpa);
+                if (now != sent.get(gpa)) {
+                    pages.clear(gpa);
+                    LOG.log(System.Logger.Level.WARNING, "{0}: fault injection drop-dirty-page: page 0x{1} (dirtied"
+                            + " since it was sent) is left out; the destination keeps a stale copy", name,
+                            Long.toHexString(gpa));
+                    return;
+                }
+            }
+        }
+        LOG.log(System.Logger.Level.WARNING, "{0}: fault injection drop-dirty-page: no page dirtied since it was sent"
+                + " among {1}; nothing dropped", name, pages.count());
+    }
+
+    /** Fault injection, mode POSTCOPY: leaves the last page holding data out of the push list. */
+    private void dropLastPage(DirtyBitmap toPush) {
+        java.util.List<dev.ferry.memory.PageRange> ranges = toPush.ranges();
+        if (ranges.isEmpty()) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: fault injection drop-dirty-page: no page holds data", name);
+            return;
+        }
+        dev.ferry.memory.PageRange last = ranges.get(ranges.size() - 1);
+        long gpa = last.gpa() + (last.pages() - 1) * dev.ferry.memory.GuestMemory.PAGE_SIZE;
+        toPush.clear(gpa);
+        LOG.log(System.Logger.Level.WARNING, "{0}: fault injection drop-dirty-page: page 0x{1} is left out of the push"
+                + " list; the destination fills it with zeros", name, Long.toHexString(gpa));
     }
 
     /**
@@ -754,7 +959,8 @@ final class SourceDriver implements Runnable {
             return b.build();
         }
         machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
-                .setCode((machine.phase() == Migration.Phase.CANCELLED ? Status.Code.CANCELLED : Status.Code.ABORTED).value())
+                .setCode((machine.phase() == Migration.Phase.CANCELLED ? Status.Code.CANCELLED
+                        : machine.failedWithDataLoss() ? Status.Code.DATA_LOSS : Status.Code.ABORTED).value())
                 .setMessage(r)));
         return b.build();
     }

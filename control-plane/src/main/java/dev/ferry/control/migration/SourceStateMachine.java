@@ -10,6 +10,7 @@ import static dev.ferry.v1.Migration.Phase.POSTCOPY_PAUSED;
 import static dev.ferry.v1.Migration.Phase.PRECOPY;
 import static dev.ferry.v1.Migration.Phase.RESUMING_ON_DESTINATION;
 import static dev.ferry.v1.Migration.Phase.STOP_AND_COPY;
+import static dev.ferry.v1.Migration.Phase.VERIFYING;
 
 import dev.ferry.control.migration.Decision.Action;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
@@ -52,18 +53,21 @@ import java.util.Set;
  * STOP_AND_COPY --roundStarted, batchSent, roundFinished--> STOP_AND_COPY   (exactly one round)
  * STOP_AND_COPY --deviceStateStarted--> DEVICE_STATE         (after that round finished)
  * DEVICE_STATE --deviceStateSent--> RESUMING_ON_DESTINATION
- * RESUMING_ON_DESTINATION --destinationResumed--> COMPLETED  (precopy path)
+ * RESUMING_ON_DESTINATION --destinationResumed--> VERIFYING  (precopy path; COMPLETED without verify_memory)
  * RESUMING_ON_DESTINATION --destinationResumed--> POSTCOPY   (postcopy path)
  * RESUMING_ON_DESTINATION --switchoverRefused--> FAILED      (SOURCE_KEEPS_VM)
  * POSTCOPY     --roundStarted, batchSent, roundFinished, postcopyFaultServed, postcopyPagesMissing--> POSTCOPY
  * POSTCOPY     --postcopyConnectionLost--> POSTCOPY_PAUSED
  * POSTCOPY_PAUSED --postcopyConnectionRestored--> POSTCOPY
- * POSTCOPY     --postcopyCompleted--> COMPLETED
+ * POSTCOPY     --postcopyCompleted--> VERIFYING              (COMPLETED without verify_memory)
+ * VERIFYING    --verificationCompared--> VERIFYING           (the verdict: COMMIT or ROLL_BACK)
+ * VERIFYING    --committed--> COMPLETED                      (after verdict COMMIT)
+ * VERIFYING    --rolledBack--> FAILED                        (after verdict ROLL_BACK; SOURCE_KEEPS_VM, DATA_LOSS)
  * NEGOTIATING | PRECOPY | STOP_AND_COPY | DEVICE_STATE --cancelRequested--> CANCELLED   (SOURCE_KEEPS_VM)
  * CANCELLED    --cancelRequested--> CANCELLED                (no-op, as CancelMigration documents)
  * any non-terminal phase --failed--> FAILED                  (aftermath depends on the phase, see failed())
  * </pre>
- * Cancel is refused in RESUMING_ON_DESTINATION, POSTCOPY, POSTCOPY_PAUSED, COMPLETED and FAILED, with the reason
+ * Cancel is refused in RESUMING_ON_DESTINATION, POSTCOPY, POSTCOPY_PAUSED, VERIFYING, COMPLETED and FAILED, with the reason
  * in the exception. {@link #accepts}/{@link #refusal} answer "would this event be accepted now" without acting, so
  * the edge can check a precondition before doing I/O (e.g. ResumeMigration before ResumeIncomingMigration).
  *
@@ -81,7 +85,18 @@ public final class SourceStateMachine {
         NEGOTIATED, ROUND_STARTED, BATCH_SENT, ROUND_FINISHED, DECIDE_AFTER_ROUND, SWITCH_TO_POSTCOPY_REQUESTED,
         STOP_AND_COPY_STARTED, DEVICE_STATE_STARTED, DEVICE_STATE_SENT, DESTINATION_RESUMED, SWITCHOVER_REFUSED,
         POSTCOPY_FAULT_SERVED, POSTCOPY_PAGES_MISSING, POSTCOPY_CONNECTION_LOST, POSTCOPY_CONNECTION_RESTORED,
-        POSTCOPY_COMPLETED, CANCEL, FAIL
+        POSTCOPY_COMPLETED, VERIFICATION_COMPARED, COMMITTED, ROLLED_BACK, CANCEL, FAIL
+    }
+
+    /** What the edge does after a verification: keep the destination's copy, or take the VM back. */
+    public enum Verdict {
+        /** Every compared page matched: CommitIncomingMigration, then {@link #committed()}. */
+        COMMIT,
+        /**
+         * A page differs: the destination's copy is not the guest. AbortIncomingMigration (the destination
+         * stops and deletes its guest), then {@link #rolledBack()} and resume the paused source.
+         */
+        ROLL_BACK
     }
 
     /** Phases in which each event may be valid; finer conditions are checked in {@link #refusal}. */
@@ -92,7 +107,7 @@ public final class SourceStateMachine {
 
     static {
         Set<Phase> running = EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION,
-                POSTCOPY, POSTCOPY_PAUSED);
+                POSTCOPY, POSTCOPY_PAUSED, VERIFYING);
         VALID_IN.put(Event.NEGOTIATED, EnumSet.of(NEGOTIATING));
         VALID_IN.put(Event.ROUND_STARTED, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
         VALID_IN.put(Event.BATCH_SENT, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
@@ -109,6 +124,9 @@ public final class SourceStateMachine {
         VALID_IN.put(Event.POSTCOPY_CONNECTION_LOST, EnumSet.of(POSTCOPY, POSTCOPY_PAUSED));
         VALID_IN.put(Event.POSTCOPY_CONNECTION_RESTORED, EnumSet.of(POSTCOPY_PAUSED));
         VALID_IN.put(Event.POSTCOPY_COMPLETED, EnumSet.of(POSTCOPY));
+        VALID_IN.put(Event.VERIFICATION_COMPARED, EnumSet.of(VERIFYING));
+        VALID_IN.put(Event.COMMITTED, EnumSet.of(VERIFYING));
+        VALID_IN.put(Event.ROLLED_BACK, EnumSet.of(VERIFYING));
         VALID_IN.put(Event.CANCEL, EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, CANCELLED));
         VALID_IN.put(Event.FAIL, running);
     }
@@ -145,6 +163,10 @@ public final class SourceStateMachine {
     private Duration guestPause;
     private PostcopyStatistics postcopyStatistics;
     private int recoveries;
+    private boolean transferVerified; // the digest of the bytes received equals that of the bytes sent
+    private MemoryVerification verification; // the last comparison, in VERIFYING
+    private Verdict verdict;
+    private boolean dataLoss; // FAILED because the destination's memory differs from the source's
 
     private String failureReason;
     private Aftermath aftermath;
@@ -220,6 +242,16 @@ public final class SourceStateMachine {
      */
     public boolean postcopyPath() {
         return postcopyPath;
+    }
+
+    /** Whether the migration failed because the destination's memory differed from the source's (DATA_LOSS). */
+    public boolean failedWithDataLoss() {
+        return dataLoss;
+    }
+
+    /** The last verification's verdict, in VERIFYING once compared. */
+    public Optional<Verdict> verdict() {
+        return Optional.ofNullable(verdict);
     }
 
     /** Why the migration failed or was cancelled (FAILED and CANCELLED only). */
@@ -435,9 +467,18 @@ public final class SourceStateMachine {
         } else {
             sourceDigest = sentDigest;
             destinationDigest = response.hasDestinationMemoryDigest() ? response.getDestinationMemoryDigest() : null;
-            memoryVerified = response.getMemoryVerified();
+            transferVerified = response.getMemoryVerified();
             progress.bytesRemaining(0);
-            finish(COMPLETED, "destination runs the VM", null);
+            verifyOrFinish("destination runs the VM");
+        }
+    }
+
+    /** Every page is on the destination and it runs the VM: verify (the source stays paused) or, if off, end. */
+    private void verifyOrFinish(String note) {
+        if (policy.verifyMemory()) {
+            enter(VERIFYING, note + "; comparing its memory with the paused source's");
+        } else {
+            finish(COMPLETED, note + " (memory not verified: verify_memory is false)", null);
         }
     }
 
@@ -516,29 +557,69 @@ public final class SourceStateMachine {
     }
 
     /**
-     * CompleteIncomingPostcopy succeeded: every page is on the destination. COMPLETED.
+     * CompleteIncomingPostcopy succeeded: every page is on the destination. VERIFYING, or COMPLETED when
+     * verify_memory is off. The source still holds its paused copy either way until the edge releases it.
      *
      * @param sentDigest the source_memory_digest sent in the request, or null if none
-     * @param response   the destination's answer (postcopy statistics, verification)
-     * @param unwrittenPagesMatch whether our digest of the pages the guest did not write since resuming
-     *                   matched the destination's (false makes memory_verified false), or null if not compared
+     * @param response   the destination's answer (postcopy statistics, digest of the bytes placed)
      */
-    public void postcopyCompleted(MemoryDigest sentDigest, CompleteIncomingPostcopyResponse response,
-            Boolean unwrittenPagesMatch) {
+    public void postcopyCompleted(MemoryDigest sentDigest, CompleteIncomingPostcopyResponse response) {
         require(Event.POSTCOPY_COMPLETED);
         Objects.requireNonNull(response, "response");
         sourceDigest = sentDigest;
         destinationDigest = response.hasDestinationMemoryDigest() ? response.getDestinationMemoryDigest() : null;
-        memoryVerified = response.getMemoryVerified() && !Boolean.FALSE.equals(unwrittenPagesMatch);
+        transferVerified = response.getMemoryVerified();
         if (response.hasGuestPause()) {
             guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
         }
-        if (response.hasPostcopy() || unwrittenPagesMatch != null) {
-            postcopyStatistics = response.getPostcopy().toBuilder()
-                    .setUnwrittenPagesVerified(Boolean.TRUE.equals(unwrittenPagesMatch)).build();
+        if (response.hasPostcopy()) {
+            postcopyStatistics = response.getPostcopy();
         }
         progress.bytesRemaining(0);
-        finish(COMPLETED, "every page is on the destination", null);
+        verifyOrFinish("every page is on the destination");
+    }
+
+    /**
+     * The destination's memory was compared with the paused source's (VERIFYING). Returns the verdict: COMMIT
+     * when every compared chunk matched and the digest of the bytes received equalled the bytes sent, else
+     * ROLL_BACK. The phase stays VERIFYING until the edge reports {@link #committed()} or {@link #rolledBack()}.
+     */
+    public Verdict verificationCompared(MemoryVerification v) {
+        require(Event.VERIFICATION_COMPARED);
+        verification = Objects.requireNonNull(v, "verification");
+        verdict = v.matched() && transferVerified ? Verdict.COMMIT : Verdict.ROLL_BACK;
+        if (postcopyStatistics != null || postcopyPath) {
+            PostcopyStatistics.Builder pc = postcopyStatistics != null ? postcopyStatistics.toBuilder()
+                    : PostcopyStatistics.newBuilder();
+            postcopyStatistics = pc.setPagesWrittenSinceResume(v.pagesWrittenAfterResume())
+                    .setUnwrittenPagesVerified(v.matched()).build();
+        }
+        return verdict;
+    }
+
+    /** CommitIncomingMigration succeeded after verdict COMMIT: the VM is the destination's. COMPLETED. */
+    public void committed() {
+        require(Event.COMMITTED);
+        memoryVerified = true;
+        finish(COMPLETED, "destination runs the VM; its memory matches the source's at the pause on "
+                + verification.pagesCompared() + " pages", null);
+    }
+
+    /**
+     * After verdict ROLL_BACK the destination discarded its copy (AbortIncomingMigration succeeded): FAILED with
+     * DATA_LOSS, and the source resumes its paused VM (SOURCE_KEEPS_VM). What the guest did on the destination
+     * since it resumed there is lost; the source's copy is the guest as it was at the pause.
+     */
+    public Aftermath rolledBack() {
+        require(Event.ROLLED_BACK);
+        dataLoss = true;
+        String what = verification.chunksDiffering() > 0
+                ? verification.chunksDiffering() + " of " + verification.chunks() + " chunks of the destination's memory"
+                        + " differ from the source's at the pause"
+                : "the digest of the pages the destination received differs from the digest of the pages sent";
+        finish(FAILED, "memory verification failed: " + what + "; the destination's copy was discarded (with what"
+                + " the guest did there since it resumed) and the VM runs on the source again", Aftermath.SOURCE_KEEPS_VM);
+        return aftermath;
     }
 
     /**
@@ -558,13 +639,18 @@ public final class SourceStateMachine {
     /**
      * The migration failed; the reason is kept for {@code Migration.error}. Returns what becomes of the VM:
      * SOURCE_KEEPS_VM before RESUMING_ON_DESTINATION; UNDECIDED in RESUMING_ON_DESTINATION (the answer to
-     * CompleteIncomingMigration was not learned); DESTINATION_KEEPS_VM in POSTCOPY and POSTCOPY_PAUSED.
+     * CompleteIncomingMigration was not learned) and in VERIFYING (the destination runs the VM and the source
+     * holds the paused original, and the two did not agree which lives); DESTINATION_KEEPS_VM in POSTCOPY and
+     * POSTCOPY_PAUSED.
      */
     public Aftermath failed(String reason) {
         require(Event.FAIL);
         Objects.requireNonNull(reason, "reason");
+        if (verdict == Verdict.ROLL_BACK) {
+            dataLoss = true; // the mismatch stands even if the rollback could not be completed
+        }
         Aftermath a = switch (phase) {
-            case RESUMING_ON_DESTINATION -> Aftermath.UNDECIDED;
+            case RESUMING_ON_DESTINATION, VERIFYING -> Aftermath.UNDECIDED;
             case POSTCOPY, POSTCOPY_PAUSED -> Aftermath.DESTINATION_KEEPS_VM;
             default -> Aftermath.SOURCE_KEEPS_VM;
         };
@@ -600,6 +686,14 @@ public final class SourceStateMachine {
         }
         if (destinationDigest != null) {
             b.setDestinationMemoryDigest(destinationDigest);
+        }
+        if (verification != null) {
+            b.setVerificationMethod(MigrationStatistics.VerificationMethod.UNWRITTEN_PAGES_AFTER_RESUME)
+                    .setPagesCompared(verification.pagesCompared())
+                    .setPagesWrittenAfterResume(verification.pagesWrittenAfterResume())
+                    .setChunksDiffering(verification.chunksDiffering());
+        } else if (!policy.verifyMemory()) {
+            b.setVerificationMethod(MigrationStatistics.VerificationMethod.NONE);
         }
         if (postcopyStatistics != null) {
             b.setPostcopy(postcopyStatistics.getRecoveries() >= recoveries ? postcopyStatistics
@@ -682,6 +776,10 @@ public final class SourceStateMachine {
             case DEVICE_STATE_STARTED -> deviceStateRefusal();
             case POSTCOPY_COMPLETED -> roundState == RoundState.RUNNING
                     ? "background pass " + progress.round() + " is still running" : null;
+            case COMMITTED -> verdict == Verdict.COMMIT ? null
+                    : "the verification has " + (verdict == null ? "not been compared" : "found a mismatch");
+            case ROLLED_BACK -> verdict == Verdict.ROLL_BACK ? null
+                    : "the verification has " + (verdict == null ? "not been compared" : "found no mismatch");
             default -> null;
         };
     }
@@ -729,6 +827,8 @@ public final class SourceStateMachine {
                     + " split between the hosts (pages not yet copied exist only on the source), so neither host"
                     + " can run it alone; let postcopy complete"
                     + (phase == POSTCOPY_PAUSED ? " (ResumeMigration reconnects the hosts)" : "");
+            case VERIFYING -> "the VM runs on the destination and its memory is being verified; a mismatch gives it"
+                    + " back to the source, a match completes the migration";
             case COMPLETED -> "the migration has completed; the VM runs on the destination";
             case FAILED -> "the migration has already failed: " + failureReason;
             default -> null;

@@ -166,6 +166,12 @@ class BadInputTest {
                             .build()), bad, "migration"));
             l.add(c("AbortIncomingMigration " + q, () -> migrations().abortIncomingMigration(
                     AbortIncomingMigrationRequest.newBuilder().setMigration(mname).build()), bad, "migration"));
+            l.add(c("VerifyIncomingMigration " + q, () -> migrations().verifyIncomingMigration(
+                    dev.ferry.v1.VerifyIncomingMigrationRequest.newBuilder().setMigration(mname).build()), bad,
+                    "migration"));
+            l.add(c("CommitIncomingMigration " + q, () -> migrations().commitIncomingMigration(
+                    dev.ferry.v1.CommitIncomingMigrationRequest.newBuilder().setMigration(mname).build()), bad,
+                    "migration"));
         }
         // Above the method's request limit: refused before it is parsed.
         l.add(c("GetVm with a 100 000-character name", () -> vms().getVm(GetVmRequest.newBuilder()

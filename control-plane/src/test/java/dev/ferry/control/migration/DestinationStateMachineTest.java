@@ -9,6 +9,7 @@ import static dev.ferry.control.migration.DestinationStateMachine.State.FAILED;
 import static dev.ferry.control.migration.DestinationStateMachine.State.POSTCOPY;
 import static dev.ferry.control.migration.DestinationStateMachine.State.POSTCOPY_PAUSED;
 import static dev.ferry.control.migration.DestinationStateMachine.State.RECEIVING;
+import static dev.ferry.control.migration.DestinationStateMachine.State.VERIFYING;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -57,13 +58,21 @@ class DestinationStateMachineTest {
         m.deviceStateReceived(5000);
         assertEquals(Phase.DEVICE_STATE, m.phase());
         assertTrue(m.completeRequested(false));
-        assertEquals(COMPLETED, m.state());
+        assertEquals(VERIFYING, m.state(), "MEMORY_DIGEST accepted: the source verifies before the VM is ours");
+        assertEquals(Phase.VERIFYING, m.phase());
         assertTrue(m.vmRanHere());
         assertFalse(m.completeRequested(false), "a retried CompleteIncomingMigration is answered again");
         IllegalTransitionException e = assertThrows(IllegalTransitionException.class,
                 () -> m.completeRequested(true));
         assertTrue(e.reason().contains("postcopy = false"), e.reason());
-        assertEquals(List.of(RECEIVING, DEVICE_STATE_RECEIVED, COMPLETED), states(m));
+        clock.advance(Duration.ofHours(1));
+        assertFalse(m.checkIdle(), "a VM that runs here is never aborted for idleness, verifying or not");
+        m.verifyRequested();
+        m.verifyRequested(); // the source may ask again
+        assertTrue(m.commitRequested());
+        assertEquals(COMPLETED, m.state());
+        assertFalse(m.commitRequested(), "a retried CommitIncomingMigration is answered again");
+        assertEquals(List.of(RECEIVING, DEVICE_STATE_RECEIVED, VERIFYING, COMPLETED), states(m));
         assertEquals(5000, m.deviceStateBytes());
         assertTrue(m.aftermath().isEmpty());
     }
@@ -94,6 +103,9 @@ class DestinationStateMachineTest {
         assertEquals(POSTCOPY, m.state());
         clock.advanceMillis(99);
         m.postcopyCompleteRequested(0);
+        assertEquals(VERIFYING, m.state());
+        clock.advanceMillis(50); // verifying: not part of resume_time
+        m.commitRequested();
         assertEquals(COMPLETED, m.state());
         PostcopyStatistics s = m.postcopyStatistics().build();
         assertEquals(2, s.getPageFaults());
@@ -101,7 +113,37 @@ class DestinationStateMachineTest {
         assertEquals(2, s.getRecoveries());
         assertEquals(99_000_000, s.getResumeTime().getNanos());
         assertEquals(List.of(RECEIVING, DEVICE_STATE_RECEIVED, POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, POSTCOPY,
-                COMPLETED), states(m));
+                VERIFYING, COMPLETED), states(m));
+    }
+
+    @Test
+    void aFailedVerificationDiscardsTheVmThatRanHere() {
+        for (boolean postcopy : new boolean[] {false, true}) {
+            DestinationStateMachine m = session(MigrationMode.HYBRID);
+            m.deviceStateReceived(1);
+            m.completeRequested(postcopy);
+            if (postcopy) {
+                m.postcopyCompleteRequested(0);
+            }
+            m.verifyRequested();
+            assertEquals(Aftermath.SOURCE_KEEPS_VM, m.abortRequested("memory verification failed"),
+                    "the source resumes its paused original; what ran here is discarded");
+            assertEquals(ABORTED, m.state());
+            assertTrue(m.vmRanHere());
+            assertFalse(m.accepts(Event.COMMIT));
+        }
+    }
+
+    @Test
+    void withoutMemoryDigestTheVmIsOursAtOnce() {
+        DestinationStateMachine m = new DestinationStateMachine(config(MigrationMode.PRECOPY).toBuilder()
+                .clearFeatures().build(), clock);
+        assertFalse(m.verifies());
+        m.deviceStateReceived(1);
+        m.completeRequested(false);
+        assertEquals(COMPLETED, m.state());
+        assertFalse(m.accepts(Event.COMMIT), "nothing to commit");
+        assertFalse(m.accepts(Event.ABORT));
     }
 
     @Test
@@ -242,6 +284,8 @@ class DestinationStateMachineTest {
         Consumer<DestinationStateMachine> ds = m -> m.deviceStateReceived(1);
         Consumer<DestinationStateMachine> pc = ds.andThen(m -> m.completeRequested(true));
         Consumer<DestinationStateMachine> paused = pc.andThen(m -> m.linkLost("cut"));
+        Consumer<DestinationStateMachine> verifying = ds.andThen(m -> m.completeRequested(false));
+        Consumer<DestinationStateMachine> pcVerifying = pc.andThen(m -> m.postcopyCompleteRequested(0));
         return List.of(
                 scenario("receiving", h, RECEIVING, m -> { },
                         Event.PAGES_RECEIVED, Event.DEVICE_STATE_RECEIVED, Event.ABORT, Event.FAIL),
@@ -251,10 +295,14 @@ class DestinationStateMachineTest {
                         Event.LINK_LOST, Event.RESUME, Event.POSTCOPY_COMPLETE, Event.FAIL),
                 scenario("postcopy paused", h, POSTCOPY_PAUSED, paused, Event.COMPLETE, Event.FAULT_SENT,
                         Event.LINK_LOST, Event.RESUME, Event.FAIL),
+                scenario("verifying (precopy)", MigrationMode.PRECOPY, VERIFYING, verifying,
+                        Event.COMPLETE, Event.VERIFY, Event.COMMIT, Event.ABORT, Event.FAIL),
+                scenario("verifying (postcopy)", h, VERIFYING, pcVerifying,
+                        Event.COMPLETE, Event.VERIFY, Event.COMMIT, Event.ABORT, Event.FAIL),
                 scenario("completed (precopy)", MigrationMode.PRECOPY, COMPLETED,
-                        ds.andThen(m -> m.completeRequested(false)), Event.COMPLETE),
-                scenario("completed (postcopy)", h, COMPLETED, pc.andThen(m -> m.postcopyCompleteRequested(0)),
-                        Event.COMPLETE),
+                        verifying.andThen(DestinationStateMachine::commitRequested), Event.COMPLETE, Event.COMMIT),
+                scenario("completed (postcopy)", h, COMPLETED, pcVerifying.andThen(DestinationStateMachine::commitRequested),
+                        Event.COMPLETE, Event.COMMIT),
                 scenario("aborted", h, ABORTED, m -> m.abortRequested("x"), Event.ABORT),
                 scenario("failed before running", h, FAILED, m -> m.failed("x"), Event.ABORT),
                 scenario("failed after running", h, FAILED, pc.andThen(m -> m.failed("x"))));
@@ -272,6 +320,8 @@ class DestinationStateMachineTest {
             case LINK_LOST -> m.linkLost("cut");
             case RESUME -> m.resumeRequested();
             case POSTCOPY_COMPLETE -> m.postcopyCompleteRequested(0);
+            case VERIFY -> m.verifyRequested();
+            case COMMIT -> m.commitRequested();
             case ABORT -> m.abortRequested("x");
             case FAIL -> m.failed("x");
         }

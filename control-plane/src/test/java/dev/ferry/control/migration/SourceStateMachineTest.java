@@ -18,6 +18,7 @@ import static dev.ferry.v1.Migration.Phase.POSTCOPY_PAUSED;
 import static dev.ferry.v1.Migration.Phase.PRECOPY;
 import static dev.ferry.v1.Migration.Phase.RESUMING_ON_DESTINATION;
 import static dev.ferry.v1.Migration.Phase.STOP_AND_COPY;
+import static dev.ferry.v1.Migration.Phase.VERIFYING;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -113,21 +114,37 @@ class SourceStateMachineTest {
                 .setDestinationMemoryDigest(DIGEST).setMemoryVerified(true)
                 .setGuestPause(com.google.protobuf.Duration.newBuilder().setNanos(25_000_000)).build());
 
+        // The destination runs the VM; the source stays paused while it compares memory.
+        assertEquals(VERIFYING, m.phase());
+        assertFalse(m.isTerminal());
+        assertFalse(m.accepts(Event.CANCEL));
+        assertFalse(m.accepts(Event.COMMITTED), "nothing compared yet");
+        assertFalse(m.statistics().getMemoryVerified(), "not verified before the comparison");
+        clock.advanceMillis(40);
+        assertEquals(SourceStateMachine.Verdict.COMMIT, m.verificationCompared(new MemoryVerification(262_000, 144, 512, 0)));
+        assertFalse(m.accepts(Event.ROLLED_BACK));
+        m.committed();
+
         assertEquals(COMPLETED, m.phase());
         assertTrue(m.isTerminal());
-        assertEquals(List.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION, COMPLETED),
-                phases(m));
+        assertEquals(List.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION, VERIFYING,
+                COMPLETED), phases(m));
         // Timestamps come from the fake clock: NEGOTIATING at 0, PRECOPY at 50 ms, STOP_AND_COPY at 1550 ms, ...
         List<Duration> at = m.history().stream().map(c -> Duration.between(FakeClock.EPOCH, c.at())).toList();
         assertEquals(List.of(Duration.ZERO, Duration.ofMillis(50), Duration.ofMillis(1550), Duration.ofMillis(1560),
-                Duration.ofMillis(1565), Duration.ofMillis(1580)), at);
+                Duration.ofMillis(1565), Duration.ofMillis(1580), Duration.ofMillis(1620)), at);
         assertTrue(m.failureReason().isEmpty());
         assertTrue(m.aftermath().isEmpty());
 
         MigrationStatistics s = m.statistics();
-        assertEquals(Duration.ofMillis(30), seconds(s.getDowntime()), "pause at 1550 ms to resume at 1580 ms");
+        assertEquals(Duration.ofMillis(30), seconds(s.getDowntime()),
+                "pause at 1550 ms to resume at 1580 ms: the verification after the resume is not downtime");
         assertEquals(Duration.ofMillis(25), seconds(s.getGuestPause()));
-        assertEquals(Duration.ofMillis(1580), seconds(s.getTotalTime()));
+        assertEquals(Duration.ofMillis(1620), seconds(s.getTotalTime()));
+        assertEquals(MigrationStatistics.VerificationMethod.UNWRITTEN_PAGES_AFTER_RESUME, s.getVerificationMethod());
+        assertEquals(262_000, s.getPagesCompared());
+        assertEquals(144, s.getPagesWrittenAfterResume());
+        assertEquals(0, s.getChunksDiffering());
         assertEquals(GiB + 512 * MiB + 8 * MiB, s.getTransferredBytes(), "round stats replace the live batch counts");
         assertEquals(64 * 1024, s.getDeviceStateBytes());
         assertEquals(3, s.getRounds());
@@ -142,7 +159,7 @@ class SourceStateMachineTest {
         assertEquals(3, p.getRound());
         assertEquals(0, p.getBytesRemaining());
         clock.advanceMillis(10_000);
-        assertEquals(Duration.ofMillis(1580), seconds(m.progress().getElapsed()), "elapsed stops at end_time");
+        assertEquals(Duration.ofMillis(1620), seconds(m.progress().getElapsed()), "elapsed stops at end_time");
     }
 
     @Test
@@ -195,35 +212,98 @@ class SourceStateMachineTest {
         PostcopyStatistics pcStats = PostcopyStatistics.newBuilder().setPageFaults(2).setBackgroundBytes(998 * 4096)
                 .build();
         m.postcopyCompleted(DIGEST, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(true)
-                .setDestinationMemoryDigest(DIGEST).setPostcopy(pcStats).build(), true);
+                .setDestinationMemoryDigest(DIGEST).setPostcopy(pcStats).build());
+        assertEquals(VERIFYING, m.phase(), "every page is there; the source keeps its copy until verified");
+        assertEquals(SourceStateMachine.Verdict.COMMIT, m.verificationCompared(new MemoryVerification(200_000, 7, 512, 0)));
+        m.committed();
 
         assertEquals(COMPLETED, m.phase());
-        assertEquals(List.of(NEGOTIATING, PRECOPY, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, COMPLETED),
-                phases(m));
+        assertEquals(List.of(NEGOTIATING, PRECOPY, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, VERIFYING,
+                COMPLETED), phases(m));
         MigrationProgress p = m.progress();
         assertEquals(2, p.getPostcopyPageFaults());
         assertEquals(3 * GiB + 999 * 4096, p.getBytesSent());
         assertEquals(1, p.getZeroPages());
         MigrationStatistics s = m.statistics();
-        assertEquals(pcStats.toBuilder().setUnwrittenPagesVerified(true).build(), s.getPostcopy());
+        assertEquals(pcStats.toBuilder().setUnwrittenPagesVerified(true).setPagesWrittenSinceResume(7).build(),
+                s.getPostcopy());
+        assertEquals(7, s.getPagesWrittenAfterResume());
         assertEquals(Duration.ofMillis(20), seconds(s.getDowntime()), "postcopy downtime ends when the VM runs");
         assertTrue(s.getMemoryVerified());
     }
 
     @Test
-    void unwrittenPagesThatDifferMakeThePostcopyUnverified() {
-        for (Boolean match : new Boolean[] {false, null}) {
+    void aMismatchAfterPostcopyGivesTheVmBackToTheSource() {
+        // Chunks differ; or the chunks match but the pages placed do not add up to the pages sent.
+        for (boolean chunksDiffer : new boolean[] {true, false}) {
             SourceStateMachine m = newMigration(MigrationMode.POSTCOPY);
             m.negotiated(config(MigrationMode.POSTCOPY));
             m.deviceStateSent(10);
             m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance());
-            m.postcopyCompleted(DIGEST, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(true)
-                    .setDestinationMemoryDigest(DIGEST).build(), match);
-            assertEquals(COMPLETED, m.phase(), "the guest runs on the destination either way");
-            assertEquals(match == null, m.statistics().getMemoryVerified(),
-                    "not compared: the arrival digest decides; compared and different: unverified");
-            assertFalse(m.statistics().getPostcopy().getUnwrittenPagesVerified());
+            m.postcopyCompleted(DIGEST, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(chunksDiffer)
+                    .setDestinationMemoryDigest(DIGEST).build());
+            assertEquals(VERIFYING, m.phase());
+            assertEquals(SourceStateMachine.Verdict.ROLL_BACK,
+                    m.verificationCompared(new MemoryVerification(1000, 3, 8, chunksDiffer ? 1 : 0)));
+            assertFalse(m.accepts(Event.COMMITTED), "a mismatch never commits");
+            assertEquals(Aftermath.SOURCE_KEEPS_VM, m.rolledBack());
+            assertEquals(FAILED, m.phase());
+            assertTrue(m.failedWithDataLoss());
+            assertTrue(m.failureReason().orElseThrow().contains("runs on the source again"), m.failureReason().get());
+            MigrationStatistics s = m.statistics();
+            assertFalse(s.getMemoryVerified());
+            assertEquals(chunksDiffer ? 1 : 0, s.getChunksDiffering());
+            assertEquals(!chunksDiffer, s.getPostcopy().getUnwrittenPagesVerified());
         }
+    }
+
+    @Test
+    void aMismatchAfterPrecopyGivesTheVmBackToTheSource() {
+        SourceStateMachine m = inResumingOnDestination();
+        m.destinationResumed(DIGEST, CompleteIncomingMigrationResponse.newBuilder().setMemoryVerified(true).build());
+        assertEquals(SourceStateMachine.Verdict.ROLL_BACK,
+                m.verificationCompared(new MemoryVerification(262_000, 50, 512, 1)));
+        assertEquals(Aftermath.SOURCE_KEEPS_VM, m.rolledBack());
+        assertEquals(List.of(RESUMING_ON_DESTINATION, VERIFYING, FAILED), phases(m).subList(4, 7));
+        assertTrue(m.failedWithDataLoss());
+        assertTrue(m.failureReason().orElseThrow().contains("1 of 512 chunks"), m.failureReason().get());
+    }
+
+    @Test
+    void aVerificationThatCannotFinishLeavesTheVmUndecided() {
+        SourceStateMachine m = inResumingOnDestination();
+        m.destinationResumed(DIGEST, CompleteIncomingMigrationResponse.newBuilder().setMemoryVerified(true).build());
+        assertEquals(Aftermath.UNDECIDED, m.failed("UNAVAILABLE: destination gone"),
+                "the destination runs the VM and the source holds it paused: neither may act alone");
+        assertFalse(m.failedWithDataLoss());
+
+        SourceStateMachine mismatch = inResumingOnDestination();
+        mismatch.destinationResumed(DIGEST, CompleteIncomingMigrationResponse.newBuilder().setMemoryVerified(true).build());
+        mismatch.verificationCompared(new MemoryVerification(10, 0, 1, 1));
+        assertEquals(Aftermath.UNDECIDED, mismatch.failed("the abort was not confirmed"));
+        assertTrue(mismatch.failedWithDataLoss(), "the mismatch stands even when the rollback could not finish");
+    }
+
+    @Test
+    void withoutVerificationTheResultSaysSoAndClaimsNothing() {
+        SourceStateMachine m = new SourceStateMachine(ConvergencePolicy.of(MigrationMode.PRECOPY,
+                MigrationPolicy.newBuilder().setVerifyMemory(false).build()), clock);
+        m.negotiated(config(MigrationMode.PRECOPY));
+        m.roundStarted();
+        m.roundFinished(quietRound());
+        m.decideAfterRound();
+        m.stopAndCopyStarted();
+        m.roundStarted();
+        m.roundFinished(round(0, 0, 1));
+        m.deviceStateStarted();
+        m.deviceStateSent(100);
+        m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance());
+        assertEquals(COMPLETED, m.phase(), "no VERIFYING without verify_memory");
+        MigrationStatistics s = m.statistics();
+        assertEquals(MigrationStatistics.VerificationMethod.NONE, s.getVerificationMethod());
+        assertFalse(s.getMemoryVerified());
+        assertEquals(0, s.getPagesCompared());
+        assertTrue(m.history().get(m.history().size() - 1).note().contains("not verified"));
     }
 
     @Test
@@ -292,8 +372,11 @@ class SourceStateMachineTest {
         assertEquals(POSTCOPY, m.phase());
         m.roundStarted();
         m.roundFinished(new RoundStats(Fixtures.pages(GUEST_MEMORY), 0, 0, Duration.ofSeconds(1)));
-        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
-        assertEquals(List.of(NEGOTIATING, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, COMPLETED), phases(m));
+        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.newBuilder().setMemoryVerified(true).build());
+        m.verificationCompared(new MemoryVerification(10, 0, 1, 0));
+        m.committed();
+        assertEquals(List.of(NEGOTIATING, DEVICE_STATE, RESUMING_ON_DESTINATION, POSTCOPY, VERIFYING, COMPLETED),
+                phases(m));
         assertEquals(Duration.ofMillis(10), seconds(m.statistics().getDowntime()));
         assertTrue(m.statistics().hasPostcopy(), "postcopy statistics are set whenever postcopy ran");
     }
@@ -356,9 +439,8 @@ class SourceStateMachineTest {
         m.postcopyConnectionRestored();
         m.roundStarted();
         m.roundFinished(new RoundStats(42, 0, 0, Duration.ofMillis(1)));
-        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
-        assertEquals(COMPLETED, m.phase());
-        assertEquals(List.of(POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, COMPLETED),
+        m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance());
+        assertEquals(List.of(POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, POSTCOPY_PAUSED, POSTCOPY, VERIFYING),
                 phases(m).subList(4, 10));
         assertEquals(2, m.statistics().getPostcopy().getRecoveries());
         assertEquals(Fixtures.pages(GiB) + 100 + 42, m.progress().getPagesSent(),
@@ -493,6 +575,7 @@ class SourceStateMachineTest {
                     String expectedWords = switch (s.phase) {
                         case POSTCOPY, POSTCOPY_PAUSED -> "memory is split between the hosts";
                         case RESUMING_ON_DESTINATION -> "may already be running there";
+                        case VERIFYING -> "memory is being verified";
                         case COMPLETED -> "has completed";
                         case FAILED -> "already failed";
                         default -> throw new AssertionError("cancel refused in " + s.phase);
@@ -513,7 +596,7 @@ class SourceStateMachineTest {
                     assertEquals(reason, m.failureReason().orElseThrow());
                     assertEquals(reason, m.history().get(m.history().size() - 1).note());
                     Aftermath expected = switch (s.phase) {
-                        case RESUMING_ON_DESTINATION -> Aftermath.UNDECIDED;
+                        case RESUMING_ON_DESTINATION, VERIFYING -> Aftermath.UNDECIDED;
                         case POSTCOPY, POSTCOPY_PAUSED -> Aftermath.DESTINATION_KEEPS_VM;
                         default -> Aftermath.SOURCE_KEEPS_VM;
                     };
@@ -601,6 +684,13 @@ class SourceStateMachineTest {
                 .andThen(m -> m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance()));
         Consumer<SourceStateMachine> pass = postcopy.andThen(SourceStateMachine::roundStarted);
         Consumer<SourceStateMachine> paused = postcopy.andThen(m -> m.postcopyConnectionLost("cut"));
+        Consumer<SourceStateMachine> verifying = resuming.andThen(
+                m -> m.destinationResumed(null, CompleteIncomingMigrationResponse.newBuilder().setMemoryVerified(true)
+                        .build()));
+        Consumer<SourceStateMachine> matched = verifying.andThen(
+                m -> m.verificationCompared(new MemoryVerification(10, 0, 1, 0)));
+        Consumer<SourceStateMachine> mismatched = verifying.andThen(
+                m -> m.verificationCompared(new MemoryVerification(10, 0, 1, 1)));
 
         Event[] precopyCommon = {Event.SWITCH_TO_POSTCOPY_REQUESTED, Event.CANCEL, Event.FAIL};
         return List.of(
@@ -643,10 +733,16 @@ class SourceStateMachineTest {
                 scenario("postcopy paused", H, POSTCOPY_PAUSED, paused,
                         Event.POSTCOPY_FAULT_SERVED, Event.POSTCOPY_PAGES_MISSING, Event.POSTCOPY_CONNECTION_LOST,
                         Event.POSTCOPY_CONNECTION_RESTORED, Event.FAIL),
-                scenario("completed (precopy)", H, COMPLETED, resuming.andThen(
-                        m -> m.destinationResumed(null, CompleteIncomingMigrationResponse.getDefaultInstance()))),
-                scenario("completed (postcopy)", H, COMPLETED, postcopy.andThen(
-                        m -> m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance(), null))),
+                scenario("verifying (precopy)", H, VERIFYING, verifying, Event.VERIFICATION_COMPARED, Event.FAIL),
+                scenario("verifying (postcopy)", H, VERIFYING, postcopy.andThen(
+                        m -> m.postcopyCompleted(null, CompleteIncomingPostcopyResponse.getDefaultInstance())),
+                        Event.VERIFICATION_COMPARED, Event.FAIL),
+                scenario("verifying, matched", H, VERIFYING, matched,
+                        Event.VERIFICATION_COMPARED, Event.COMMITTED, Event.FAIL),
+                scenario("verifying, mismatched", H, VERIFYING, mismatched,
+                        Event.VERIFICATION_COMPARED, Event.ROLLED_BACK, Event.FAIL),
+                scenario("completed", H, COMPLETED, matched.andThen(SourceStateMachine::committed)),
+                scenario("rolled back", H, FAILED, mismatched.andThen(SourceStateMachine::rolledBack)),
                 scenario("failed", H, FAILED, running.andThen(m -> m.failed("x"))),
                 scenario("cancelled", H, CANCELLED, running.andThen(SourceStateMachine::cancelRequested), Event.CANCEL));
     }
@@ -675,7 +771,10 @@ class SourceStateMachineTest {
             case POSTCOPY_CONNECTION_LOST -> m.postcopyConnectionLost("cut");
             case POSTCOPY_CONNECTION_RESTORED -> m.postcopyConnectionRestored();
             case POSTCOPY_COMPLETED -> m.postcopyCompleted(null,
-                    CompleteIncomingPostcopyResponse.getDefaultInstance(), null);
+                    CompleteIncomingPostcopyResponse.getDefaultInstance());
+            case VERIFICATION_COMPARED -> m.verificationCompared(new MemoryVerification(10, 0, 1, 0));
+            case COMMITTED -> m.committed();
+            case ROLLED_BACK -> m.rolledBack();
             case CANCEL -> m.cancelRequested();
             case FAIL -> m.failed("boom");
         }
