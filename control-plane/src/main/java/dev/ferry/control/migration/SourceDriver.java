@@ -398,7 +398,7 @@ final class SourceDriver implements Runnable {
                 }
                 changed();
             }
-            LOG.log(System.Logger.Level.WARNING, name + ": postcopy interrupted: " + describe(t), t);
+            logFailure(name + ": postcopy interrupted: " + describe(t), t);
         }
     }
 
@@ -693,7 +693,7 @@ final class SourceDriver implements Runnable {
                 }
                 changed();
             }
-            LOG.log(System.Logger.Level.WARNING, name + ": postcopy resume failed: " + describe(t), t);
+            logFailure(name + ": postcopy resume failed: " + describe(t), t);
         } finally {
             synchronized (this) {
                 resuming = false;
@@ -767,7 +767,7 @@ final class SourceDriver implements Runnable {
             changed();
         }
         if (!(t instanceof CancelledException)) {
-            LOG.log(System.Logger.Level.WARNING, name + ": " + reason, t);
+            logFailure(name + ": " + reason, t);
         }
         abortDestination(reason);
         GuestVm v = vm.vm();
@@ -777,6 +777,20 @@ final class SourceDriver implements Runnable {
             paused = false;
         }
         vm.hold("", Vm.State.RUNNING);
+    }
+
+    /**
+     * A peer's answer or a transport failure is one line (its status says it all); only what nobody
+     * answered for, a bug here, gets a stack trace.
+     */
+    private static void logFailure(String line, Throwable t) {
+        boolean answered = t instanceof StatusRuntimeException || t instanceof SwitchoverRefused
+                || t instanceof PageTransferException;
+        if (answered) {
+            LOG.log(System.Logger.Level.WARNING, line);
+        } else {
+            LOG.log(System.Logger.Level.WARNING, line, t);
+        }
     }
 
     private static String describe(Throwable t) {
