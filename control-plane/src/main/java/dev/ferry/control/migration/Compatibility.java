@@ -48,6 +48,10 @@ public final class Compatibility {
             m.add(mismatch("vcpu_count", Integer.toUnsignedString(p.getVcpuCount()), "1.." + MAX_VCPUS,
                     "unsupported vCPU count"));
         }
+        if (p.getHugepageSizesBytesCount() > 0) {
+            m.add(mismatch("hugepage_sizes_bytes", p.getHugepageSizesBytesList(), "[]",
+                    "guest memory is backed by 4 KiB pages here; hugepage backing is not supported"));
+        }
         checkRegions(p.getMemoryRegionsList(), m);
         MigrationMode mode = p.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY : p.getMode();
         if (!local.modes().contains(mode)) {

@@ -36,4 +36,13 @@ class CompatibilityTest {
         assertEquals("tsc_khz", r.mismatches().get(0).getField());
         assertTrue(r.mismatches().get(0).getReason().contains("KVM_CAP_TSC_CONTROL"), r.mismatches().toString());
     }
+
+    @Test
+    void hugepageBackingIsAMismatchNotSilentlyDropped() {
+        MigrationConfig p = MigrationConfig.newBuilder().setVcpuCount(1).setPageSizeBytes(4096)
+                .addHugepageSizesBytes(2L << 20).addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(64 << 20)).build();
+        var r = Compatibility.check(p, new Compatibility.Local(Backend.KVM, List.of(), List.of(),
+                Set.of(MigrationMode.PRECOPY), new HostTsc(3_000_000, false)));
+        assertEquals(List.of("hugepage_sizes_bytes"), r.mismatches().stream().map(m -> m.getField()).toList());
+    }
 }
