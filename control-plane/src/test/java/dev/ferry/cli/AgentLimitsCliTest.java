@@ -10,7 +10,7 @@ import org.junit.jupiter.api.Test;
 class AgentLimitsCliTest {
     @Test
     void maxVmsBelowOneIsRefused() {
-        Cli.Result r = Cli.run("agent", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--max-vms", "0");
+        Cli.Result r = Cli.run("agent", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--max-vms", "0", "--insecure");
         assertEquals(2, r.exit(), r.err());
         assertTrue(r.err().contains("--max-vms must be at least 1"), r.err());
         assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());

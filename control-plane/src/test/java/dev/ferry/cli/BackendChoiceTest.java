@@ -39,7 +39,7 @@ class BackendChoiceTest {
     @Test
     void askingForKvmWhereThereIsNoneGetsOneClearLine() {
         for (String[] args : new String[][] {{"vm", "run", "--backend", "kvm"}, {"demo", "--backend", "kvm"},
-                {"agent", "--backend", "kvm", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0"}}) {
+                {"agent", "--backend", "kvm", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--insecure"}}) {
             Cli.Result r = Cli.run(args);
             assertEquals(2, r.exit(), String.join(" ", args) + ": " + r.out() + r.err());
             assertEquals("ferry: kvm backend: /nonexistent/kvm does not exist (no KVM on this host, or not passed into"

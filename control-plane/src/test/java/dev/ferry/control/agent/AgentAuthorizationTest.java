@@ -110,7 +110,8 @@ class AgentAuthorizationTest {
             }
             var s = stub;
             answers.add(assertThrows(StatusRuntimeException.class, () -> s.transferDeviceState(
-                    TransferDeviceStateRequest.newBuilder().setMigration("migrations/ghost-" + token).build())).getStatus());
+                    TransferDeviceStateRequest.newBuilder().setMigration("migrations/ghost" + answers.size())
+                            .setState(com.google.protobuf.ByteString.copyFromUtf8("state")).build())).getStatus());
         }
         for (Status st : answers) {
             assertEquals(Status.Code.UNAUTHENTICATED, st.getCode());
