@@ -157,7 +157,7 @@ class PrecopyMigrationTest {
     }
 
     @Test
-    void incompatibleProposalIsRefusedWithTheMismatches() {
+    void incompatibleProposalIsRefusedWithTheMismatches() throws Exception {
         // Also a guest of the other backend: a destination agent runs only its own (--backend).
         Backend other = backend == Backend.KVM ? Backend.PROCESS : Backend.KVM;
         NegotiateMigrationRequest bad = NegotiateMigrationRequest.newBuilder().setMigration("migrations/bogus")
@@ -166,8 +166,16 @@ class PrecopyMigrationTest {
                         .setBackend(dev.ferry.control.vm.VmProtos.toProto(other))
                         .addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(3 * MIB)))
                 .build();
-        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
-                () -> Agents.migrations(dst).negotiateMigration(bad));
+        // Negotiation is for agents: the test calls as a source agent would.
+        ManagedChannel asAgent = dev.ferry.security.TransportSecurity.mutualTls(Agents.files("agent"))
+                .channelBuilder(dst.controlAddress()).build();
+        StatusRuntimeException e;
+        try {
+            e = assertThrows(StatusRuntimeException.class, () -> dev.ferry.v1.MigrationServiceGrpc.newBlockingStub(asAgent)
+                    .withDeadlineAfter(120, TimeUnit.SECONDS).negotiateMigration(bad));
+        } finally {
+            asAgent.shutdownNow();
+        }
         assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
         com.google.rpc.Status st = StatusProto.fromThrowable(e);
         IncompatibilityDetails d = st.getDetailsList().stream().filter(x -> x.is(IncompatibilityDetails.class))
