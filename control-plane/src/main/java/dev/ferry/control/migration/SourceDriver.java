@@ -262,8 +262,9 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 long deviceBytes = sendDeviceState(v.saveState());
-                MemoryDigest digest = machine.policy().verifyMemory()
-                        ? Digests.toProto(hashes.digest(), v.memory().totalPages()) : null;
+                // Always sent: the destination refuses to run a guest without the digest of what it was sent
+                // (transfer integrity); verify_memory only decides the comparison after the resume.
+                MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
                 synchronized (this) {
                     machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
                     changed();
@@ -430,8 +431,7 @@ final class SourceDriver implements Runnable {
         DirtyBitmap unhashed = DirtyBitmap.populated(v.memory());
         unhashed.andNot(pushed);
         unhashed.forEachDirtyPage(hashes::refresh);
-        MemoryDigest digest = machine.policy().verifyMemory()
-                ? Digests.toProto(hashes.digest(), v.memory().totalPages()) : null;
+        MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages()); // always: see above
         dev.ferry.v1.CompleteIncomingPostcopyRequest.Builder req = dev.ferry.v1.CompleteIncomingPostcopyRequest
                 .newBuilder().setMigration(name);
         if (digest != null) {
