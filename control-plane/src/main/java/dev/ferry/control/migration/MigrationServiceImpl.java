@@ -3,11 +3,13 @@ package dev.ferry.control.migration;
 import com.google.protobuf.Any;
 import com.google.protobuf.Empty;
 import dev.ferry.control.grpc.Calls;
+import dev.ferry.control.grpc.NativeFailures;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.Pages;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.linux.NativeException;
 import dev.ferry.linux.ThreadPriority;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.vm.Backend;
@@ -301,9 +303,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 try {
                     vm = backend.createIncoming(new VmShape(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
                             req.getProposed().getTscKhz()), line -> { });
-                } catch (IncompatibleShapeException e) {
+                } catch (IncompatibleShapeException e) { // only a refused TSC scaling is a tsc_khz mismatch
                     throw incompatible(List.of(Compatibility.mismatch(e.field(), req.getProposed().getTscKhz(),
                             host.tsc().khz(), e.getMessage())));
+                } catch (NativeException e) {
+                    throw NativeFailures.status("creating the incoming VM " + vmName, e);
                 }
                 managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             }
