@@ -142,8 +142,8 @@ final class SourceDriver implements Runnable {
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
         } catch (StatusRuntimeException e) {
-            fail("negotiation with " + destination + " failed: " + e.getStatus().getCode() + ": "
-                    + e.getStatus().getDescription());
+            fail(e.getStatus().getCode(), "negotiation with " + destination + " failed: " + e.getStatus().getCode()
+                    + ": " + e.getStatus().getDescription());
             throw e;
         }
         synchronized (this) {
@@ -156,14 +156,15 @@ final class SourceDriver implements Runnable {
                 }
             } catch (RuntimeException e) {
                 abortDestination("source refused the accepted configuration: " + e.getMessage());
-                fail("the destination's accepted configuration is unusable: " + e.getMessage());
+                fail(Status.Code.FAILED_PRECONDITION, "the destination's accepted configuration is unusable: "
+                        + e.getMessage());
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
             }
             changed();
         }
         if (resp.getDataPlaneAddressesCount() == 0) {
             abortDestination("destination offered no data-plane address");
-            fail("destination offered no data-plane address");
+            fail(Status.Code.FAILED_PRECONDITION, "destination offered no data-plane address");
             throw Status.FAILED_PRECONDITION.withDescription("destination offered no data-plane address").asRuntimeException();
         }
         dataAddress = resp.getDataPlaneAddresses(0);
@@ -394,7 +395,7 @@ final class SourceDriver implements Runnable {
                 if (machine.accepts(SourceStateMachine.Event.POSTCOPY_CONNECTION_LOST)) {
                     machine.postcopyConnectionLost(describe(t));
                 } else if (!machine.isTerminal()) {
-                    machine.failed(describe(t));
+                    machine.failed(codeOf(t), describe(t));
                 }
                 changed();
             }
@@ -502,7 +503,7 @@ final class SourceDriver implements Runnable {
             result = new MemoryVerification(r.getPagesCompared(), written.count(),
                     Math.max(mine.sums().length, differing.size()), differing.size());
         } catch (RuntimeException e) {
-            undecided("memory verification could not be done: " + describe(e));
+            undecided(codeOf(e), "memory verification could not be done: " + describe(e));
             return false;
         }
         SourceStateMachine.Verdict verdict;
@@ -515,7 +516,8 @@ final class SourceDriver implements Runnable {
                 retried(() -> control().commitIncomingMigration(dev.ferry.v1.CommitIncomingMigrationRequest.newBuilder()
                         .setMigration(name).build()));
             } catch (RuntimeException e) {
-                undecided("memory verified, but the destination did not confirm it keeps the VM: " + describe(e));
+                undecided(codeOf(e), "memory verified, but the destination did not confirm it keeps the VM: "
+                        + describe(e));
                 return false;
             }
             release.run();
@@ -536,7 +538,7 @@ final class SourceDriver implements Runnable {
         LOG.log(System.Logger.Level.ERROR, "{0}: memory verification failed: {1}; taking the VM back", name,
                 result.chunksDiffering() > 0 ? reason : "the pages received do not add up to the pages sent");
         if (!abortConfirmed("memory verification failed: " + reason)) {
-            undecided("memory verification failed (" + reason + "), and the destination did not confirm it discarded"
+            undecided(Status.Code.DATA_LOSS, "memory verification failed (" + reason + "), and the destination did not confirm it discarded"
                     + " its copy: the source keeps its copy paused");
             return false;
         }
@@ -554,10 +556,10 @@ final class SourceDriver implements Runnable {
     }
 
     /** The destination and the source did not agree where the VM lives: both keep what they have. */
-    private void undecided(String reason) {
+    private void undecided(Status.Code code, String reason) {
         synchronized (this) {
             if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(code, reason);
             }
             changed();
         }
@@ -760,9 +762,9 @@ final class SourceDriver implements Runnable {
         String reason = cancelRequested ? "cancelled" : describe(t);
         synchronized (this) {
             if (t instanceof SwitchoverRefused && machine.accepts(SourceStateMachine.Event.SWITCHOVER_REFUSED)) {
-                machine.switchoverRefused(t.getMessage());
+                machine.switchoverRefused(codeOf(t), t.getMessage());
             } else if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(cancelRequested ? Status.Code.CANCELLED : codeOf(t), reason);
             }
             changed();
         }
@@ -791,6 +793,26 @@ final class SourceDriver implements Runnable {
         } else {
             LOG.log(System.Logger.Level.WARNING, line, t);
         }
+    }
+
+    /** The gRPC code a failure keeps in Migration.error: a peer's answer as it was, a bug INTERNAL. */
+    static Status.Code codeOf(Throwable t) {
+        if (t instanceof PageTransferException p) {
+            return p.status().getCode();
+        }
+        if (t instanceof StatusRuntimeException s) {
+            return s.getStatus().getCode();
+        }
+        if (t.getCause() instanceof StatusRuntimeException s) { // SwitchoverRefused
+            return s.getStatus().getCode();
+        }
+        if (t instanceof CancelledException) {
+            return Status.Code.CANCELLED;
+        }
+        if (t instanceof dev.ferry.linux.NativeException n && n.is(dev.ferry.linux.Errno.ENOMEM)) {
+            return Status.Code.RESOURCE_EXHAUSTED;
+        }
+        return Status.Code.INTERNAL;
     }
 
     private static String describe(Throwable t) {
@@ -907,10 +929,10 @@ final class SourceDriver implements Runnable {
         }
     }
 
-    private void fail(String reason) {
+    private void fail(Status.Code code, String reason) {
         synchronized (this) {
             if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(code, reason);
             }
             changed();
         }
@@ -972,10 +994,7 @@ final class SourceDriver implements Runnable {
             b.clearEndTime().clearStatistics();
             return b.build();
         }
-        machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
-                .setCode((machine.phase() == Migration.Phase.CANCELLED ? Status.Code.CANCELLED
-                        : machine.failedWithDataLoss() ? Status.Code.DATA_LOSS : Status.Code.ABORTED).value())
-                .setMessage(r)));
+        machine.error().ifPresent(b::setError);
         return b.build();
     }
 }
