@@ -281,7 +281,7 @@ public final class SourceStateMachine {
     }
 
     /** The {@code ErrorInfo.domain} of a migration's error. */
-    public static final String ERROR_DOMAIN = "ferry.dev";
+    public static final String ERROR_DOMAIN = dev.ferry.v1.MigrationErrors.DOMAIN;
 
     /** The step a phase stands for in {@code ErrorInfo.reason}: NEGOTIATE, PRECOPY_ROUND, ..., POSTCOPY. */
     static String step(Phase p) {
@@ -297,17 +297,9 @@ public final class SourceStateMachine {
         };
     }
 
-    /**
-     * Whether creating the migration again may succeed without changing anything: the link or a deadline
-     * (UNAVAILABLE, DEADLINE_EXCEEDED), a busy host (RESOURCE_EXHAUSTED), a race (ABORTED: e.g. no convergence at
-     * this dirty rate). Not DATA_LOSS (a bug or bad hardware: investigate), FAILED_PRECONDITION (fix the peer or
-     * the request), INTERNAL, CANCELLED (someone asked).
-     */
+    /** Whether creating the migration again may succeed unchanged: {@link dev.ferry.v1.MigrationErrors#retryable}. */
     public static boolean retryable(Status.Code code) {
-        return switch (code) {
-            case UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED -> true;
-            default -> false;
-        };
+        return dev.ferry.v1.MigrationErrors.retryable(code);
     }
 
     /** What the edge must do with the VM after FAILED or CANCELLED. */
