@@ -82,7 +82,9 @@ final class SourceDriver implements Runnable {
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
-            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault) {
+            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault,
+            int protocolVersion) {
+        this.protocolVersion = protocolVersion;
         this.name = name;
         this.fault = fault;
         this.metrics = metrics;
@@ -105,6 +107,8 @@ final class SourceDriver implements Runnable {
         return MigrationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(CALL_DEADLINE_SECONDS, TimeUnit.SECONDS);
     }
 
+    private final int protocolVersion; // the version this agent speaks
+
     /** NegotiateMigration with the destination; on refusal the migration is FAILED and the status rethrown. */
     void negotiate() {
         GuestVm v = vm.vm();
@@ -114,7 +118,7 @@ final class SourceDriver implements Runnable {
                 .setBackend(VmProtos.toProto(v.backend()))
                 .setDataStreamCount(machine.policy().dataStreams())
                 .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION);
-        if (machine.policy().verifyMemory()) {
+        if (machine.policy().verifyMemory() && ProtocolVersion.verifiesAfterResume(protocolVersion)) {
             proposed.addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
         }
         if (v.backend() == Backend.KVM) {
@@ -135,9 +139,14 @@ final class SourceDriver implements Runnable {
             proposed.addStateSections(StateSectionVersion.newBuilder().setName(s.name()).setVersion(s.version())
                     .setMinReaderVersion(s.minReaderVersion()).setRequired(s.required()));
         }
-        NegotiateMigrationRequest req = NegotiateMigrationRequest.newBuilder().setMigration(name).setSourceVm(vm.name())
-                .setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress).setProposed(proposed)
-                .setWorkload(VmProtos.toProto(shape.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
+        NegotiateMigrationRequest.Builder ask = NegotiateMigrationRequest.newBuilder().setMigration(name)
+                .setSourceVm(vm.name()).setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress)
+                .setProposed(proposed).setWorkload(VmProtos.toProto(shape.config().workload()))
+                .setPostcopyPagerAddress(pagerAddress);
+        if (protocolVersion > 1) { // a version-1 agent did not know the field
+            ask.setProtocolVersion(protocolVersion);
+        }
+        NegotiateMigrationRequest req = ask.build();
         NegotiateMigrationResponse resp;
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
@@ -145,6 +154,16 @@ final class SourceDriver implements Runnable {
             fail(e.getStatus().getCode(), "negotiation with " + destination + " failed: " + e.getStatus().getCode()
                     + ": " + e.getStatus().getDescription());
             throw e;
+        }
+        int peer = ProtocolVersion.ofWire(resp.hasProtocolVersion(), resp.getProtocolVersion());
+        // A version-1 agent never read the field: it speaks 1 whatever the destination says.
+        var refusal = protocolVersion > 1 ? ProtocolVersion.refusal(protocolVersion, peer)
+                : java.util.Optional.<String>empty();
+        if (refusal.isPresent()) {
+            token = resp.getSessionToken();
+            abortDestination("source refuses the destination's " + refusal.get());
+            fail(Status.Code.FAILED_PRECONDITION, "the destination's " + refusal.get());
+            throw incompatibleVersion(peer, "the destination's " + refusal.get());
         }
         synchronized (this) {
             token = resp.getSessionToken();
@@ -159,6 +178,9 @@ final class SourceDriver implements Runnable {
                 fail(Status.Code.FAILED_PRECONDITION, "the destination's accepted configuration is unusable: "
                         + e.getMessage());
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+            }
+            if (!ProtocolVersion.verifiesAfterResume(ProtocolVersion.common(protocolVersion, peer))) {
+                machine.noVerificationAfterResume();
             }
             changed();
         }
@@ -793,6 +815,15 @@ final class SourceDriver implements Runnable {
         } else {
             LOG.log(System.Logger.Level.WARNING, line, t);
         }
+    }
+
+    /** FAILED_PRECONDITION with the versions, as the destination refuses a source outside its window. */
+    private StatusRuntimeException incompatibleVersion(int peer, String why) {
+        com.google.rpc.Status s = com.google.rpc.Status.newBuilder().setCode(Status.Code.FAILED_PRECONDITION.value())
+                .setMessage(why).addDetails(com.google.protobuf.Any.pack(dev.ferry.v1.IncompatibilityDetails.newBuilder()
+                        .addMismatches(Compatibility.mismatch("protocol_version", protocolVersion, peer, why)).build()))
+                .build();
+        return io.grpc.protobuf.StatusProto.toStatusRuntimeException(s);
     }
 
     /** The gRPC code a failure keeps in Migration.error: a peer's answer as it was, a bug INTERNAL. */

@@ -166,6 +166,7 @@ public final class SourceStateMachine {
     private Duration guestPause;
     private PostcopyStatistics postcopyStatistics;
     private int recoveries;
+    private boolean verifyAfterResume = true; // false with a protocol-1 peer: no VerifyIncomingMigration round
     private boolean transferVerified; // the digest of the bytes received equals that of the bytes sent
     private MemoryVerification verification; // the last comparison, in VERIFYING
     private Verdict verdict;
@@ -516,9 +517,22 @@ public final class SourceStateMachine {
         }
     }
 
+    /**
+     * The peer speaks protocol version 1: no verification after the resume. The destination's digest comparison
+     * before it resumed is the only check (statistics.verification_method DIGEST_BEFORE_RESUME).
+     */
+    public void noVerificationAfterResume() {
+        verifyAfterResume = false;
+    }
+
     /** Every page is on the destination and it runs the VM: verify (the source stays paused) or, if off, end. */
     private void verifyOrFinish(String note) {
-        if (policy.verifyMemory()) {
+        if (policy.verifyMemory() && !verifyAfterResume) {
+            memoryVerified = transferVerified;
+            finish(COMPLETED, note + " (peer speaks protocol 1: memory digest compared before the resume"
+                    + (transferVerified ? "" : ", but the destination did not confirm it") + "; no verification after)",
+                    null);
+        } else if (policy.verifyMemory()) {
             enter(VERIFYING, note + "; comparing its memory with the paused source's");
         } else {
             finish(COMPLETED, note + " (memory not verified: verify_memory is false)", null);
@@ -752,6 +766,8 @@ public final class SourceStateMachine {
                     .setChunksDiffering(verification.chunksDiffering());
         } else if (!policy.verifyMemory()) {
             b.setVerificationMethod(MigrationStatistics.VerificationMethod.NONE);
+        } else if (!verifyAfterResume && phase == COMPLETED) {
+            b.setVerificationMethod(MigrationStatistics.VerificationMethod.DIGEST_BEFORE_RESUME);
         }
         if (postcopyStatistics != null) {
             b.setPostcopy(postcopyStatistics.getRecoveries() >= recoveries ? postcopyStatistics
