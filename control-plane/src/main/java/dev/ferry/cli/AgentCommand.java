@@ -57,6 +57,11 @@ final class AgentCommand implements Callable<Integer> {
             description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
                     + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
     String injectFault;
+    // Hidden: only for tests and compatibility drills (this build acting as the previous release's agent).
+    @Option(names = "--protocol-version", hidden = true, paramLabel = "N",
+            defaultValue = "" + dev.ferry.control.migration.ProtocolVersion.CURRENT,
+            description = "Tests and compatibility drills only: speak migration protocol version N (1 or 2).")
+    int protocolVersion;
 
     @picocli.CommandLine.Mixin
     BackendOption backend = new BackendOption();
@@ -81,6 +86,7 @@ final class AgentCommand implements Callable<Integer> {
         dev.ferry.security.TransportSecurity security = tls.open(); // before anything starts: a bad flag is one line
         InetSocketAddress dataAt = parseAddress(data);
         FaultInjection fault = FaultInjection.parse(injectFault);
+        int version = dev.ferry.control.migration.ProtocolVersion.requireSpeakable(protocolVersion);
         OpenTelemetry telemetry = OpenTelemetry.noop();
         if (metrics != null) {
             InetSocketAddress at = parseAddress(metrics);
@@ -94,7 +100,7 @@ final class AgentCommand implements Callable<Integer> {
         Backends backends = backend.open();
         Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t, fault), limits);
+                backends, a -> new MigrationServices(a, t, fault, version), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised

@@ -189,7 +189,7 @@ final class DemoCommand implements Callable<Integer> {
                 verified = st.getMemoryVerified() && c2 > c1 && c1 >= before && check.getWrongPages() == 0;
             } else {
                 io.grpc.Status.Code code = io.grpc.Status.fromCodeValue(result.getError().getCode()).getCode();
-                say("migration ended %s (%s): %s", result.getPhase(), code, result.getError().getMessage());
+                say("migration ended %s: %s", result.getPhase(), dev.ferry.v1.MigrationErrors.summary(result));
                 o.put("error_code", code.name());
                 if (srcVms.getVm(GetVmRequest.newBuilder().setName(vm.getName()).build()).getState() == Vm.State.RUNNING) {
                     // The guest should be back on the source, whole: its own check says whether it is.

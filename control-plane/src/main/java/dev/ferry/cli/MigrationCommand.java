@@ -64,9 +64,14 @@ final class MigrationCommand {
             }
         }
 
+        /** Migration.error carries an ErrorInfo (the failing step): without its type --json could not print it. */
+        private static final JsonFormat.TypeRegistry ERROR_DETAILS = JsonFormat.TypeRegistry.newBuilder()
+                .add(com.google.rpc.ErrorInfo.getDescriptor()).build();
+
         void print(Migration m) throws InvalidProtocolBufferException {
             if (json) {
-                System.out.println(JsonFormat.printer().omittingInsignificantWhitespace().print(m));
+                System.out.println(JsonFormat.printer().usingTypeRegistry(ERROR_DETAILS).omittingInsignificantWhitespace()
+                        .print(m));
                 return;
             }
             var p = m.getProgress();
@@ -79,7 +84,7 @@ final class MigrationCommand {
                         s.getMemoryVerified()));
             }
             if (!m.getError().getMessage().isEmpty()) {
-                line.append("  error: ").append(m.getError().getMessage());
+                line.append("  error: ").append(dev.ferry.v1.MigrationErrors.summary(m));
             }
             System.out.println(line);
         }

@@ -59,6 +59,7 @@ class VerificationFaultInjectionTest {
         assertEquals(Migration.Phase.FAILED, end.getPhase(), "the dropped page must be caught: " + end);
         assertEquals(Status.Code.DATA_LOSS.value(), end.getError().getCode(), end.getError().getMessage());
         assertTrue(end.getError().getMessage().contains("runs on the source again"), end.getError().getMessage());
+        assertEquals(java.util.Optional.of("VERIFY"), dev.ferry.v1.MigrationErrors.step(end), end.getError().toString());
         MigrationStatistics st = end.getStatistics();
         assertFalse(st.getMemoryVerified());
         assertEquals(MigrationStatistics.VerificationMethod.UNWRITTEN_PAGES_AFTER_RESUME, st.getVerificationMethod());

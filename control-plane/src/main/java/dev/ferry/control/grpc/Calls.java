@@ -7,8 +7,9 @@ import io.grpc.stub.StreamObserver;
 
 /**
  * Runs a unary call body and answers with its value or a gRPC status, never a bare exception:
- * bad arguments are INVALID_ARGUMENT, a call not valid in the current state FAILED_PRECONDITION,
- * anything unexpected INTERNAL (and logged).
+ * bad arguments are INVALID_ARGUMENT, a call not valid in the current state ({@link NotValidInStateException})
+ * FAILED_PRECONDITION, anything unexpected, including any other IllegalStateException, INTERNAL (logged once with
+ * its stack trace, which the client never sees).
  */
 public final class Calls {
     private static final System.Logger LOG = System.getLogger(Calls.class.getName());
@@ -27,7 +28,7 @@ public final class Calls {
         } catch (StatusRuntimeException e) {
             out.onError(e);
             return;
-        } catch (IllegalStateException e) { // includes IllegalTransitionException
+        } catch (NotValidInStateException e) { // includes IllegalTransitionException
             out.onError(Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException());
             return;
         } catch (IllegalArgumentException e) {
@@ -38,8 +39,10 @@ public final class Calls {
             out.onError(Status.CANCELLED.withDescription("interrupted").asRuntimeException());
             return;
         } catch (Exception | Error e) {
+            // Logged here once with its trace; the client gets the message only (withCause is not sent on the wire).
             LOG.log(System.Logger.Level.ERROR, "internal error", e);
-            out.onError(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e).asRuntimeException());
+            out.onError(Status.INTERNAL.withDescription(e.getClass().getSimpleName() + ": " + e.getMessage())
+                    .asRuntimeException());
             return;
         }
         out.onNext(value);

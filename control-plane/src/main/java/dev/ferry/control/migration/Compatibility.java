@@ -54,7 +54,9 @@ public final class Compatibility {
         }
         checkRegions(p.getMemoryRegionsList(), m);
         MigrationMode mode = p.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY : p.getMode();
-        if (!local.modes().contains(mode)) {
+        if (mode == MigrationMode.UNRECOGNIZED) {
+            m.add(mismatch("mode", p.getModeValue(), local.modes(), "unknown migration mode " + p.getModeValue()));
+        } else if (!local.modes().contains(mode)) {
             m.add(mismatch("mode", mode, local.modes(), "this agent does not offer " + mode + " migration"));
         }
         checkCpuid(p.getCpuidEntriesList(), local.supportedCpuid(), m);

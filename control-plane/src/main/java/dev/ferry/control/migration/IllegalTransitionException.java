@@ -1,5 +1,7 @@
 package dev.ferry.control.migration;
 
+import dev.ferry.control.grpc.NotValidInStateException;
+
 /**
  * An event arrived that is not valid in a migration state machine's current phase.
  *
@@ -7,7 +9,7 @@ package dev.ferry.control.migration;
  * with {@link #getMessage()} as the description, which names the phase, the event and why it was refused, e.g.
  * {@code "CANCEL is not valid in phase POSTCOPY: the VM already runs on the destination ..."}.
  */
-public final class IllegalTransitionException extends IllegalStateException {
+public final class IllegalTransitionException extends NotValidInStateException {
     private static final long serialVersionUID = 1L;
 
     private final Enum<?> phase;

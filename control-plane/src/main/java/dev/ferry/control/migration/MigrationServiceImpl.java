@@ -3,11 +3,13 @@ package dev.ferry.control.migration;
 import com.google.protobuf.Any;
 import com.google.protobuf.Empty;
 import dev.ferry.control.grpc.Calls;
+import dev.ferry.control.grpc.NativeFailures;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.Pages;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.guest.WorkloadSpec;
+import dev.ferry.linux.NativeException;
 import dev.ferry.linux.ThreadPriority;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.vm.Backend;
@@ -31,6 +33,7 @@ import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.ListMigrationsRequest;
 import dev.ferry.v1.ListMigrationsResponse;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationConfig;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.NegotiateMigrationRequest;
@@ -113,7 +116,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             SourceDriver job = new SourceDriver(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
                     m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
-                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault);
+                    id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault,
+                    m.protocolVersion);
             m.outgoing.put(name, job);
             try {
                 job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
@@ -273,6 +277,12 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             long memory = req.getProposed().getMemoryRegionsList().stream().mapToLong(x -> x.getSizeBytes()).sum();
             VmConfig config = null;
             List<dev.ferry.v1.Mismatch> mismatches = new ArrayList<>(r.mismatches());
+            int peer = ProtocolVersion.ofWire(req.hasProtocolVersion(), req.getProtocolVersion());
+            ProtocolVersion.refusal(m.protocolVersion, peer).ifPresent(why -> mismatches.add(0,
+                    Compatibility.mismatch("protocol_version", peer, m.protocolVersion, why)));
+            // Protocol 1 has no verification after the resume: the digest is compared in CompleteIncomingMigration.
+            MigrationConfig accepted = ProtocolVersion.verifiesAfterResume(ProtocolVersion.common(m.protocolVersion, peer))
+                    ? r.accepted() : withoutFeature(r.accepted(), MigrationConfig.Feature.MEMORY_DIGEST);
             if (backend == null) {
                 mismatches.add(0, Compatibility.mismatch("backend", kind.cliName(),
                         m.agent.backends().offered().stream().map(Backend::cliName).toList(),
@@ -301,9 +311,11 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 try {
                     vm = backend.createIncoming(new VmShape(config, cpuidOf(req.getProposed().getCpuidEntriesList()),
                             req.getProposed().getTscKhz()), line -> { });
-                } catch (IncompatibleShapeException e) {
+                } catch (IncompatibleShapeException e) { // only a refused TSC scaling is a tsc_khz mismatch
                     throw incompatible(List.of(Compatibility.mismatch(e.field(), req.getProposed().getTscKhz(),
                             host.tsc().khz(), e.getMessage())));
+                } catch (NativeException e) {
+                    throw NativeFailures.status("creating the incoming VM " + vmName, e);
                 }
                 managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
             }
@@ -311,8 +323,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             String token = SessionTokens.newToken();
             DestinationDriver s = new DestinationDriver(req.getMigration(), token, req.getSourceAddress(),
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
-                    new DestinationStateMachine(r.accepted(), InstantSource.system()));
-            if (r.accepted().getMode() == MigrationMode.POSTCOPY) {
+                    new DestinationStateMachine(accepted, InstantSource.system()));
+            if (accepted.getMode() == MigrationMode.POSTCOPY) {
                 try {
                     s.armEarly();
                 } catch (RuntimeException e) {
@@ -321,9 +333,19 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 }
             }
             m.addIncoming(s);
-            return NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName).setAccepted(r.accepted())
-                    .addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token).build();
+            NegotiateMigrationResponse.Builder resp = NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName)
+                    .setAccepted(accepted).addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token);
+            if (m.protocolVersion > 1) { // a version-1 agent did not know the field
+                resp.setProtocolVersion(m.protocolVersion);
+            }
+            return resp.build();
         });
+    }
+
+    private static MigrationConfig withoutFeature(MigrationConfig c, MigrationConfig.Feature f) {
+        MigrationConfig.Builder b = c.toBuilder().clearFeatures();
+        c.getFeaturesList().stream().filter(x -> x != f).forEach(b::addFeatures);
+        return b.build();
     }
 
     private static List<GuestMemory.RegionLayout> layoutOf(dev.ferry.v1.MigrationConfig c) {

@@ -42,6 +42,8 @@ public final class MigrationServices implements AgentServices {
     final MigrationMetrics metrics;
     /** Injected into every outgoing migration but the warm-up ones; NONE unless the agent was started for tests. */
     final FaultInjection fault;
+    /** The protocol version this agent speaks: CURRENT, or the one before it to drill mixed-version migrations. */
+    final int protocolVersion;
 
     public MigrationServices(Agent agent) {
         this(agent, io.opentelemetry.api.OpenTelemetry.noop());
@@ -54,6 +56,13 @@ public final class MigrationServices implements AgentServices {
 
     /** As above, injecting {@code fault} into outgoing migrations (tests and demos only). */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault) {
+        this(agent, telemetry, fault, ProtocolVersion.CURRENT);
+    }
+
+    /** As above, speaking {@code protocolVersion} (tests and compatibility drills: an older agent in this build). */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
+            int protocolVersion) {
+        this.protocolVersion = ProtocolVersion.requireSpeakable(protocolVersion);
         this.agent = agent;
         this.channels = new Channels(agent.security());
         this.fault = java.util.Objects.requireNonNull(fault, "fault");

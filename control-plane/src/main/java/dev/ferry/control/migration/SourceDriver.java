@@ -82,7 +82,9 @@ final class SourceDriver implements Runnable {
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
-            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault) {
+            ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault,
+            int protocolVersion) {
+        this.protocolVersion = protocolVersion;
         this.name = name;
         this.fault = fault;
         this.metrics = metrics;
@@ -105,6 +107,8 @@ final class SourceDriver implements Runnable {
         return MigrationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(CALL_DEADLINE_SECONDS, TimeUnit.SECONDS);
     }
 
+    private final int protocolVersion; // the version this agent speaks
+
     /** NegotiateMigration with the destination; on refusal the migration is FAILED and the status rethrown. */
     void negotiate() {
         GuestVm v = vm.vm();
@@ -114,7 +118,7 @@ final class SourceDriver implements Runnable {
                 .setBackend(VmProtos.toProto(v.backend()))
                 .setDataStreamCount(machine.policy().dataStreams())
                 .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION);
-        if (machine.policy().verifyMemory()) {
+        if (machine.policy().verifyMemory() && ProtocolVersion.verifiesAfterResume(protocolVersion)) {
             proposed.addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
         }
         if (v.backend() == Backend.KVM) {
@@ -135,16 +139,31 @@ final class SourceDriver implements Runnable {
             proposed.addStateSections(StateSectionVersion.newBuilder().setName(s.name()).setVersion(s.version())
                     .setMinReaderVersion(s.minReaderVersion()).setRequired(s.required()));
         }
-        NegotiateMigrationRequest req = NegotiateMigrationRequest.newBuilder().setMigration(name).setSourceVm(vm.name())
-                .setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress).setProposed(proposed)
-                .setWorkload(VmProtos.toProto(shape.config().workload())).setPostcopyPagerAddress(pagerAddress).build();
+        NegotiateMigrationRequest.Builder ask = NegotiateMigrationRequest.newBuilder().setMigration(name)
+                .setSourceVm(vm.name()).setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress)
+                .setProposed(proposed).setWorkload(VmProtos.toProto(shape.config().workload()))
+                .setPostcopyPagerAddress(pagerAddress);
+        if (protocolVersion > 1) { // a version-1 agent did not know the field
+            ask.setProtocolVersion(protocolVersion);
+        }
+        NegotiateMigrationRequest req = ask.build();
         NegotiateMigrationResponse resp;
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
         } catch (StatusRuntimeException e) {
-            fail("negotiation with " + destination + " failed: " + e.getStatus().getCode() + ": "
-                    + e.getStatus().getDescription());
+            fail(e.getStatus().getCode(), "negotiation with " + destination + " failed: " + e.getStatus().getCode()
+                    + ": " + e.getStatus().getDescription());
             throw e;
+        }
+        int peer = ProtocolVersion.ofWire(resp.hasProtocolVersion(), resp.getProtocolVersion());
+        // A version-1 agent never read the field: it speaks 1 whatever the destination says.
+        var refusal = protocolVersion > 1 ? ProtocolVersion.refusal(protocolVersion, peer)
+                : java.util.Optional.<String>empty();
+        if (refusal.isPresent()) {
+            token = resp.getSessionToken();
+            abortDestination("source refuses the destination's " + refusal.get());
+            fail(Status.Code.FAILED_PRECONDITION, "the destination's " + refusal.get());
+            throw incompatibleVersion(peer, "the destination's " + refusal.get());
         }
         synchronized (this) {
             token = resp.getSessionToken();
@@ -156,14 +175,18 @@ final class SourceDriver implements Runnable {
                 }
             } catch (RuntimeException e) {
                 abortDestination("source refused the accepted configuration: " + e.getMessage());
-                fail("the destination's accepted configuration is unusable: " + e.getMessage());
+                fail(Status.Code.FAILED_PRECONDITION, "the destination's accepted configuration is unusable: "
+                        + e.getMessage());
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
+            }
+            if (!ProtocolVersion.verifiesAfterResume(ProtocolVersion.common(protocolVersion, peer))) {
+                machine.noVerificationAfterResume();
             }
             changed();
         }
         if (resp.getDataPlaneAddressesCount() == 0) {
             abortDestination("destination offered no data-plane address");
-            fail("destination offered no data-plane address");
+            fail(Status.Code.FAILED_PRECONDITION, "destination offered no data-plane address");
             throw Status.FAILED_PRECONDITION.withDescription("destination offered no data-plane address").asRuntimeException();
         }
         dataAddress = resp.getDataPlaneAddresses(0);
@@ -395,7 +418,7 @@ final class SourceDriver implements Runnable {
                 if (machine.accepts(SourceStateMachine.Event.POSTCOPY_CONNECTION_LOST)) {
                     machine.postcopyConnectionLost(describe(t));
                 } else if (!machine.isTerminal()) {
-                    machine.failed(describe(t));
+                    machine.failed(codeOf(t), describe(t));
                 }
                 changed();
             }
@@ -502,7 +525,7 @@ final class SourceDriver implements Runnable {
             result = new MemoryVerification(r.getPagesCompared(), written.count(),
                     Math.max(mine.sums().length, differing.size()), differing.size());
         } catch (RuntimeException e) {
-            undecided("memory verification could not be done: " + describe(e));
+            undecided(codeOf(e), "memory verification could not be done: " + describe(e));
             return false;
         }
         SourceStateMachine.Verdict verdict;
@@ -515,7 +538,8 @@ final class SourceDriver implements Runnable {
                 retried(() -> control().commitIncomingMigration(dev.ferry.v1.CommitIncomingMigrationRequest.newBuilder()
                         .setMigration(name).build()));
             } catch (RuntimeException e) {
-                undecided("memory verified, but the destination did not confirm it keeps the VM: " + describe(e));
+                undecided(codeOf(e), "memory verified, but the destination did not confirm it keeps the VM: "
+                        + describe(e));
                 return false;
             }
             release.run();
@@ -536,7 +560,7 @@ final class SourceDriver implements Runnable {
         LOG.log(System.Logger.Level.ERROR, "{0}: memory verification failed: {1}; taking the VM back", name,
                 result.chunksDiffering() > 0 ? reason : "the pages received do not add up to the pages sent");
         if (!abortConfirmed("memory verification failed: " + reason)) {
-            undecided("memory verification failed (" + reason + "), and the destination did not confirm it discarded"
+            undecided(Status.Code.DATA_LOSS, "memory verification failed (" + reason + "), and the destination did not confirm it discarded"
                     + " its copy: the source keeps its copy paused");
             return false;
         }
@@ -554,10 +578,10 @@ final class SourceDriver implements Runnable {
     }
 
     /** The destination and the source did not agree where the VM lives: both keep what they have. */
-    private void undecided(String reason) {
+    private void undecided(Status.Code code, String reason) {
         synchronized (this) {
             if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(code, reason);
             }
             changed();
         }
@@ -760,9 +784,9 @@ final class SourceDriver implements Runnable {
         String reason = cancelRequested ? "cancelled" : describe(t);
         synchronized (this) {
             if (t instanceof SwitchoverRefused && machine.accepts(SourceStateMachine.Event.SWITCHOVER_REFUSED)) {
-                machine.switchoverRefused(t.getMessage());
+                machine.switchoverRefused(codeOf(t), t.getMessage());
             } else if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(cancelRequested ? Status.Code.CANCELLED : codeOf(t), reason);
             }
             changed();
         }
@@ -791,6 +815,35 @@ final class SourceDriver implements Runnable {
         } else {
             LOG.log(System.Logger.Level.WARNING, line, t);
         }
+    }
+
+    /** FAILED_PRECONDITION with the versions, as the destination refuses a source outside its window. */
+    private StatusRuntimeException incompatibleVersion(int peer, String why) {
+        com.google.rpc.Status s = com.google.rpc.Status.newBuilder().setCode(Status.Code.FAILED_PRECONDITION.value())
+                .setMessage(why).addDetails(com.google.protobuf.Any.pack(dev.ferry.v1.IncompatibilityDetails.newBuilder()
+                        .addMismatches(Compatibility.mismatch("protocol_version", protocolVersion, peer, why)).build()))
+                .build();
+        return io.grpc.protobuf.StatusProto.toStatusRuntimeException(s);
+    }
+
+    /** The gRPC code a failure keeps in Migration.error: a peer's answer as it was, a bug INTERNAL. */
+    static Status.Code codeOf(Throwable t) {
+        if (t instanceof PageTransferException p) {
+            return p.status().getCode();
+        }
+        if (t instanceof StatusRuntimeException s) {
+            return s.getStatus().getCode();
+        }
+        if (t.getCause() instanceof StatusRuntimeException s) { // SwitchoverRefused
+            return s.getStatus().getCode();
+        }
+        if (t instanceof CancelledException) {
+            return Status.Code.CANCELLED;
+        }
+        if (t instanceof dev.ferry.linux.NativeException n && n.is(dev.ferry.linux.Errno.ENOMEM)) {
+            return Status.Code.RESOURCE_EXHAUSTED;
+        }
+        return Status.Code.INTERNAL;
     }
 
     private static String describe(Throwable t) {
@@ -907,10 +960,10 @@ final class SourceDriver implements Runnable {
         }
     }
 
-    private void fail(String reason) {
+    private void fail(Status.Code code, String reason) {
         synchronized (this) {
             if (!machine.isTerminal()) {
-                machine.failed(reason);
+                machine.failed(code, reason);
             }
             changed();
         }
@@ -972,10 +1025,7 @@ final class SourceDriver implements Runnable {
             b.clearEndTime().clearStatistics();
             return b.build();
         }
-        machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
-                .setCode((machine.phase() == Migration.Phase.CANCELLED ? Status.Code.CANCELLED
-                        : machine.failedWithDataLoss() ? Status.Code.DATA_LOSS : Status.Code.ABORTED).value())
-                .setMessage(r)));
+        machine.error().ifPresent(b::setError);
         return b.build();
     }
 }

@@ -24,6 +24,9 @@ import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationProgress;
 import dev.ferry.v1.MigrationStatistics;
 import dev.ferry.v1.PostcopyStatistics;
+import com.google.protobuf.Any;
+import com.google.rpc.ErrorInfo;
+import io.grpc.Status;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
@@ -163,12 +166,15 @@ public final class SourceStateMachine {
     private Duration guestPause;
     private PostcopyStatistics postcopyStatistics;
     private int recoveries;
+    private boolean verifyAfterResume = true; // false with a protocol-1 peer: no VerifyIncomingMigration round
     private boolean transferVerified; // the digest of the bytes received equals that of the bytes sent
     private MemoryVerification verification; // the last comparison, in VERIFYING
     private Verdict verdict;
     private boolean dataLoss; // FAILED because the destination's memory differs from the source's
 
     private String failureReason;
+    private Status.Code failureCode; // the cause's gRPC code, kept for Migration.error
+    private Phase failedIn; // the phase the migration was in when it failed: the failing step
     private Aftermath aftermath;
 
     /** A migration in phase NEGOTIATING, created now. */
@@ -257,6 +263,44 @@ public final class SourceStateMachine {
     /** Why the migration failed or was cancelled (FAILED and CANCELLED only). */
     public Optional<String> failureReason() {
         return Optional.ofNullable(failureReason);
+    }
+
+    /**
+     * {@code Migration.error} after FAILED or CANCELLED: the cause's code, the reason, and a {@code google.rpc.ErrorInfo}
+     * (domain {@value #ERROR_DOMAIN}) whose reason is the failing step ({@link #step}) and whose metadata says the
+     * phase and whether retrying the migration may help ({@link #retryable}).
+     */
+    public Optional<com.google.rpc.Status> error() {
+        if (failureReason == null) {
+            return Optional.empty();
+        }
+        ErrorInfo info = ErrorInfo.newBuilder().setDomain(ERROR_DOMAIN).setReason(step(failedIn))
+                .putMetadata("phase", failedIn.name())
+                .putMetadata("retryable", Boolean.toString(retryable(failureCode))).build();
+        return Optional.of(com.google.rpc.Status.newBuilder().setCode(failureCode.value()).setMessage(failureReason)
+                .addDetails(Any.pack(info)).build());
+    }
+
+    /** The {@code ErrorInfo.domain} of a migration's error. */
+    public static final String ERROR_DOMAIN = dev.ferry.v1.MigrationErrors.DOMAIN;
+
+    /** The step a phase stands for in {@code ErrorInfo.reason}: NEGOTIATE, PRECOPY_ROUND, ..., POSTCOPY. */
+    static String step(Phase p) {
+        return switch (p) {
+            case NEGOTIATING -> "NEGOTIATE";
+            case PRECOPY -> "PRECOPY_ROUND";
+            case STOP_AND_COPY -> "STOP_AND_COPY";
+            case DEVICE_STATE -> "DEVICE_STATE";
+            case RESUMING_ON_DESTINATION -> "SWITCHOVER";
+            case VERIFYING -> "VERIFY";
+            case POSTCOPY, POSTCOPY_PAUSED -> "POSTCOPY";
+            default -> p.name();
+        };
+    }
+
+    /** Whether creating the migration again may succeed unchanged: {@link dev.ferry.v1.MigrationErrors#retryable}. */
+    public static boolean retryable(Status.Code code) {
+        return dev.ferry.v1.MigrationErrors.retryable(code);
     }
 
     /** What the edge must do with the VM after FAILED or CANCELLED. */
@@ -388,7 +432,7 @@ public final class SourceStateMachine {
         lastDecision = d;
         roundState = RoundState.IDLE;
         if (d.action() == Action.FAIL) {
-            finish(FAILED, d.reason(), Aftermath.SOURCE_KEEPS_VM);
+            finish(FAILED, Status.Code.ABORTED, d.reason(), Aftermath.SOURCE_KEEPS_VM);
         }
         return d;
     }
@@ -473,9 +517,22 @@ public final class SourceStateMachine {
         }
     }
 
+    /**
+     * The peer speaks protocol version 1: no verification after the resume. The destination's digest comparison
+     * before it resumed is the only check (statistics.verification_method DIGEST_BEFORE_RESUME).
+     */
+    public void noVerificationAfterResume() {
+        verifyAfterResume = false;
+    }
+
     /** Every page is on the destination and it runs the VM: verify (the source stays paused) or, if off, end. */
     private void verifyOrFinish(String note) {
-        if (policy.verifyMemory()) {
+        if (policy.verifyMemory() && !verifyAfterResume) {
+            memoryVerified = transferVerified;
+            finish(COMPLETED, note + " (peer speaks protocol 1: memory digest compared before the resume"
+                    + (transferVerified ? "" : ", but the destination did not confirm it") + "; no verification after)",
+                    null);
+        } else if (policy.verifyMemory()) {
             enter(VERIFYING, note + "; comparing its memory with the paused source's");
         } else {
             finish(COMPLETED, note + " (memory not verified: verify_memory is false)", null);
@@ -515,8 +572,13 @@ public final class SourceStateMachine {
      * that was lost (UNAVAILABLE, DEADLINE_EXCEEDED) retry the call instead, or call {@link #failed} (UNDECIDED).
      */
     public Aftermath switchoverRefused(String reason) {
+        return switchoverRefused(Status.Code.FAILED_PRECONDITION, reason);
+    }
+
+    /** {@link #switchoverRefused(String)} with the code the destination answered, kept for {@code Migration.error}. */
+    public Aftermath switchoverRefused(Status.Code code, String reason) {
         require(Event.SWITCHOVER_REFUSED);
-        finish(FAILED, "the destination refused to run the VM: " + Objects.requireNonNull(reason, "reason"),
+        finish(FAILED, code, "the destination refused to run the VM: " + Objects.requireNonNull(reason, "reason"),
                 Aftermath.SOURCE_KEEPS_VM);
         return aftermath;
     }
@@ -617,7 +679,7 @@ public final class SourceStateMachine {
                 ? verification.chunksDiffering() + " of " + verification.chunks() + " chunks of the destination's memory"
                         + " differ from the source's at the pause"
                 : "the digest of the pages the destination received differs from the digest of the pages sent";
-        finish(FAILED, "memory verification failed: " + what + "; the destination's copy was discarded (with what"
+        finish(FAILED, Status.Code.DATA_LOSS, "memory verification failed: " + what + "; the destination's copy was discarded (with what"
                 + " the guest did there since it resumed) and the VM runs on the source again", Aftermath.SOURCE_KEEPS_VM);
         return aftermath;
     }
@@ -631,7 +693,7 @@ public final class SourceStateMachine {
     public Aftermath cancelRequested() {
         require(Event.CANCEL);
         if (phase != CANCELLED) {
-            finish(CANCELLED, "cancelled by CancelMigration", Aftermath.SOURCE_KEEPS_VM);
+            finish(CANCELLED, Status.Code.CANCELLED, "cancelled by CancelMigration", Aftermath.SOURCE_KEEPS_VM);
         }
         return aftermath;
     }
@@ -644,7 +706,17 @@ public final class SourceStateMachine {
      * POSTCOPY_PAUSED.
      */
     public Aftermath failed(String reason) {
+        return failed(Status.Code.INTERNAL, reason);
+    }
+
+    /**
+     * {@link #failed(String)} with the gRPC code of the cause (UNAVAILABLE for a lost link, FAILED_PRECONDITION for
+     * a refusing peer, INTERNAL for a bug, ...), kept with the failing step for {@code Migration.error}. After a
+     * ROLL_BACK verdict the code is DATA_LOSS whatever the cause of this failure.
+     */
+    public Aftermath failed(Status.Code code, String reason) {
         require(Event.FAIL);
+        Objects.requireNonNull(code, "code");
         Objects.requireNonNull(reason, "reason");
         if (verdict == Verdict.ROLL_BACK) {
             dataLoss = true; // the mismatch stands even if the rollback could not be completed
@@ -654,7 +726,7 @@ public final class SourceStateMachine {
             case POSTCOPY, POSTCOPY_PAUSED -> Aftermath.DESTINATION_KEEPS_VM;
             default -> Aftermath.SOURCE_KEEPS_VM;
         };
-        finish(FAILED, reason, a);
+        finish(FAILED, dataLoss ? Status.Code.DATA_LOSS : code, reason, a);
         return a;
     }
 
@@ -694,6 +766,8 @@ public final class SourceStateMachine {
                     .setChunksDiffering(verification.chunksDiffering());
         } else if (!policy.verifyMemory()) {
             b.setVerificationMethod(MigrationStatistics.VerificationMethod.NONE);
+        } else if (!verifyAfterResume && phase == COMPLETED) {
+            b.setVerificationMethod(MigrationStatistics.VerificationMethod.DIGEST_BEFORE_RESUME);
         }
         if (postcopyStatistics != null) {
             b.setPostcopy(postcopyStatistics.getRecoveries() >= recoveries ? postcopyStatistics
@@ -741,6 +815,12 @@ public final class SourceStateMachine {
     }
 
     private void finish(Phase terminal, String reason, Aftermath a) {
+        finish(terminal, Status.Code.OK, reason, a);
+    }
+
+    private void finish(Phase terminal, Status.Code code, String reason, Aftermath a) {
+        failedIn = phase;
+        failureCode = code;
         enter(terminal, reason);
         endTime = history.get(history.size() - 1).at();
         roundState = RoundState.IDLE;

@@ -26,6 +26,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
 import com.google.protobuf.ByteString;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.rpc.ErrorInfo;
+import io.grpc.Status;
 import dev.ferry.control.migration.Decision.Action;
 import dev.ferry.control.migration.SourceStateMachine.Event;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
@@ -500,6 +503,61 @@ class SourceStateMachineTest {
         m.stopAndCopyStarted();
         assertEquals(STOP_AND_COPY, m.phase());
         assertTrue(m.history().get(m.history().size() - 1).note().contains("CONTINUE"));
+    }
+
+    // ------------------------------------------------------------------------------------------ error code and step
+
+    private static ErrorInfo stepOf(com.google.rpc.Status error) {
+        try {
+            assertEquals(1, error.getDetailsCount(), error.toString());
+            return error.getDetails(0).unpack(ErrorInfo.class);
+        } catch (InvalidProtocolBufferException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    @Test
+    void aFailureKeepsItsCauseCodeAndTheStepItFailedIn() {
+        SourceStateMachine lost = newMigration(MigrationMode.PRECOPY);
+        lost.negotiated(config(MigrationMode.PRECOPY));
+        lost.roundStarted();
+        lost.failed(Status.Code.UNAVAILABLE, "UNAVAILABLE: link lost");
+        com.google.rpc.Status e = lost.error().orElseThrow();
+        assertEquals(Status.Code.UNAVAILABLE.value(), e.getCode());
+        assertEquals("UNAVAILABLE: link lost", e.getMessage());
+        ErrorInfo info = stepOf(e);
+        assertEquals("PRECOPY_ROUND", info.getReason());
+        assertEquals("ferry.dev", info.getDomain());
+        assertEquals("true", info.getMetadataOrThrow("retryable"));
+
+        SourceStateMachine refused = inResumingOnDestination();
+        refused.switchoverRefused(Status.Code.FAILED_PRECONDITION, "FAILED_PRECONDITION: restore refused");
+        assertEquals(Status.Code.FAILED_PRECONDITION.value(), refused.error().orElseThrow().getCode());
+        assertEquals("SWITCHOVER", stepOf(refused.error().get()).getReason());
+        assertEquals("false", stepOf(refused.error().get()).getMetadataOrThrow("retryable"));
+
+        SourceStateMachine bug = newMigration(MigrationMode.PRECOPY);
+        bug.failed("NullPointerException: null");
+        assertEquals(Status.Code.INTERNAL.value(), bug.error().orElseThrow().getCode());
+        assertEquals("NEGOTIATE", stepOf(bug.error().get()).getReason());
+    }
+
+    @Test
+    void verificationFailureIsDataLossInVerifyAndCancelIsCancelled() {
+        SourceStateMachine m = inResumingOnDestination();
+        m.destinationResumed(DIGEST, CompleteIncomingMigrationResponse.newBuilder().setMemoryVerified(true).build());
+        m.verificationCompared(new MemoryVerification(10, 0, 1, 1));
+        m.failed(Status.Code.UNAVAILABLE, "the abort was not confirmed");
+        assertEquals(Status.Code.DATA_LOSS.value(), m.error().orElseThrow().getCode(),
+                "the mismatch is the cause, not the link that failed while rolling back");
+        assertEquals("VERIFY", stepOf(m.error().get()).getReason());
+
+        SourceStateMachine c = newMigration(MigrationMode.PRECOPY);
+        c.negotiated(config(MigrationMode.PRECOPY));
+        c.cancelRequested();
+        assertEquals(Status.Code.CANCELLED.value(), c.error().orElseThrow().getCode());
+        assertEquals("false", stepOf(c.error().get()).getMetadataOrThrow("retryable"));
+        assertFalse(newMigration(MigrationMode.PRECOPY).error().isPresent(), "no error while it runs");
     }
 
     @Test

@@ -195,6 +195,8 @@ class SwitchoverTest {
                 Migration end = migrate(s, vm, dst.controlAddress());
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
                 assertTrue(end.getError().getMessage().contains("destination refuses to resume"), end.getError().toString());
+                assertEquals(Status.Code.FAILED_PRECONDITION.value(), end.getError().getCode(), "the peer's code is kept");
+                assertEquals("SWITCHOVER", end.getError().getDetails(0).unpack(com.google.rpc.ErrorInfo.class).getReason());
                 assertEquals(1, calls.get(), "a refusal is not retried");
                 assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");

@@ -2,6 +2,7 @@ package dev.ferry.k8s.operator;
 
 import com.google.protobuf.Duration;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationErrors;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationPolicy;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
@@ -110,7 +111,10 @@ final class VirtualMachineMigrations {
             s.put("memoryVerified", m.getStatistics().getMemoryVerified());
         }
         if (!m.getError().getMessage().isEmpty()) {
-            s.put("message", m.getError().getMessage());
+            s.put("message", MigrationErrors.summary(m));
+            s.put("errorCode", MigrationErrors.code(m).name());
+            MigrationErrors.step(m).ifPresent(step -> s.put("failedStep", step));
+            s.put("retryable", MigrationErrors.retryable(MigrationErrors.code(m)));
         }
         return s;
     }

@@ -31,8 +31,15 @@ class StatusSchemaTest {
                 .setProgress(MigrationProgress.newBuilder().setRound(3).setBytesSent(10).setBytesRemaining(5))
                 .setStatistics(MigrationStatistics.newBuilder().setDowntime(Duration.newBuilder().setNanos(5_000_000))
                         .setGuestPause(Duration.newBuilder().setNanos(6_000_000)).setMemoryVerified(true))
-                .setError(com.google.rpc.Status.newBuilder().setMessage("why")).build();
-        assertSurvivesPruning(VirtualMachineMigrations.status("node-a", m));
+                .setError(com.google.rpc.Status.newBuilder().setCode(io.grpc.Status.Code.UNAVAILABLE.value())
+                        .setMessage("why").addDetails(com.google.protobuf.Any.pack(com.google.rpc.ErrorInfo.newBuilder()
+                                .setDomain("ferry.dev").setReason("PRECOPY_ROUND").build()))).build();
+        Map<String, Object> status = VirtualMachineMigrations.status("node-a", m);
+        assertEquals("UNAVAILABLE", status.get("errorCode"));
+        assertEquals("PRECOPY_ROUND", status.get("failedStep"));
+        assertEquals(true, status.get("retryable"));
+        assertEquals("UNAVAILABLE in PRECOPY_ROUND (retryable): why", status.get("message"));
+        assertSurvivesPruning(status);
     }
 
     @Test
