@@ -103,7 +103,19 @@ public final class PageSender implements AutoCloseable {
 
     public PageSender(Channel dataChannel, String sessionToken, GuestMemory memory, PageHashes hashes, int streams,
             BandwidthLimiter limiter, Options options) {
-        Objects.requireNonNull(dataChannel, "dataChannel");
+        this(java.util.List.of(Objects.requireNonNull(dataChannel, "dataChannel")), sessionToken, memory, hashes, streams,
+                limiter, options);
+    }
+
+    /**
+     * Streams spread round-robin over {@code dataChannels}: one per data-plane address the destination
+     * offered, so a destination with several migration networks receives on all of them.
+     */
+    public PageSender(java.util.List<? extends Channel> dataChannels, String sessionToken, GuestMemory memory,
+            PageHashes hashes, int streams, BandwidthLimiter limiter, Options options) {
+        if (dataChannels.isEmpty()) {
+            throw new IllegalArgumentException("need at least one data channel");
+        }
         Objects.requireNonNull(sessionToken, "sessionToken");
         this.layout = new MemoryLayout(Objects.requireNonNull(memory, "memory"));
         this.hashes = Objects.requireNonNull(hashes, "hashes");
@@ -115,7 +127,7 @@ public final class PageSender implements AutoCloseable {
         CallOptions callOptions = CallOptions.DEFAULT.withOnReadyThreshold(options.onReadyThresholdBytes());
         this.streams = new Stream[streams];
         for (int i = 0; i < streams; i++) {
-            this.streams[i] = new Stream(i, dataChannel.newCall(METHOD, callOptions));
+            this.streams[i] = new Stream(i, dataChannels.get(i % dataChannels.size()).newCall(METHOD, callOptions));
         }
         for (Stream s : this.streams) {
             // One Metadata per call: gRPC adds its own headers to the object it is given while starting.

@@ -173,4 +173,25 @@ class PageTransferRoundTripTest {
                 () -> sender.sendRound(2, DirtyBitmap.full(src), () -> false));
         assertEquals(Status.Code.FAILED_PRECONDITION, e.status().getCode());
     }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
+    void streamsAreSpreadOverEveryDataPlaneAddress(Transport transport) throws Exception {
+        IncomingBatch.ReceiveStats second = new IncomingBatch.ReceiveStats();
+        start(transport);
+        Transport.Endpoint other = transport.start(PageTransferServer.service(t -> Optional.ofNullable(sessions.get(t)),
+                second));
+        try {
+            TestMemory.fillRandom(src, 1, 10);
+            try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel(), other.channel()), TOKEN, src,
+                    srcHashes, 4, BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT)) {
+                sender.sendRound(1, DirtyBitmap.full(src), () -> false);
+            }
+            assertConverged();
+            assertTrue(received.directBatches.sum() + received.heapBatches.sum() > 0, "the first address got pages");
+            assertTrue(second.directBatches.sum() + second.heapBatches.sum() > 0, "the second address got pages");
+        } finally {
+            other.close();
+        }
+    }
 }

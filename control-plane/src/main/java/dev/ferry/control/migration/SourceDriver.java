@@ -40,6 +40,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
 import java.time.InstantSource;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -189,10 +190,15 @@ final class SourceDriver implements Runnable {
             fail(Status.Code.FAILED_PRECONDITION, "destination offered no data-plane address");
             throw Status.FAILED_PRECONDITION.withDescription("destination offered no data-plane address").asRuntimeException();
         }
-        dataAddress = resp.getDataPlaneAddresses(0);
+        dataAddresses = List.copyOf(resp.getDataPlaneAddressesList());
     }
 
-    private String dataAddress;
+    /** Every data-plane address the destination offered: the page streams are spread over all of them. */
+    private List<String> dataAddresses;
+
+    private List<io.grpc.ManagedChannel> dataChannels(List<String> addresses) {
+        return addresses.stream().map(channels::get).toList();
+    }
 
     private void pauseSource() {
         try {
@@ -213,8 +219,8 @@ final class SourceDriver implements Runnable {
         GuestVm v = vm.vm();
         DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
-        try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
-                accepted.getDataStreamCount(), limiter())) {
+        try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
+                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
             log.enable();
             log.fetchAndClear(); // from here on, every guest write shows up in the log
             // Round 1: every page that holds data. Pages in the memfd's holes were never written; the
@@ -327,8 +333,8 @@ final class SourceDriver implements Runnable {
     private void runPostcopy() {
         GuestVm v = vm.vm();
         PageHashes hashes = new PageHashes(v.memory());
-        try (PageSender sender = new PageSender(channels.get(dataAddress), token, v.memory(), hashes,
-                accepted.getDataStreamCount(), limiter())) {
+        try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
+                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
             DirtyBitmap toPush = DirtyBitmap.populated(v.memory()); // most of it: what grows later is cheap to add
             boolean resumedThere;
             try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
@@ -698,16 +704,18 @@ final class SourceDriver implements Runnable {
                     dev.ferry.v1.ResumeIncomingMigrationRequest.newBuilder().setMigration(name)
                             .setPostcopyPagerAddress(pagerAddress).build());
             DirtyBitmap missing = Bitmaps.fromProto(v.memory(), r.getMissingPagesList());
-            String data = r.getDataPlaneAddressesCount() > 0 ? r.getDataPlaneAddresses(0) : dataAddress;
-            channels.reset(data); // dial afresh instead of waiting out a reconnect backoff
+            if (r.getDataPlaneAddressesCount() > 0) {
+                dataAddresses = List.copyOf(r.getDataPlaneAddressesList());
+            }
+            dataAddresses.forEach(channels::reset); // dial afresh instead of waiting out a reconnect backoff
             synchronized (this) {
                 machine.postcopyPagesMissing(missing.count());
                 machine.postcopyConnectionRestored();
                 changed();
             }
             LOG.log(System.Logger.Level.INFO, "{0}: postcopy resumed; {1} pages still missing", name, missing.count());
-            try (PageSender sender = new PageSender(channels.get(data), token, v.memory(), postcopyHashes,
-                    accepted.getDataStreamCount(), limiter())) {
+            try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), postcopyHashes,
+                    accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
                 pushAndComplete(sender, missing);
             }
         } catch (Throwable t) {
