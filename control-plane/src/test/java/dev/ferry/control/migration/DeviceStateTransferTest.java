@@ -253,30 +253,7 @@ class DeviceStateTransferTest {
                 };
             }
         };
-        return a -> {
-            MigrationServices real = new MigrationServices(a);
-            return new AgentServices() {
-                @Override
-                public List<ServerServiceDefinition> controlServices() {
-                    return real.controlServices().stream().map(s -> ServerInterceptors.intercept(s, tamper)).toList();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> dataServices() {
-                    return real.dataServices();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> pagerServices() {
-                    return real.pagerServices();
-                }
-
-                @Override
-                public void close() {
-                    real.close();
-                }
-            };
-        };
+        return InterceptedServices.control(tamper);
     }
 
     /** The device sections of the destination's one VM: pure device state, no clock or TSC that moves by itself. */

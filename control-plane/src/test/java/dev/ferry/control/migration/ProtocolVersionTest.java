@@ -168,30 +168,7 @@ class ProtocolVersionTest {
                 };
             }
         };
-        return a -> {
-            MigrationServices real = new MigrationServices(a);
-            return new AgentServices() {
-                @Override
-                public List<ServerServiceDefinition> controlServices() {
-                    return real.controlServices().stream().map(x -> ServerInterceptors.intercept(x, rewrite)).toList();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> dataServices() {
-                    return real.dataServices();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> pagerServices() {
-                    return real.pagerServices();
-                }
-
-                @Override
-                public void close() {
-                    real.close();
-                }
-            };
-        };
+        return InterceptedServices.control(rewrite);
     }
 
     @ParameterizedTest(name = "explicit version {0}")

@@ -62,30 +62,7 @@ class SwitchoverTest {
 
     /** The destination's migration service, with its CompleteIncomingMigration answers tampered with. */
     private static AgentServices.Factory destination(ServerInterceptor tamper) {
-        return a -> {
-            MigrationServices real = new MigrationServices(a);
-            return new AgentServices() {
-                @Override
-                public List<ServerServiceDefinition> controlServices() {
-                    return real.controlServices().stream().map(s -> ServerInterceptors.intercept(s, tamper)).toList();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> dataServices() {
-                    return real.dataServices();
-                }
-
-                @Override
-                public List<ServerServiceDefinition> pagerServices() {
-                    return real.pagerServices();
-                }
-
-                @Override
-                public void close() {
-                    real.close();
-                }
-            };
-        };
+        return InterceptedServices.control(tamper);
     }
 
     /** Runs the call, then replaces the first {@code lost} answers to CompleteIncomingMigration with UNAVAILABLE. */
