@@ -197,7 +197,13 @@ final class SourceDriver implements Runnable {
     private List<String> dataAddresses;
 
     private List<io.grpc.ManagedChannel> dataChannels(List<String> addresses) {
-        return addresses.stream().map(channels::get).toList();
+        // Stream i goes to address i mod n, each on its own connection (see Channels#data).
+        int streams = accepted.getDataStreamCount();
+        List<io.grpc.ManagedChannel> perStream = new java.util.ArrayList<>(streams);
+        for (int i = 0; i < streams; i++) {
+            perStream.add(channels.data(addresses.get(i % addresses.size()), i / addresses.size()));
+        }
+        return perStream;
     }
 
     private void pauseSource() {

@@ -122,7 +122,7 @@ public final class PageThroughputBench {
 
     /**
      * Streams {@code mib} MiB of mostly non-zero memory (3% zero pages) over Netty on loopback with
-     * {@code streams} streams: one warm-up round, then {@code rounds} measured ones.
+     * {@code streams} streams, each on its own connection: one warm-up round, then {@code rounds} measured ones.
      */
     public static Result measure(long mib, int streams, int rounds) throws Exception {
         return measure(mib, streams, rounds, TransportSecurity.insecure(), TransportSecurity.insecure());
@@ -152,19 +152,25 @@ public final class PageThroughputBench {
             Server server = PageTransferServer.start(serverSecurity.serverBuilder(new InetSocketAddress("127.0.0.1", 0))
                     .flowControlWindow(32 << 20).intercept(serverSecurity.authorization()),
                     t -> "bench".equals(t) ? Optional.of(writer) : Optional.empty());
-            ManagedChannel channel = client.channelBuilder("127.0.0.1:" + server.getPort())
-                    .flowControlWindow(16 << 20).build();
+            // One connection per stream, as migrations open them (an HTTP/2 connection is one event-loop thread).
+            List<ManagedChannel> connections = new ArrayList<>();
+            for (int i = 0; i < streams; i++) {
+                connections.add(client.channelBuilder("127.0.0.1:" + server.getPort()).flowControlWindow(16 << 20).build());
+            }
             double[] rates = new double[rounds];
             PageHashes srcHashes = new PageHashes(src);
-            try (PageSender sender = new PageSender(channel, "bench", src, srcHashes, streams, BandwidthLimiter.unlimited())) {
+            try (PageSender sender = new PageSender(connections, "bench", src, srcHashes, streams,
+                    BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT)) {
                 sender.sendRound(1, DirtyBitmap.full(src), () -> false);
                 for (int r = 0; r < rounds; r++) {
                     rates[r] = rate(sender.sendRound(r + 2, DirtyBitmap.full(src), () -> false));
                 }
             } finally {
-                channel.shutdownNow();
+                connections.forEach(ManagedChannel::shutdownNow);
                 server.shutdownNow();
-                channel.awaitTermination(5, TimeUnit.SECONDS);
+                for (ManagedChannel c : connections) {
+                    c.awaitTermination(5, TimeUnit.SECONDS);
+                }
                 server.awaitTermination(5, TimeUnit.SECONDS);
                 writer.close();
             }
