@@ -53,6 +53,11 @@ final class AgentCommand implements Callable<Integer> {
             + " (default: the host's memory less a headroom of 5%, at least 512 MiB). Each new VM must also fit in"
             + " MemAvailable less that headroom.")
     ByteSize maxGuestMemory;
+    @Option(names = "--snapshot-dir", defaultValue = "/var/lib/ferry/snapshots", paramLabel = "DIR",
+            description = "Where 'ferry vm snapshot' writes and 'ferry vm restore --agent' reads; nothing outside it"
+                    + " (default ${DEFAULT-VALUE}, created on first use).")
+    java.nio.file.Path snapshotDir;
+
     @Option(names = "--inject-fault", defaultValue = "none", paramLabel = "FAULT",
             description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
                     + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
@@ -105,6 +110,7 @@ final class AgentCommand implements Callable<Integer> {
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
         }
+        agent.snapshotsIn(snapshotDir);
         agent.advertise(advertiseData, advertisePager);
         agent.ready(); // health turns SERVING only now, after the warm-up
         // One machine-readable line so a parent process (demo, tests) learns the bound ports.

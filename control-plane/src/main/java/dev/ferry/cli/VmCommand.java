@@ -17,9 +17,15 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-/** {@code ferry vm ...}: run a micro-VM in this process. */
-@Command(name = "vm", description = "Run micro-VMs in this process.",
-        subcommands = {VmCommand.Run.class, VmCommand.Restore.class})
+/**
+ * {@code ferry vm ...}: an agent's VMs ({@code --agent}, see {@link RemoteVmCommands}), or a throw-away micro-VM in
+ * this process ({@code run}, and {@code restore} without {@code --agent}).
+ */
+@Command(name = "vm", description = "Manage an agent's VMs (--agent HOST:PORT), or run a micro-VM in this process (run).",
+        subcommands = {RemoteVmCommands.Create.class, RemoteVmCommands.ListVms.class, RemoteVmCommands.Get.class,
+                RemoteVmCommands.Pause.class, RemoteVmCommands.Resume.class, RemoteVmCommands.Delete.class,
+                RemoteVmCommands.Check.class, RemoteVmCommands.Snapshot.class, VmCommand.Run.class,
+                VmCommand.Restore.class})
 final class VmCommand {
 
     /** Options every in-process VM run shares. */
@@ -88,10 +94,25 @@ final class VmCommand {
     }
 
     @Command(name = "restore", mixinStandardHelpOptions = true,
-            description = "Resume a snapshot written by 'vm run --snapshot', let it run, print the same summary.")
+            description = "With --agent: restore a snapshot under the agent's --snapshot-dir as a new VM there. Without:"
+                    + " resume a snapshot written by 'vm run --snapshot' in this process, let it run, print the same summary.")
     static final class Restore implements Callable<Integer> {
-        @Parameters(index = "0", description = "Snapshot directory.")
+        @Parameters(index = "0", description = "Snapshot directory (with --agent: on the agent's host, relative to its snapshot directory or inside it).")
+        String dirName;
+
+        @Option(names = "--agent", description = "Restore on this agent (control-plane HOST:PORT) instead of in this process.")
+        String agent;
+
+        @Option(names = "--name", description = "With --agent: the restored VM's name, vms/ID or ID (default: the agent picks one).")
+        String name;
+
+        @picocli.CommandLine.Mixin
+        dev.ferry.security.TlsOptions tls = new dev.ferry.security.TlsOptions();
+
         Path dir;
+
+        @picocli.CommandLine.Spec
+        picocli.CommandLine.Model.CommandSpec spec;
 
         @picocli.CommandLine.Mixin
         RunOptions run = new RunOptions();
@@ -101,6 +122,23 @@ final class VmCommand {
 
         @Override
         public Integer call() throws Exception {
+            if (agent != null) {
+                for (String local : new String[] {"--seconds", "--console", "--backend"}) {
+                    if (spec.commandLine().getParseResult().hasMatchedOption(local)) {
+                        throw new IllegalArgumentException(local + " applies only to a restore in this process, not"
+                                + " with --agent (the agent runs the VM on the backend that saved it)");
+                    }
+                }
+                AgentTarget target = new AgentTarget();
+                target.agent = agent;
+                target.json = run.json;
+                target.tls = tls;
+                return RemoteVmCommands.restore(target, dirName, name, onDemand);
+            }
+            if (name != null) {
+                throw new IllegalArgumentException("--name applies only with --agent");
+            }
+            dir = Path.of(dirName);
             if (onDemand) {
                 return restoreOnDemand(this);
             }

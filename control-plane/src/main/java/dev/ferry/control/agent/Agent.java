@@ -62,6 +62,7 @@ public final class Agent implements AutoCloseable {
     private final List<ServerServiceDefinition> publicServices = new ArrayList<>();
     private Server local; // guarded by this: the in-process listener for this JVM's own control calls
     private final VmRegistry vms;
+    private final VmServiceImpl vmService;
     private final AgentServices services;
     private final HealthStatusManager controlHealth = new HealthStatusManager();
     private final HealthStatusManager dataHealth = new HealthStatusManager();
@@ -83,7 +84,8 @@ public final class Agent implements AutoCloseable {
         this.backends = backends;
         this.vms = new VmRegistry(limits, HostMemory.proc());
         this.services = servicesFactory.create(this);
-        publicServices.add(new VmServiceImpl(vms, backends, console).bindService());
+        this.vmService = new VmServiceImpl(vms, backends, console);
+        publicServices.add(vmService.bindService());
         publicServices.addAll(services.controlServices());
         serve(controlBuilder, publicServices, controlHealth, EdgeLimits::controlMessageLimit);
         serve(dataBuilder, services.dataServices(), dataHealth, EdgeLimits::dataMessageLimit);
@@ -111,6 +113,11 @@ public final class Agent implements AutoCloseable {
         builder.addService(edge.guard(health.getHealthService().bindService(), maxBytes))
                 .addService(edge.guard(ProtoReflectionServiceV1.newInstance().bindService(), maxBytes))
                 .addService(edge.guard(ProtoReflectionService.newInstance().bindService(), maxBytes));
+    }
+
+    /** Lets SnapshotVm and RestoreVm use {@code dir} (and nothing outside it); without it both are refused. */
+    public void snapshotsIn(java.nio.file.Path dir) {
+        vmService.snapshotsIn(dev.ferry.control.vm.SnapshotStore.at(dir));
     }
 
     /** Reports SERVING on every listener: call once the agent is warmed up and ready for real migrations. */

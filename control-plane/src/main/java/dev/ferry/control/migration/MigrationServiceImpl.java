@@ -108,7 +108,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();
             }
             if (!vm.hold(name, Vm.State.MIGRATING_OUT)) {
-                throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is already held by " + vm.migration())
+                throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is already held by " + vm.holder())
                         .asRuntimeException();
             }
             String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())

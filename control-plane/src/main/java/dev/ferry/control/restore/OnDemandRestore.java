@@ -68,6 +68,55 @@ public final class OnDemandRestore implements AutoCloseable {
         return pager;
     }
 
+    /**
+     * Reads, in the background, every page the guest has not touched yet, then retires the pager: from then on the
+     * VM runs like any other and the snapshot is no longer read. {@code whenLoaded} runs on the loader thread once
+     * every page is in place; {@code whenFailed} if the snapshot could not be read. Closing the returned handle
+     * stops the loader and retires the pager at once (call it before closing the VM; the VM is not closed).
+     */
+    public AutoCloseable loadRestInBackground(Path dir, Runnable whenLoaded, java.util.function.Consumer<Exception> whenFailed) {
+        Path memoryFile = dir.resolve(Snapshot.MEMORY_FILE);
+        Thread loader = new Thread(() -> {
+            try (java.nio.channels.FileChannel file = java.nio.channels.FileChannel.open(memoryFile,
+                    java.nio.file.StandardOpenOption.READ)) {
+                java.nio.ByteBuffer chunk = java.nio.ByteBuffer.allocateDirect(LOAD_CHUNK);
+                for (dev.ferry.memory.MemoryRegion r : vm.memory().regions()) {
+                    for (long off = 0; off < r.size() && !Thread.currentThread().isInterrupted(); off += LOAD_CHUNK) {
+                        long gpa = r.guestPhysAddr() + off;
+                        int len = (int) Math.min(LOAD_CHUNK, r.size() - off);
+                        chunk.clear().limit(len);
+                        while (chunk.hasRemaining()) {
+                            if (file.read(chunk, gpa + chunk.position()) < 0) {
+                                throw new IOException("snapshot memory ends before 0x" + Long.toHexString(gpa));
+                            }
+                        }
+                        chunk.flip();
+                        pager.writePages(gpa, len / (int) dev.ferry.memory.GuestMemory.PAGE_SIZE, chunk);
+                    }
+                }
+                if (!Thread.currentThread().isInterrupted() && pager.awaitAllPresent(java.time.Duration.ofMinutes(1))) {
+                    pager.close();
+                    whenLoaded.run();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (IOException | RuntimeException e) {
+                if (!Thread.currentThread().isInterrupted()) {
+                    whenFailed.accept(e);
+                }
+            }
+        }, "ferry-snapshot-loader");
+        loader.setDaemon(true);
+        loader.start();
+        return () -> {
+            loader.interrupt();
+            pager.close(); // background writes in progress fail, the loader ends
+            loader.join();
+        };
+    }
+
+    private static final int LOAD_CHUNK = 2 << 20;
+
     /** From reading the state file to the vCPUs running. */
     public long restoreNanos() {
         return restoreNanos;

@@ -16,6 +16,8 @@ public final class ManagedVm {
     private Vm.State state;
     private String migration = "";
     private String error = "";
+    private String busy = ""; // what else holds the VM: a snapshot being written, memory loading from one
+    private AutoCloseable attachment; // closed before the VM: an on-demand restore's loader
 
     ManagedVm(String name, GuestVm vm, Vm.State state) {
         this.name = name;
@@ -51,14 +53,49 @@ public final class ManagedVm {
         return migration;
     }
 
-    /** Marks the VM as held by {@code migrationName} (or released, with ""); returns false if another holds it. */
+    /**
+     * Marks the VM as held by {@code migrationName} (or released, with ""); returns false if another migration, a
+     * snapshot or a restore holds it.
+     */
     public synchronized boolean hold(String migrationName, Vm.State newState) {
         if (!migration.isEmpty() && !migrationName.isEmpty() && !migration.equals(migrationName)) {
+            return false;
+        }
+        if (!busy.isEmpty() && !migrationName.isEmpty()) {
             return false;
         }
         migration = migrationName;
         state = newState;
         return true;
+    }
+
+    /** What holds the VM now: its migration, a snapshot or a restore in progress, or "". */
+    public synchronized String holder() {
+        return migration.isEmpty() ? busy : migration;
+    }
+
+    /** Holds the VM for {@code what} (not a migration); false if anything holds it already. */
+    public synchronized boolean tryBusy(String what) {
+        if (!migration.isEmpty() || !busy.isEmpty()) {
+            return false;
+        }
+        busy = what;
+        return true;
+    }
+
+    public synchronized void notBusy() {
+        busy = "";
+    }
+
+    /** Something to close before the VM itself, e.g. the loader of an on-demand restore. */
+    synchronized void attach(AutoCloseable a) {
+        attachment = a;
+    }
+
+    synchronized AutoCloseable detach() {
+        AutoCloseable a = attachment;
+        attachment = null;
+        return a;
     }
 
     public synchronized String error() {

@@ -13,6 +13,7 @@ import java.util.regex.Pattern;
 
 /** The VMs on this agent, by resource name {@code vms/{id}}. */
 public final class VmRegistry implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(VmRegistry.class.getName());
     public static final String PREFIX = "vms/";
     private static final Pattern ID = Pattern.compile("[a-z]([a-z0-9-]{0,61}[a-z0-9])?");
 
@@ -88,6 +89,14 @@ public final class VmRegistry implements AutoCloseable {
     public void remove(String name) {
         ManagedVm m = vms.remove(name);
         if (m != null) {
+            AutoCloseable a = m.detach();
+            if (a != null) {
+                try {
+                    a.close();
+                } catch (Exception e) {
+                    LOG.log(System.Logger.Level.WARNING, "{0}: closing its loader failed: {1}", name, e.getMessage());
+                }
+            }
             m.vm().close();
         }
     }

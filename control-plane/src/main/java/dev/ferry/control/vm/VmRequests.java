@@ -11,7 +11,9 @@ import dev.ferry.v1.DeleteVmRequest;
 import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.ListVmsRequest;
 import dev.ferry.v1.PauseVmRequest;
+import dev.ferry.v1.RestoreVmRequest;
 import dev.ferry.v1.ResumeVmRequest;
+import dev.ferry.v1.SnapshotVmRequest;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.WorkloadSpec;
 import io.grpc.Status;
@@ -126,6 +128,19 @@ public final class VmRequests {
 
     public static String check(CheckVmMemoryRequest r) {
         return name(r.getName());
+    }
+
+    public static String check(SnapshotVmRequest r) {
+        name(r.getName());
+        SnapshotStore.checkSyntax("snapshot_directory", r.getSnapshotDirectory());
+        return r.getName();
+    }
+
+    /** Checks a RestoreVm request; returns the VM name it asks for (null: the agent picks one). */
+    public static String check(RestoreVmRequest r) {
+        String name = r.getVmId().isEmpty() ? null : Names.VMS + Names.id("vm_id", r.getVmId());
+        SnapshotStore.checkSyntax("snapshot_directory", r.getSnapshotDirectory());
+        return name;
     }
 
     public static void check(ListVmsRequest r) {

@@ -14,6 +14,8 @@ import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.v1.AbortIncomingMigrationRequest;
 import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.RestoreVmRequest;
+import dev.ferry.v1.SnapshotVmRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CreateMigrationRequest;
@@ -144,6 +146,8 @@ class BadInputTest {
             l.add(c("DeleteVm " + q, () -> vms().deleteVm(DeleteVmRequest.newBuilder().setName(name).build()), bad, "name"));
             l.add(c("CheckVmMemory " + q, () -> vms().checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(name)
                     .build()), bad, "name"));
+            l.add(c("SnapshotVm " + q, () -> vms().snapshotVm(SnapshotVmRequest.newBuilder().setName(name)
+                    .setSnapshotDirectory("s1").build()), bad, "name"));
             String mname = name.replace("vms/", "migrations/").replace("migrations/web", "vms/web");
             l.add(c("GetMigration " + q, () -> migrations().getMigration(GetMigrationRequest.newBuilder()
                     .setName(mname).build()), bad, "name"));
@@ -306,6 +310,19 @@ class BadInputTest {
         l.add(c("Negotiate min_reader above version", () -> migrations().negotiateMigration(negotiate(config()
                 .addStateSections(StateSectionVersion.newBuilder().setName("kvm.vm").setVersion(1)
                         .setMinReaderVersion(2)))), bad, "min_reader_version"));
+
+        // Snapshot directories: never outside the agent's snapshot directory, checked before any lookup.
+        for (String dir : new String[] {"", "../etc", "a/../../b", "a b", "a\\b", "x".repeat(256), "a\nb", "$(id)"}) {
+            String q = "'" + dir.replace("\n", "\\n") + "'";
+            l.add(c("SnapshotVm dir " + q, () -> vms().snapshotVm(SnapshotVmRequest.newBuilder().setName("vms/ok")
+                    .setSnapshotDirectory(dir).build()), bad, "snapshot_directory"));
+            l.add(c("RestoreVm dir " + q, () -> vms().restoreVm(RestoreVmRequest.newBuilder()
+                    .setSnapshotDirectory(dir).build()), bad, "snapshot_directory"));
+        }
+        l.add(c("RestoreVm bad vm_id", () -> vms().restoreVm(RestoreVmRequest.newBuilder().setVmId("Web")
+                .setSnapshotDirectory("s1").build()), bad, "vm_id"));
+        l.add(c("RestoreVm without a snapshot directory on the agent", () -> vms().restoreVm(RestoreVmRequest
+                .newBuilder().setSnapshotDirectory("s1").build()), Status.Code.FAILED_PRECONDITION, "--snapshot-dir"));
 
         // Incoming-side calls
         String m = "migrations/ok";

@@ -1,0 +1,113 @@
+package dev.ferry.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.backends.BackendTestSupport;
+import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.security.CertificateAuthority;
+import dev.ferry.security.TlsFiles;
+import dev.ferry.security.TlsOptions;
+import dev.ferry.security.TransportSecurity;
+import dev.ferry.vm.Backend;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * {@code ferry vm create|list|get|pause|resume|check|snapshot|restore|delete --agent} against a real agent process,
+ * over mutual TLS: the VM API from the command line, and snapshots that never leave the agent's snapshot directory.
+ */
+class RemoteVmCliTest {
+    @TempDir
+    static Path certs;
+
+    @BeforeAll
+    static void certificates() throws Exception {
+        CertificateAuthority.init(certs, List.of(), List.of());
+    }
+
+    private static Cli.Result ferry(AgentProcess agent, String... args) {
+        List<String> all = new ArrayList<>(List.of(args));
+        all.addAll(List.of("--agent", agent.controlAddress()));
+        all.addAll(TlsOptions.flags(TlsFiles.in(certs, "controller")));
+        return Cli.run(all.toArray(String[]::new));
+    }
+
+    private static Cli.Result ok(Cli.Result r) {
+        assertEquals(0, r.exit(), () -> "exit " + r.exit() + "\nout: " + r.out() + "\nerr: " + r.err());
+        return r;
+    }
+
+    @ParameterizedTest(name = "on {0}")
+    @EnumSource(Backend.class)
+    void manageSnapshotAndRestoreAnAgentsVms(Backend backend, @TempDir Path work) throws Exception {
+        BackendTestSupport.assume(backend);
+        Path snapshots = work.resolve("snapshots");
+        List<String> args = new ArrayList<>(List.of("--backend", backend.cliName(), "--no-warmup", "--snapshot-dir",
+                snapshots.toString()));
+        args.addAll(TlsOptions.flags(TlsFiles.in(certs, "agent")));
+        try (AgentProcess agent = AgentProcess.start("vm-cli-" + backend.cliName(), work.resolve("agent.log"), List.of(),
+                args, TransportSecurity.mutualTls(TlsFiles.in(certs, "controller")))) {
+            JsonNode web = ok(ferry(agent, "vm", "create", "vms/web", "--memory", "64m", "--working-set", "16m",
+                    "--dirty-rate", "4m", "--json")).lastJson();
+            assertEquals("vms/web", web.get("name").asText());
+            assertEquals("RUNNING", web.get("state").asText());
+
+            String table = ok(ferry(agent, "vm", "list")).out();
+            assertTrue(table.startsWith("NAME"), table);
+            assertTrue(table.contains("vms/web") && table.contains("RUNNING"), table);
+
+            assertEquals("PAUSED", ok(ferry(agent, "vm", "pause", "web", "--json")).lastJson().get("state").asText());
+            assertEquals("PAUSED", ok(ferry(agent, "vm", "get", "vms/web", "--json")).lastJson().get("state").asText());
+            assertEquals("RUNNING", ok(ferry(agent, "vm", "resume", "web", "--json")).lastJson().get("state").asText());
+            assertEquals(0, ok(ferry(agent, "vm", "check", "web", "--json")).lastJson().path("wrongPages").asLong());
+
+            JsonNode snap = ok(ferry(agent, "vm", "snapshot", "web", "nightly/web-1", "--json")).lastJson();
+            Path dir = snapshots.resolve("nightly/web-1");
+            assertEquals(dir.toString(), snap.get("snapshotDirectory").asText());
+            assertEquals("RUNNING", snap.get("vm").get("state").asText(), "a running VM runs again after its snapshot");
+            assertTrue(Files.isRegularFile(dir.resolve("memory.bin")));
+            try (var left = Files.list(dir.getParent())) {
+                assertEquals(List.of(dir), left.toList(), "no partial directory is left beside the snapshot");
+            }
+
+            Cli.Result again = ferry(agent, "vm", "snapshot", "web", "nightly/web-1");
+            assertNotEquals(0, again.exit());
+            assertTrue(again.err().contains("ALREADY_EXISTS"), again.err());
+            Cli.Result escape = ferry(agent, "vm", "snapshot", "web", "/etc/ferry-escape");
+            assertNotEquals(0, escape.exit());
+            assertTrue(escape.err().contains("INVALID_ARGUMENT") && escape.err().contains("snapshot directory"),
+                    escape.err());
+            assertFalse(Files.exists(Path.of("/etc/ferry-escape")));
+
+            JsonNode copy = ok(ferry(agent, "vm", "restore", "nightly/web-1", "--name", "web-copy", "--json")).lastJson();
+            assertEquals("vms/web-copy", copy.get("name").asText());
+            assertEquals("RUNNING", copy.get("state").asText());
+            assertEquals(0, ok(ferry(agent, "vm", "check", "web-copy", "--json")).lastJson().path("wrongPages").asLong());
+
+            JsonNode lazy = ok(ferry(agent, "vm", "restore", dir.toString(), "--name", "web-lazy", "--on-demand",
+                    "--json")).lastJson();
+            assertEquals("RUNNING", lazy.get("state").asText());
+            assertEquals(0, ok(ferry(agent, "vm", "check", "web-lazy", "--json")).lastJson().path("wrongPages").asLong(),
+                    "pages read from the snapshot as the guest touches them are right");
+
+            Cli.Result missing = ferry(agent, "vm", "restore", "nightly/none");
+            assertNotEquals(0, missing.exit());
+            assertTrue(missing.err().contains("NOT_FOUND"), missing.err());
+
+            for (String vm : List.of("web", "web-copy", "web-lazy")) {
+                ok(ferry(agent, "vm", "delete", vm));
+            }
+            assertFalse(ok(ferry(agent, "vm", "list")).out().contains("vms/"), "every VM deleted");
+        }
+    }
+}
