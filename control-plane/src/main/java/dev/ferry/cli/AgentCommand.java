@@ -10,6 +10,7 @@ import io.opentelemetry.exporter.prometheus.PrometheusHttpServer;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
 import io.opentelemetry.sdk.metrics.SdkMeterProvider;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -18,6 +19,11 @@ import picocli.CommandLine.Option;
 @Command(name = "agent", mixinStandardHelpOptions = true,
         description = "Run a Ferry agent: VM and migration services on --control, page transfer on --data.")
 final class AgentCommand implements Callable<Integer> {
+    @Option(names = "--config", paramLabel = "FILE", description = "Read options from this YAML file: keys are the"
+            + " long option names without dashes (control: 0.0.0.0:7001, tls-cert: ..., insecure: true); options given"
+            + " on the command line win.")
+    Path config;
+
     @Option(names = "--control", required = true, description = "Control-plane listen address HOST:PORT (port 0 = any).")
     String control;
 

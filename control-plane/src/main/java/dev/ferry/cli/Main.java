@@ -28,7 +28,19 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
-        System.exit(commandLine().execute(args));
+        System.exit(execute(new java.io.PrintWriter(System.err, true), args));
+    }
+
+    /** Runs the command line, with {@code ferry agent --config FILE}'s options added (see {@link AgentConfigFile}). */
+    static int execute(java.io.PrintWriter err, String... args) {
+        String[] expanded;
+        try {
+            expanded = AgentConfigFile.expand(args);
+        } catch (java.io.IOException e) {
+            err.println("ferry: " + e.getMessage());
+            return 2;
+        }
+        return commandLine().setErr(err).execute(expanded);
     }
 
     static CommandLine commandLine() {

@@ -25,7 +25,7 @@ final class Cli {
         StringWriter err = new StringWriter();
         System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
         try {
-            int exit = Main.commandLine().setErr(new PrintWriter(err, true)).execute(args);
+            int exit = Main.execute(new PrintWriter(err, true), args);
             return new Result(exit, out.toString(StandardCharsets.UTF_8), err.toString());
         } finally {
             System.setOut(old);
