@@ -19,13 +19,13 @@ import picocli.CommandLine.Model.OptionSpec;
  * and an option given on the command line wins: the file's value for it is dropped. An unknown key is an error,
  * never ignored.
  */
-final class AgentConfigFile {
+public final class AgentConfigFile {
     private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
     private AgentConfigFile() {}
 
     /** {@code args} with the config file's options added, when they run {@code agent --config FILE}. */
-    static String[] expand(String[] args) throws IOException {
+    public static String[] expand(String[] args) throws IOException {
         if (args.length == 0 || !args[0].equals("agent")) {
             return args;
         }

@@ -95,8 +95,7 @@ class ManifestsTest {
     void daemonSetRunsTheAgentOnItsDeclaredPortsWithKvm() throws IOException {
         JsonNode ds = kind("DaemonSet");
         JsonNode c = ds.at("/spec/template/spec/containers/0");
-        List<String> args = new ArrayList<>();
-        c.path("args").forEach(a -> args.add(a.asText()));
+        List<String> args = agentCommandLine(c);
         assertEquals("agent", args.get(0));
         Set<String> ports = new HashSet<>();
         c.path("ports").forEach(p -> ports.add(p.path("containerPort").asText()));
@@ -134,8 +133,7 @@ class ManifestsTest {
         new CommandLine(operator).parseArgs(args.toArray(String[]::new));
         assertTlsFromSecret(op, args, "ferry-operator-tls");
         JsonNode agent = kind("DaemonSet").at("/spec/template/spec/containers/0");
-        List<String> agentArgs = new ArrayList<>();
-        agent.path("args").forEach(a -> agentArgs.add(a.asText()));
+        List<String> agentArgs = agentCommandLine(agent);
         assertEquals(agentArgs.get(agentArgs.indexOf("--control") + 1).split(":")[1], String.valueOf(operator.agentPort()),
                 "the operator dials the port the agents listen on");
         String sa = op.at("/spec/template/spec/serviceAccountName").asText();
@@ -146,6 +144,30 @@ class ManifestsTest {
                 .forEach(v -> granted.add(x.asText() + ":" + v.asText()))));
         assertTrue(granted.containsAll(Set.of("virtualmachinemigrations:watch", "virtualmachinemigrations:list",
                 "virtualmachinemigrations/status:patch", "nodes:get", "nodes:list")), granted.toString());
+    }
+
+    /**
+     * The agent container's command line as the agent sees it: its args with the ferry-agent-config ConfigMap's
+     * agent.yaml (mounted where --config points) expanded the way `ferry agent --config` does.
+     */
+    private static List<String> agentCommandLine(JsonNode container) throws IOException {
+        List<String> args = new ArrayList<>();
+        container.path("args").forEach(a -> args.add(a.asText()));
+        String mounted = args.get(args.indexOf("--config") + 1);
+        JsonNode config = kind("ConfigMap");
+        assertEquals("ferry-agent-config", config.at("/metadata/name").asText());
+        java.nio.file.Path file = java.nio.file.Files.createTempFile("agent", ".yaml");
+        try {
+            java.nio.file.Files.writeString(file, config.at("/data/" + mounted.substring(mounted.lastIndexOf('/') + 1))
+                    .asText());
+            List<String> local = new ArrayList<>(args);
+            local.set(local.indexOf(mounted), file.toString());
+            List<String> expanded = new ArrayList<>(List.of(dev.ferry.cli.AgentConfigFile.expand(local.toArray(String[]::new))));
+            expanded.set(expanded.indexOf(file.toString()), mounted);
+            return expanded;
+        } finally {
+            java.nio.file.Files.deleteIfExists(file);
+        }
     }
 
     /** Mutual TLS is on (no --insecure), and every --tls-* file lies in a volume mounted from {@code secret}. */
