@@ -147,6 +147,18 @@ final class DemoCommand implements Callable<Integer> {
             o.put("total_ms", millis(st.getTotalTime()));
             o.put("downtime_ms", millis(st.getDowntime()));
             o.put("guest_pause_ms", millis(st.getGuestPause()));
+            if (st.hasDowntimeBreakdown()) { // where the downtime went, step by step
+                var d = st.getDowntimeBreakdown();
+                ObjectNode steps = o.putObject("downtime_breakdown_ms");
+                steps.put("pause", millis(d.getPause()));
+                steps.put("dirty_harvest", millis(d.getDirtyHarvest()));
+                steps.put("last_pages", millis(d.getLastPages()));
+                steps.put("device_state_save", millis(d.getDeviceStateSave()));
+                steps.put("device_state_transfer", millis(d.getDeviceStateTransfer()));
+                steps.put("switchover_hops", millis(d.getSwitchoverHops()));
+                steps.put("destination_resume", millis(d.getDestinationResume()));
+                o.put("last_pages_count", d.getLastPagesCount());
+            }
             o.put("transferred_bytes", st.getTransferredBytes());
             o.put("zero_pages", result.getProgress().getZeroPages());
             o.put("rounds", st.getRounds());

@@ -261,16 +261,20 @@ final class SourceDriver implements Runnable {
                     // destination, so it is dropped there and arrives again by fault or push.
                     boolean resumedThere;
                     try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+                        DowntimeSteps steps;
                         synchronized (this) {
                             checkCancelled();
+                            steps = new DowntimeSteps();
                             pauseSource();
+                            steps.paused();
                         }
                         pages.or(log.fetchAndClear());
+                        steps.harvested();
                         log.disable();
                         if (fault == FaultInjection.DROP_DIRTY_PAGE) {
                             dropStalePage(pages, hashes); // neither pushed nor discarded: stays stale there
                         }
-                        resumedThere = switchToPostcopy(hashes, pages, pages);
+                        resumedThere = switchToPostcopy(hashes, pages, pages, steps);
                     }
                     if (resumedThere) {
                         pushAfterSwitchover(sender, pages);
@@ -280,23 +284,28 @@ final class SourceDriver implements Runnable {
             }
             // Stop and copy: the guest stops; what it wrote since the last harvest goes out last.
             try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+                DowntimeSteps steps;
                 synchronized (this) {
                     checkCancelled();
+                    steps = new DowntimeSteps();
                     pauseSource();
+                    steps.paused();
                     machine.stopAndCopyStarted();
                     changed();
                 }
                 pages.or(log.fetchAndClear());
+                steps.harvested();
                 if (fault == FaultInjection.DROP_DIRTY_PAGE) {
                     dropStalePage(pages, hashes);
                 }
                 dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
+                steps.lastPagesSent(rs.pagesSent() + rs.zeroPages());
                 synchronized (this) {
                     machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
                     machine.deviceStateStarted();
                     changed();
                 }
-                long deviceBytes = sendDeviceState(v.saveState());
+                long deviceBytes = sendDeviceState(v.saveState(), steps);
                 // Always sent: the destination refuses to run a guest without the digest of what it was sent
                 // (transfer integrity); verify_memory only decides the comparison after the resume.
                 MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
@@ -309,8 +318,10 @@ final class SourceDriver implements Runnable {
                 if (digest != null) {
                     req.setSourceMemoryDigest(digest);
                 }
+                steps.switchoverRequested();
                 CompleteIncomingMigrationResponse resp = switchover(req.build());
                 synchronized (this) {
+                    machine.downtimeBreakdown(steps.switchedOver(resp));
                     machine.destinationResumed(digest, resp);
                     changed();
                 }
@@ -345,17 +356,21 @@ final class SourceDriver implements Runnable {
             boolean resumedThere;
             try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
                 // Everything that can be prepared with the guest running is ready: stop it now.
+                DowntimeSteps steps;
                 synchronized (this) {
                     checkCancelled();
+                    steps = new DowntimeSteps();
                     pauseSource();
+                    steps.paused();
                     machine.negotiated(accepted);
                     changed();
                 }
                 toPush = DirtyBitmap.populated(v.memory(), toPush);
+                steps.harvested();
                 if (fault == FaultInjection.DROP_DIRTY_PAGE) {
                     dropLastPage(toPush); // not pushed: the destination zero-fills it
                 }
-                resumedThere = switchToPostcopy(hashes, toPush, null);
+                resumedThere = switchToPostcopy(hashes, toPush, null, steps);
             }
             if (resumedThere) {
                 pushAfterSwitchover(sender, toPush);
@@ -376,7 +391,7 @@ final class SourceDriver implements Runnable {
      * stale copies of (hybrid), or null. False if the destination did not resume (then the source VM
      * runs again, as before the migration).
      */
-    private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard) {
+    private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard, DowntimeSteps steps) {
         GuestVm v = vm.vm();
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
         MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
@@ -391,7 +406,7 @@ final class SourceDriver implements Runnable {
                 }
                 changed();
             }
-            long deviceBytes = sendDeviceState(v.saveState());
+            long deviceBytes = sendDeviceState(v.saveState(), steps);
             synchronized (this) {
                 machine.deviceStateSent(deviceBytes);
                 changed();
@@ -402,8 +417,10 @@ final class SourceDriver implements Runnable {
             if (discard != null) {
                 req.addAllDiscardPages(Bitmaps.toProto(v.memory(), discard));
             }
+            steps.switchoverRequested();
             CompleteIncomingMigrationResponse resp = switchover(req.build());
             synchronized (this) {
+                machine.downtimeBreakdown(steps.switchedOver(resp));
                 machine.destinationResumed(null, resp);
                 changed();
             }
@@ -759,11 +776,13 @@ final class SourceDriver implements Runnable {
     }
 
     /** Sends the state stream in its checksummed envelope, as a snapshot stores it; returns its size. */
-    private long sendDeviceState(SectionSet state) {
+    private long sendDeviceState(SectionSet state, DowntimeSteps steps) {
         byte[] envelope = StateCodec.encode(state);
+        steps.deviceStateSaved();
         TransferDeviceStateRequest req = TransferDeviceStateRequest.newBuilder().setMigration(name)
                 .setState(UnsafeByteOperations.unsafeWrap(envelope)).build(); // envelope is never written again
         cancellable(() -> control().transferDeviceState(req));
+        steps.deviceStateTransferred();
         return envelope.length;
     }
 

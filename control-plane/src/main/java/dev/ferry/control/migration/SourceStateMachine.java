@@ -165,6 +165,7 @@ public final class SourceStateMachine {
     private MemoryDigest destinationDigest;
     private Duration guestPause;
     private PostcopyStatistics postcopyStatistics;
+    private dev.ferry.v1.DowntimeBreakdown downtimeBreakdown;
     private int recoveries;
     private boolean verifyAfterResume = true; // false with a protocol-1 peer: no VerifyIncomingMigration round
     private boolean transferVerified; // the digest of the bytes received equals that of the bytes sent
@@ -737,6 +738,11 @@ public final class SourceStateMachine {
         return progress.snapshot(elapsed());
     }
 
+    /** Where the downtime of the switchover that just succeeded went (MigrationStatistics.downtime_breakdown). */
+    public void downtimeBreakdown(dev.ferry.v1.DowntimeBreakdown b) {
+        downtimeBreakdown = Objects.requireNonNull(b, "breakdown");
+    }
+
     /**
      * Statistics as known now; complete once COMPLETED, partial on FAILED and CANCELLED. downtime runs from the
      * vCPU pause to the destination's successful answer (or to the end, if the source took the VM back).
@@ -752,6 +758,9 @@ public final class SourceStateMachine {
         }
         if (guestPause != null) {
             b.setGuestPause(ProtoTime.toProto(guestPause));
+        }
+        if (downtimeBreakdown != null) {
+            b.setDowntimeBreakdown(downtimeBreakdown);
         }
         if (sourceDigest != null) {
             b.setSourceMemoryDigest(sourceDigest);

@@ -150,6 +150,13 @@ class SwitchoverTest {
                 assertEquals(Migration.Phase.COMPLETED, end.getPhase(), end.getError().getMessage());
                 assertEquals(2, calls.get(), "the source asked again after the lost answer");
                 assertTrue(end.getStatistics().getMemoryVerified());
+                // Where the downtime went: every step of a precopy switchover was timed.
+                var steps = end.getStatistics().getDowntimeBreakdown();
+                assertTrue(end.getStatistics().hasDowntimeBreakdown());
+                for (var step : java.util.List.of(steps.getPause(), steps.getDeviceStateSave(),
+                        steps.getDeviceStateTransfer(), steps.getDestinationResume())) {
+                    assertTrue(step.getSeconds() > 0 || step.getNanos() > 0, steps.toString());
+                }
                 assertRunsIntact(d, end.getDestinationVm());
                 assertTrue(src.vms().list().isEmpty(), "the source released the VM");
             } finally {

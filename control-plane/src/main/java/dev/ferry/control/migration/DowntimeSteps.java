@@ -1,0 +1,60 @@
+package dev.ferry.control.migration;
+
+import dev.ferry.control.vm.VmProtos;
+import dev.ferry.v1.CompleteIncomingMigrationResponse;
+import dev.ferry.v1.DowntimeBreakdown;
+
+/**
+ * Times the steps of one switchover on the source as they happen (monotonic clock), for
+ * MigrationStatistics.downtime_breakdown: each {@code mark} closes the step that ran since the previous one.
+ */
+final class DowntimeSteps {
+    private final DowntimeBreakdown.Builder b = DowntimeBreakdown.newBuilder();
+    private long last;
+
+    /** Starts the clock: call right before pausing the source's vCPUs. */
+    DowntimeSteps() {
+        last = System.nanoTime();
+    }
+
+    private long lap() {
+        long now = System.nanoTime();
+        long d = now - last;
+        last = now;
+        return d;
+    }
+
+    void paused() {
+        b.setPause(VmProtos.duration(lap()));
+    }
+
+    void harvested() {
+        b.setDirtyHarvest(VmProtos.duration(lap()));
+    }
+
+    void lastPagesSent(long pages) {
+        b.setLastPages(VmProtos.duration(lap())).setLastPagesCount(pages);
+    }
+
+    void deviceStateSaved() {
+        b.setDeviceStateSave(VmProtos.duration(lap()));
+    }
+
+    void deviceStateTransferred() {
+        b.setDeviceStateTransfer(VmProtos.duration(lap()));
+    }
+
+    /** Marks the start of CompleteIncomingMigration (what ran since, e.g. the digest, is not a step). */
+    void switchoverRequested() {
+        lap();
+    }
+
+    /** CompleteIncomingMigration answered: splits its round trip into the destination's part and the hops. */
+    DowntimeBreakdown switchedOver(CompleteIncomingMigrationResponse r) {
+        long roundTrip = lap();
+        long resume = VmProtos.toJava(r.getResumeDuration()).toNanos();
+        long after = VmProtos.toJava(r.getAnsweredAfterResume()).toNanos();
+        return b.setDestinationResume(r.getResumeDuration())
+                .setSwitchoverHops(VmProtos.duration(Math.max(0, roundTrip - resume - after))).build();
+    }
+}
