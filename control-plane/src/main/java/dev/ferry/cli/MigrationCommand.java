@@ -32,7 +32,7 @@ import picocli.CommandLine.Parameters;
         description = "Drive migrations on a running agent (its control-plane address).",
         subcommands = {MigrationCommand.Create.class, MigrationCommand.Get.class, MigrationCommand.ListAll.class,
                 MigrationCommand.Watch.class, MigrationCommand.SwitchToPostcopy.class, MigrationCommand.Resume.class,
-                MigrationCommand.Cancel.class})
+                MigrationCommand.Cancel.class, MigrationCommand.SetBandwidth.class})
 final class MigrationCommand {
     private static final long CALL_SECONDS = 60;
 
@@ -175,7 +175,7 @@ final class MigrationCommand {
         @Mixin
         Target target;
 
-        @Parameters(paramLabel = "NAME", description = "migrations/ID or ID.")
+        @Parameters(index = "0", paramLabel = "NAME", description = "migrations/ID or ID.")
         String name;
 
         abstract Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name);
@@ -251,6 +251,22 @@ final class MigrationCommand {
         Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
             return agent.resumeMigration(ResumeMigrationRequest.newBuilder().setName(name)
                     .setDestinationAddress(destination).build());
+        }
+    }
+
+    @Command(name = "set-bandwidth", mixinStandardHelpOptions = true,
+            description = "Change a running migration's data-plane cap at once, e.g. 200m (bytes/s) or unlimited.")
+    static final class SetBandwidth extends OnOne {
+        @Parameters(index = "1", paramLabel = "RATE", description = "Bytes per second (k, m, g suffixes) or unlimited.")
+        Rate rate;
+
+        @Override
+        Migration call(MigrationServiceGrpc.MigrationServiceBlockingStub agent, String name) {
+            Migration.Builder m = Migration.newBuilder().setName(name);
+            m.getPolicyBuilder().setBandwidthLimitBytesPerSecond(rate.unlimited() ? 0 : rate.bytesPerSecond());
+            return agent.updateMigration(dev.ferry.v1.UpdateMigrationRequest.newBuilder().setMigration(m)
+                    .setUpdateMask(com.google.protobuf.FieldMask.newBuilder()
+                            .addPaths("policy.bandwidth_limit_bytes_per_second")).build());
         }
     }
 

@@ -130,4 +130,41 @@ class MigrationCliTest {
             assertTrue(agentCli.err().startsWith("ferry: PERMISSION_DENIED"), agentCli.err());
         }
     }
+
+    /** set-bandwidth lifts the cap of a migration that could not finish under it, and it then completes. */
+    @org.junit.jupiter.api.Test
+    void setBandwidthChangesARunningMigrationsCap() throws Exception {
+        Backend backend = Backend.PROCESS;
+        BackendTestSupport.assume(backend);
+        try (Agent src = agent("bw-src", backend); Agent dst = agent("bw-dst", backend)) {
+            ManagedChannel ch = TransportSecurity.mutualTls(TlsFiles.in(certs, "controller"))
+                    .channelBuilder(src.controlAddress()).build();
+            try {
+                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("bw").setVm(Vm.newBuilder()
+                        .setVcpuCount(1).setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder()
+                                .setWorkingSetBytes(16 << 20).setDirtyRateBytesPerSecond(1 << 20))).build());
+            } finally {
+                ch.shutdownNow();
+            }
+            // 64 KiB/s: 16 MiB would take minutes; the test only ends if the new cap applies.
+            Cli.Result create = ferry("migration", "create", "--agent", src.controlAddress(), "--vm", "bw", "--to",
+                    dst.controlAddress(), "--id", "bw", "--mode", "precopy", "--bandwidth", "64k", "--json");
+            assertEquals(0, create.exit(), create.out() + create.err());
+            Cli.Result set = ferry("migration", "set-bandwidth", "bw", "unlimited", "--agent", src.controlAddress(), "--json");
+            assertEquals(0, set.exit(), set.out() + set.err());
+            JsonNode updated = set.lastJson();
+            assertTrue(updated.at("/policy/bandwidthLimitBytesPerSecond").isMissingNode()
+                    || updated.at("/policy/bandwidthLimitBytesPerSecond").asLong() == 0, updated.toString());
+            Cli.Result watch = ferry("migration", "watch", "bw", "--agent", src.controlAddress(), "--json");
+            assertEquals(0, watch.exit(), watch.out() + watch.err());
+            assertEquals("COMPLETED", watch.lastJson().get("phase").asText());
+
+            Cli.Result late = ferry("migration", "set-bandwidth", "bw", "10m", "--agent", src.controlAddress());
+            assertEquals(2, late.exit());
+            assertTrue(late.err().startsWith("ferry: FAILED_PRECONDITION: "), late.err());
+            Cli.Result onDestination = ferry("migration", "set-bandwidth", "bw", "10m", "--agent", dst.controlAddress());
+            assertEquals(2, onDestination.exit());
+            assertTrue(onDestination.err().contains("on its source agent"), onDestination.err());
+        }
+    }
 }

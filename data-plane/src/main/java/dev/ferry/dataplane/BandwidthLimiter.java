@@ -8,8 +8,8 @@ import java.util.concurrent.TimeUnit;
  * bucket is granted by going into debt, and the caller sleeps until the debt is paid, which keeps the long-run
  * rate exact: whatever has been granted by time t is at most {@code burst + rate * t}.
  *
- * <p>Thread-safe. The rate can be changed at any time ({@link #setRate}); callers already sleeping finish the
- * sleep they were given.
+ * <p>Thread-safe. The rate can be changed at any time ({@link #setRate}); callers already sleeping off a debt pay
+ * the rest of it at the new rate (at once when the limit is lifted), within {@link #SLEEP_SLICE_NANOS}.
  */
 public final class BandwidthLimiter {
     /** Time source and sleeper; replaced by a fake clock in tests. */
@@ -70,6 +70,7 @@ public final class BandwidthLimiter {
             throw new IllegalArgumentException("negative byte count " + bytes);
         }
         long sleep;
+        long sleepRate;
         synchronized (this) {
             granted += bytes;
             if (rate == 0) {
@@ -80,10 +81,29 @@ public final class BandwidthLimiter {
             if (tokens >= 0) {
                 return;
             }
+            sleepRate = rate;
             sleep = (long) Math.ceil(-tokens * 1e9 / rate);
         }
-        clock.sleepNanos(sleep);
+        // In slices, so that a new rate (a cap changed mid-migration) applies to the debt still being slept off
+        // within one slice, instead of after a sleep computed at the old rate.
+        while (sleep > 0) {
+            long slice = Math.min(sleep, SLEEP_SLICE_NANOS);
+            clock.sleepNanos(slice);
+            sleep -= slice;
+            synchronized (this) {
+                if (rate != sleepRate) {
+                    if (rate == 0) {
+                        return;
+                    }
+                    sleep = (long) Math.ceil(sleep * (double) sleepRate / rate);
+                    sleepRate = rate;
+                }
+            }
+        }
     }
+
+    /** A new rate takes effect on callers already sleeping within this long. */
+    static final long SLEEP_SLICE_NANOS = 50_000_000L;
 
     /** Changes the rate; 0 removes the limit. */
     public synchronized void setRate(long bps) {

@@ -91,4 +91,49 @@ class BandwidthLimiterTest {
         assertThrows(IllegalArgumentException.class, () -> BandwidthLimiter.unlimited().setRate(-1));
         assertThrows(IllegalArgumentException.class, () -> BandwidthLimiter.unlimited().acquire(-1));
     }
+
+    /** A clock whose sleeper changes the rate once {@code after} nanoseconds have been slept. */
+    private static final class RateChangingClock implements BandwidthLimiter.Clock {
+        private final long after;
+        private final long newRate;
+        BandwidthLimiter limiter;
+        long slept;
+
+        RateChangingClock(long after, long newRate) {
+            this.after = after;
+            this.newRate = newRate;
+        }
+
+        @Override
+        public long nanoTime() {
+            return slept;
+        }
+
+        @Override
+        public void sleepNanos(long nanos) {
+            boolean before = slept < after;
+            slept += nanos;
+            if (before && slept >= after) {
+                limiter.setRate(newRate); // as UpdateMigration would, from another thread
+            }
+        }
+    }
+
+    @Test
+    void liftingTheLimitEndsADebtBeingSleptOff() throws InterruptedException {
+        RateChangingClock clock = new RateChangingClock(1_000_000_000L, 0);
+        clock.limiter = new BandwidthLimiter(MiB, clock);
+        clock.limiter.acquire(BandwidthLimiter.burst(MiB));
+        clock.limiter.acquire(10 * MiB); // 10 s of debt at 1 MiB/s; lifted after 1 s
+        assertEquals(1e9, clock.slept, BandwidthLimiter.SLEEP_SLICE_NANOS);
+    }
+
+    @Test
+    void aHigherRatePaysTheRestOfTheDebtFaster() throws InterruptedException {
+        RateChangingClock clock = new RateChangingClock(1_000_000_000L, 2 * MiB);
+        clock.limiter = new BandwidthLimiter(MiB, clock);
+        clock.limiter.acquire(BandwidthLimiter.burst(MiB));
+        clock.limiter.acquire(10 * MiB); // 1 s at 1 MiB/s, then the other 9 MiB at 2 MiB/s
+        assertEquals(5.5e9, clock.slept, 1e6);
+    }
 }

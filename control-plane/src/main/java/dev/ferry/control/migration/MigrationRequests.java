@@ -94,6 +94,28 @@ final class MigrationRequests {
         return name(r.getName());
     }
 
+    /** The one path UpdateMigration can change. */
+    static final String BANDWIDTH_PATH = "policy.bandwidth_limit_bytes_per_second";
+
+    /** Checks an UpdateMigration request; returns the migration's name. */
+    static String check(dev.ferry.v1.UpdateMigrationRequest r) {
+        if (!r.hasMigration()) {
+            throw Fields.invalid("migration is required (its name and the new values)");
+        }
+        String name = r.getMigration().getName();
+        Names.migration("migration.name", name);
+        if (r.getUpdateMask().getPathsCount() == 0) {
+            throw Fields.invalid("update_mask is required: \"" + BANDWIDTH_PATH + "\"");
+        }
+        for (String path : r.getUpdateMask().getPathsList()) {
+            if (!path.equals(BANDWIDTH_PATH)) {
+                throw Fields.invalid("update_mask path " + BoundedText.quote(path) + " cannot change while a migration "
+                        + "runs; only \"" + BANDWIDTH_PATH + "\" can");
+            }
+        }
+        return name;
+    }
+
     static String check(CancelMigrationRequest r) {
         return name(r.getName());
     }

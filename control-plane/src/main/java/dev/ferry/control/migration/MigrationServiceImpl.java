@@ -182,6 +182,22 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     }
 
     @Override
+    public void updateMigration(dev.ferry.v1.UpdateMigrationRequest req, StreamObserver<Migration> out) {
+        Calls.unary(out, () -> {
+            String name = MigrationRequests.check(req);
+            SourceDriver o = m.outgoing.get(name);
+            if (o == null) {
+                if (m.incoming.containsKey(name)) {
+                    throw Status.FAILED_PRECONDITION.withDescription(name
+                            + " is incoming here: update it on its source agent").asRuntimeException();
+                }
+                throw Status.NOT_FOUND.withDescription(name + " not found on this agent").asRuntimeException();
+            }
+            return o.bandwidthLimit(req.getMigration().getPolicy().getBandwidthLimitBytesPerSecond());
+        });
+    }
+
+    @Override
     public void watchMigration(WatchMigrationRequest req, StreamObserver<Migration> out) {
         ServerCallStreamObserver<Migration> call = (ServerCallStreamObserver<Migration>) out;
         try {

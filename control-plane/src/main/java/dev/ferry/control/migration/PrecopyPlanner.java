@@ -112,6 +112,7 @@ public final class PrecopyPlanner {
 
     private final ConvergencePolicy policy;
     private final Tuning tuning;
+    private long bandwidthLimit; // the policy's, until UpdateMigration changes it
 
     private int rounds;
     /** Smoothed, uncapped transfer rate in bytes per second; NaN while unknown. */
@@ -127,6 +128,7 @@ public final class PrecopyPlanner {
     public PrecopyPlanner(ConvergencePolicy policy, Tuning tuning) {
         this.policy = Objects.requireNonNull(policy, "policy");
         this.tuning = Objects.requireNonNull(tuning, "tuning");
+        this.bandwidthLimit = policy.bandwidthLimitBytesPerSecond();
     }
 
     public ConvergencePolicy policy() {
@@ -233,12 +235,17 @@ public final class PrecopyPlanner {
         return null;
     }
 
+    /** UpdateMigration changed the cap: estimates from now on use it (0: none). */
+    public void bandwidthLimit(long bytesPerSecond) {
+        bandwidthLimit = bytesPerSecond;
+    }
+
     private long effectiveTransferRate() {
         if (Double.isNaN(transferRate)) {
             return 0;
         }
         long rate = Math.max(1, clampToLong(transferRate));
-        long limit = policy.bandwidthLimitBytesPerSecond();
+        long limit = bandwidthLimit;
         return limit > 0 ? Math.min(rate, limit) : rate;
     }
 

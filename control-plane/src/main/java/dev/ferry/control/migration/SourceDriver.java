@@ -757,9 +757,29 @@ final class SourceDriver implements Runnable {
         }
     }
 
-    private BandwidthLimiter limiter() {
-        long bps = machine.policy().bandwidthLimitBytesPerSecond();
-        return bps == 0 ? BandwidthLimiter.unlimited() : BandwidthLimiter.bytesPerSecond(bps);
+    /** One limiter for the whole migration, every sender and phase: UpdateMigration changes its rate. */
+    private synchronized BandwidthLimiter limiter() {
+        if (limiter == null) {
+            long bps = machine.bandwidthLimit();
+            limiter = bps == 0 ? BandwidthLimiter.unlimited() : BandwidthLimiter.bytesPerSecond(bps);
+        }
+        return limiter;
+    }
+
+    private BandwidthLimiter limiter; // guarded by this
+
+    /** UpdateMigration: a new data-plane cap, at once (FAILED_PRECONDITION once the migration ended). */
+    synchronized Migration bandwidthLimit(long bytesPerSecond) {
+        try {
+            machine.bandwidthLimit(bytesPerSecond);
+        } catch (IllegalStateException e) {
+            throw Status.FAILED_PRECONDITION.withDescription(name + ": " + e.getMessage()).asRuntimeException();
+        }
+        limiter().setRate(bytesPerSecond);
+        LOG.log(System.Logger.Level.INFO, "{0}: bandwidth limit now {1}", name,
+                bytesPerSecond == 0 ? "none" : (bytesPerSecond >> 20) + " MiB/s");
+        changed();
+        return snapshot();
     }
 
     private dev.ferry.dataplane.RoundStats sendRound(PageSender sender, DirtyBitmap pages)

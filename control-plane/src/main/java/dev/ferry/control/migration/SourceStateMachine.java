@@ -166,6 +166,7 @@ public final class SourceStateMachine {
     private Duration guestPause;
     private PostcopyStatistics postcopyStatistics;
     private dev.ferry.v1.DowntimeBreakdown downtimeBreakdown;
+    private long bandwidthLimit; // the policy's, until UpdateMigration changes it
     private int recoveries;
     private boolean verifyAfterResume = true; // false with a protocol-1 peer: no VerifyIncomingMigration round
     private boolean transferVerified; // the digest of the bytes received equals that of the bytes sent
@@ -185,6 +186,7 @@ public final class SourceStateMachine {
 
     public SourceStateMachine(ConvergencePolicy policy, PrecopyPlanner.Tuning tuning, InstantSource clock) {
         this.policy = Objects.requireNonNull(policy, "policy");
+        this.bandwidthLimit = policy.bandwidthLimitBytesPerSecond();
         this.clock = Objects.requireNonNull(clock, "clock");
         this.planner = new PrecopyPlanner(policy, tuning);
         this.progress = new ProgressTracker(clock);
@@ -738,6 +740,23 @@ public final class SourceStateMachine {
         return progress.snapshot(elapsed());
     }
 
+    /** The data-plane cap now, in bytes per second (0: none). */
+    public long bandwidthLimit() {
+        return bandwidthLimit;
+    }
+
+    /** UpdateMigration: a new cap, while the migration runs (IllegalStateException once it ended). */
+    public void bandwidthLimit(long bytesPerSecond) {
+        if (isTerminal()) {
+            throw new IllegalStateException("the migration has ended (" + phase + ")");
+        }
+        if (bytesPerSecond < 0) {
+            throw new IllegalArgumentException("bandwidth limit must not be negative");
+        }
+        bandwidthLimit = bytesPerSecond;
+        planner.bandwidthLimit(bytesPerSecond);
+    }
+
     /** Where the downtime of the switchover that just succeeded went (MigrationStatistics.downtime_breakdown). */
     public void downtimeBreakdown(dev.ferry.v1.DowntimeBreakdown b) {
         downtimeBreakdown = Objects.requireNonNull(b, "breakdown");
@@ -796,7 +815,7 @@ public final class SourceStateMachine {
         b.setRole(Migration.Role.SOURCE)
                 .setPhase(phase)
                 .setMode(policy.mode())
-                .setPolicy(policy.toProto())
+                .setPolicy(policy.toProto().toBuilder().setBandwidthLimitBytesPerSecond(bandwidthLimit))
                 .setProgress(progress())
                 .setCreateTime(ProtoTime.toProto(createTime));
         if (config != null) {

@@ -311,6 +311,20 @@ class BadInputTest {
                 .addStateSections(StateSectionVersion.newBuilder().setName("kvm.vm").setVersion(1)
                         .setMinReaderVersion(2)))), bad, "min_reader_version"));
 
+        l.add(c("UpdateMigration without migration", () -> migrations().updateMigration(
+                dev.ferry.v1.UpdateMigrationRequest.getDefaultInstance()), bad, "migration is required"));
+        l.add(c("UpdateMigration without update_mask", () -> migrations().updateMigration(
+                dev.ferry.v1.UpdateMigrationRequest.newBuilder().setMigration(dev.ferry.v1.Migration.newBuilder()
+                        .setName("migrations/ok")).build()), bad, "update_mask"));
+        l.add(c("UpdateMigration of the mode", () -> migrations().updateMigration(
+                dev.ferry.v1.UpdateMigrationRequest.newBuilder().setMigration(dev.ferry.v1.Migration.newBuilder()
+                        .setName("migrations/ok")).setUpdateMask(com.google.protobuf.FieldMask.newBuilder()
+                        .addPaths("mode")).build()), bad, "cannot change", "mode"));
+        l.add(c("UpdateMigration bad name", () -> migrations().updateMigration(
+                dev.ferry.v1.UpdateMigrationRequest.newBuilder().setMigration(dev.ferry.v1.Migration.newBuilder()
+                        .setName("vms/x")).setUpdateMask(com.google.protobuf.FieldMask.newBuilder()
+                        .addPaths("policy.bandwidth_limit_bytes_per_second")).build()), bad, "migration.name"));
+
         // Snapshot directories: never outside the agent's snapshot directory, checked before any lookup.
         for (String dir : new String[] {"", "../etc", "a/../../b", "a b", "a\\b", "x".repeat(256), "a\nb", "$(id)"}) {
             String q = "'" + dir.replace("\n", "\\n") + "'";
