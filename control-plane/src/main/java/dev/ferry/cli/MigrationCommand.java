@@ -17,6 +17,10 @@ import dev.ferry.v1.WatchMigrationRequest;
 import dev.ferry.security.TlsOptions;
 import io.grpc.ManagedChannel;
 import java.util.Iterator;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
@@ -98,23 +102,51 @@ final class MigrationCommand {
                                 .setProgressInterval(VmProtos.duration(500_000_000L)).build());
                 Migration last = null;
                 Migration.Phase shown = null;
-                while (it.hasNext()) {
-                    last = it.next();
-                    if (!json || last.getPhase() != shown) {
-                        print(last);
-                        shown = last.getPhase();
+                // People get a live bar (on stderr) and the final line; scripts get each phase change as JSON.
+                try (ProgressBar bar = json ? null : new ProgressBarBuilder().setTaskName("in place").setInitialMax(1000)
+                        .setStyle(ProgressBarStyle.ASCII).setUnit("%", 10).showSpeed(new java.text.DecimalFormat("0"))
+                        .hideEta().setConsumer(new ConsoleProgressBarConsumer(System.err)).build()) {
+                    while (it.hasNext()) {
+                        last = it.next();
+                        if (bar != null) {
+                            show(bar, last);
+                        } else if (last.getPhase() != shown) {
+                            print(last);
+                            shown = last.getPhase();
+                        }
+                        if (last.getPhase() == Migration.Phase.POSTCOPY_PAUSED) {
+                            System.err.println("ferry: " + name + " is paused: fix the link, then `ferry migration resume "
+                                    + name + "`");
+                            return 1;
+                        }
                     }
-                    if (last.getPhase() == Migration.Phase.POSTCOPY_PAUSED) {
-                        System.err.println("ferry: " + name + " is paused: fix the link, then `ferry migration resume "
-                                + name + "`");
-                        return 1;
-                    }
+                }
+                if (last != null && !json) {
+                    print(last);
                 }
                 return last != null && last.getPhase() == Migration.Phase.COMPLETED ? 0 : 1;
             } finally {
                 ch.shutdownNow();
             }
         }
+    }
+
+    /** The live figures of WatchMigration on one bar: memory in place, phase, rates, time left, expected downtime. */
+    private static void show(ProgressBar bar, Migration m) {
+        var p = m.getProgress();
+        bar.stepTo(Math.round(p.getMemoryInPlacePercent() * 10));
+        StringBuilder extra = new StringBuilder(String.format(" %s round %d  %d MiB/s (guest dirties %d MiB/s)",
+                m.getPhase(), p.getRound(), p.getTransferRateBytesPerSecond() >> 20, p.getDirtyRateBytesPerSecond() >> 20));
+        if (p.hasEstimatedTimeRemaining()) {
+            extra.append(String.format("  ETA %.1f s", VmProtos.toJava(p.getEstimatedTimeRemaining()).toMillis() / 1e3));
+        }
+        if (p.hasExpectedDowntime() && m.getPhase() == Migration.Phase.PRECOPY) {
+            extra.append(String.format("  downtime if paused now %d ms", VmProtos.toJava(p.getExpectedDowntime()).toMillis()));
+        }
+        if (p.getPostcopyPageFaults() > 0) {
+            extra.append(String.format("  %d faults", p.getPostcopyPageFaults()));
+        }
+        bar.setExtraMessage(extra.toString());
     }
 
     /** "demo" and "migrations/demo" both name migration demo. */

@@ -34,9 +34,21 @@ public final class ProgressTracker {
     private Duration expectedDowntime;
     private long faults;
     private Instant lastPageAt;
+    private long memoryBytes; // the guest's, once negotiated
+    private boolean postcopy; // the destination runs the guest: nothing is dirtied against the transfer
 
     public ProgressTracker(InstantSource clock) {
         this.clock = Objects.requireNonNull(clock, "clock");
+    }
+
+    /** The destination runs the guest from now on. */
+    public void postcopyStarted() {
+        postcopy = true;
+    }
+
+    /** The guest's memory size, for memory_in_place_percent. */
+    public void memoryBytes(long bytes) {
+        memoryBytes = bytes;
     }
 
     /** Starts the next round and returns its number (from 1, across the whole migration). */
@@ -187,7 +199,27 @@ public final class ProgressTracker {
         if (expectedDowntime != null) {
             b.setExpectedDowntime(ProtoTime.toProto(expectedDowntime));
         }
+        if (memoryBytes > 0) {
+            long inPlace = Math.max(0, memoryBytes - bytesRemaining);
+            b.setMemoryInPlacePercent(Math.round(inPlace * 1000.0 / memoryBytes) / 10.0);
+        }
+        timeRemaining().ifPresent(d -> b.setEstimatedTimeRemaining(ProtoTime.toProto(d)));
         return b.build();
+    }
+
+    /** See MigrationProgress.estimated_time_remaining: empty while unknown or not converging. */
+    private Optional<Duration> timeRemaining() {
+        if (transferRate <= 0) {
+            return Optional.empty();
+        }
+        if (postcopy) {
+            return Optional.of(Duration.ofNanos((long) (bytesRemaining * 1e9 / transferRate)));
+        }
+        long net = transferRate - dirtyRate;
+        if (net <= 0 || expectedDowntime == null) {
+            return Optional.empty();
+        }
+        return Optional.of(Duration.ofNanos((long) (bytesRemaining * 1e9 / net)).plus(expectedDowntime));
     }
 
     /**

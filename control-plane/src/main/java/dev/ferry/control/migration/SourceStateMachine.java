@@ -369,6 +369,7 @@ public final class SourceStateMachine {
         config = accepted;
         startTime = clock.instant();
         progress.bytesRemaining(memoryBytes);
+        progress.memoryBytes(memoryBytes);
         if (policy.startsWithPrecopy()) {
             enter(PRECOPY, "negotiated");
         } else {
@@ -510,6 +511,7 @@ public final class SourceStateMachine {
             guestPause = ProtoTime.fromProto(response.getGuestPause(), "guest_pause");
         }
         if (postcopyPath) {
+            progress.postcopyStarted();
             enter(POSTCOPY, "destination runs the VM; postcopy");
         } else {
             sourceDigest = sentDigest;

@@ -74,4 +74,26 @@ class ProgressTrackerTest {
         assertThrows(IllegalArgumentException.class, () -> new RoundStats(1, 0, 0, Duration.ofMillis(-1)));
         assertTrue(t.inRound());
     }
+
+    @Test
+    void percentInPlaceAndTimeRemainingFollowTheRates() {
+        t.memoryBytes(1000);
+        t.bytesRemaining(1000);
+        MigrationProgress start = t.snapshot(Duration.ZERO);
+        assertEquals(0.0, start.getMemoryInPlacePercent());
+        assertFalse(start.hasEstimatedTimeRemaining(), "no rate measured yet");
+
+        // 300 bytes left, sent at 200/s while the guest dirties 100/s: 3 s, plus the 10 ms switchover.
+        t.estimates(new PrecopyPlanner.Estimates(100, 200, 300, Optional.of(Duration.ofMillis(10)), 0));
+        MigrationProgress p = t.snapshot(Duration.ofSeconds(1));
+        assertEquals(70.0, p.getMemoryInPlacePercent());
+        assertEquals(3, p.getEstimatedTimeRemaining().getSeconds());
+        assertEquals(10_000_000, p.getEstimatedTimeRemaining().getNanos());
+
+        t.estimates(new PrecopyPlanner.Estimates(300, 200, 300, Optional.of(Duration.ofMillis(10)), 1));
+        assertFalse(t.snapshot(Duration.ofSeconds(2)).hasEstimatedTimeRemaining(), "not converging: no estimate");
+
+        t.postcopyStarted(); // nothing is dirtied against the transfer any more
+        assertEquals(1, t.snapshot(Duration.ofSeconds(3)).getEstimatedTimeRemaining().getSeconds());
+    }
 }
