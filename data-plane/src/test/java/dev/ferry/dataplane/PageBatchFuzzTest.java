@@ -85,7 +85,7 @@ class PageBatchFuzzTest {
         }
     }
 
-    @FuzzTest(maxDuration = "15s")
+    @FuzzTest(maxDuration = "10s")
     void batchesLandWholeOrNotAtAll(byte[] input) throws Exception {
         setUp();
         if (input.length == 0) {

@@ -24,7 +24,7 @@ class StateCodecFuzzTest {
     /** The sections {@link FuzzPropertyTest#target} has components for. */
     private static final Set<String> REGISTERED = registeredLabels();
 
-    @FuzzTest(maxDuration = "15s")
+    @FuzzTest(maxDuration = "10s")
     void decodeRefusesOrRestoresWhole(FuzzedDataProvider data) throws Exception {
         boolean reseal = (data.consumeByte() & 1) != 0;
         byte[] bytes = data.consumeRemainingAsBytes();

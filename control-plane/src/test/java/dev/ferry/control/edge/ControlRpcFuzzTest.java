@@ -40,7 +40,8 @@ import org.junit.jupiter.api.AfterAll;
  *
  * <p>Input layout: the first byte picks the method (modulo the method count, in the order of their full names);
  * the rest is the request message, sent as raw bytes. Properties: every call ends with a status
- * of {@link #ALLOWED} (never UNKNOWN or INTERNAL, which would mean an exception got through), within the deadline;
+ * of {@link #ALLOWED} (never UNKNOWN or INTERNAL, which would mean an exception got through; UNAVAILABLE only from
+ * the {@link #DIALING} RPCs), within the deadline;
  * and the agent answers a ListVms afterwards. Admission keeps what the fuzzer can allocate tiny: at most
  * {@link #MAX_VMS} VMs and {@link #MAX_GUEST_MEMORY} bytes of guest memory in all. Seeds: {@link ControlFuzzSeedsTest}.
  */
@@ -52,6 +53,14 @@ class ControlRpcFuzzTest {
             Status.Code.FAILED_PRECONDITION, Status.Code.UNAUTHENTICATED, Status.Code.PERMISSION_DENIED,
             Status.Code.RESOURCE_EXHAUSTED, Status.Code.ALREADY_EXISTS, Status.Code.DATA_LOSS, Status.Code.OUT_OF_RANGE,
             Status.Code.UNIMPLEMENTED);
+    /**
+     * The RPCs that dial another agent also answer UNAVAILABLE or DEADLINE_EXCEEDED when it cannot be reached
+     * (migration_service.proto), which a fuzzed address mostly cannot.
+     */
+    static final Set<String> DIALING = Set.of(MigrationServiceGrpc.getCreateMigrationMethod().getFullMethodName(),
+            MigrationServiceGrpc.getResumeMigrationMethod().getFullMethodName(),
+            MigrationServiceGrpc.getResumeIncomingMigrationMethod().getFullMethodName());
+    static final Set<Status.Code> UNREACHABLE = Set.of(Status.Code.UNAVAILABLE, Status.Code.DEADLINE_EXCEEDED);
     /** Every method of the two control services, request and response as raw bytes. */
     static final List<MethodDescriptor<byte[], byte[]>> METHODS = methods();
 
@@ -79,7 +88,7 @@ class ControlRpcFuzzTest {
         }
     }
 
-    @FuzzTest(maxDuration = "20s")
+    @FuzzTest(maxDuration = "15s")
     void everyCallEndsWithADocumentedStatus(byte[] input) throws Exception {
         if (input.length == 0) {
             return;
@@ -87,7 +96,8 @@ class ControlRpcFuzzTest {
         MethodDescriptor<byte[], byte[]> method = METHODS.get((input[0] & 0xff) % METHODS.size());
         byte[] request = Arrays.copyOfRange(input, 1, input.length);
         Status status = call(channel(), method, request);
-        assertTrue(ALLOWED.contains(status.getCode()), method.getFullMethodName() + " ended with " + status);
+        assertTrue(ALLOWED.contains(status.getCode()) || DIALING.contains(method.getFullMethodName())
+                && UNREACHABLE.contains(status.getCode()), method.getFullMethodName() + " ended with " + status);
         Status alive = call(channel(), METHODS.get(indexOf(VmServiceGrpc.getListVmsMethod())),
                 ListVmsRequest.getDefaultInstance().toByteArray());
         assertEquals(Status.Code.OK, alive.getCode(), "the agent stopped answering: " + alive);
