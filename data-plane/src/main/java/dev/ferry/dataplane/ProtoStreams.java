@@ -20,14 +20,22 @@ public final class ProtoStreams {
         return x;
     }
 
+    /**
+     * A varint of at most 64 bits. The tenth byte carries only bit 63: any higher bit set there is refused (found by
+     * fuzzing: they used to be dropped silently, while protobuf-java folds them into the value, so the two parsers
+     * read different numbers from the same malformed bytes).
+     */
     public static long readVarint(InputStream in, int first) throws IOException {
         long result = first & 0x7f;
         int b = first;
         for (int shift = 7; (b & 0x80) != 0; shift += 7) {
             if (shift > 63) {
-                throw new IOException("malformed varint");
+                throw new IOException("malformed varint: longer than 10 bytes");
             }
             b = readByte(in);
+            if (shift == 63 && (b & 0x7e) != 0) {
+                throw new IOException("malformed varint: over 64 bits");
+            }
             result |= (long) (b & 0x7f) << shift;
         }
         return result;

@@ -176,7 +176,7 @@ class FuzzPropertyTest {
         stream.setSections(i, s);
     }
 
-    private static StateRegistry source(Random r, List<String> journal) {
+    static StateRegistry source(Random r, List<String> journal) {
         StateRegistry reg = new StateRegistry();
         reg.register(new Recording<>(TestSchemas.VM, "", VmState.newBuilder().setClockNs(r.nextLong()).build(),
                 journal));
@@ -189,7 +189,7 @@ class FuzzPropertyTest {
         return reg;
     }
 
-    private static StateRegistry target(List<String> journal) {
+    static StateRegistry target(List<String> journal) {
         StateRegistry reg = new StateRegistry();
         reg.register(new Recording<>(TestSchemas.VM, "", VmState.getDefaultInstance(), journal));
         reg.register(new Recording<>(TestSchemas.VCPU, "0", VcpuState.getDefaultInstance(), journal));
