@@ -63,6 +63,10 @@ class ControlFuzzSeedsTest {
         put(s, "check-vm-memory", VmServiceGrpc.getCheckVmMemoryMethod(), CheckVmMemoryRequest.newBuilder()
                 .setName("vms/fuzz").build());
         put(s, "delete-vm", VmServiceGrpc.getDeleteVmMethod(), DeleteVmRequest.newBuilder().setName("vms/fuzz").build());
+        put(s, "snapshot-vm", VmServiceGrpc.getSnapshotVmMethod(), dev.ferry.v1.SnapshotVmRequest.newBuilder()
+                .setName("vms/fuzz").setSnapshotDirectory("fuzz/s1").build());
+        put(s, "restore-vm", VmServiceGrpc.getRestoreVmMethod(), dev.ferry.v1.RestoreVmRequest.newBuilder()
+                .setVmId("fuzz2").setSnapshotDirectory("fuzz/s1").setOnDemand(true).build());
 
         put(s, "create-migration", MigrationServiceGrpc.getCreateMigrationMethod(), CreateMigrationRequest.newBuilder()
                 .setMigrationId("fuzz").setMigration(Migration.newBuilder().setVm("vms/fuzz")
@@ -79,6 +83,11 @@ class ControlFuzzSeedsTest {
                 .newBuilder().setName("migrations/fuzz").build());
         put(s, "resume-migration", MigrationServiceGrpc.getResumeMigrationMethod(), ResumeMigrationRequest.newBuilder()
                 .setName("migrations/fuzz").build());
+        put(s, "update-migration", MigrationServiceGrpc.getUpdateMigrationMethod(), dev.ferry.v1.UpdateMigrationRequest
+                .newBuilder().setMigration(Migration.newBuilder().setName("migrations/fuzz").setPolicy(
+                        dev.ferry.v1.MigrationPolicy.newBuilder().setBandwidthLimitBytesPerSecond(64 * MIB)))
+                .setUpdateMask(com.google.protobuf.FieldMask.newBuilder()
+                        .addPaths("policy.bandwidth_limit_bytes_per_second")).build());
 
         MigrationConfig config = MigrationConfig.newBuilder().setVcpuCount(1).setPageSizeBytes(4096)
                 .setDataStreamCount(1).addMemoryRegions(MemoryRegion.newBuilder().setSizeBytes(32 * MIB)
