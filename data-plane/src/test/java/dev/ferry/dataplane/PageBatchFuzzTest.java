@@ -19,14 +19,12 @@ import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
@@ -203,16 +201,5 @@ class PageBatchFuzzTest {
         }
         call.halfClose();
         return done.get(60, TimeUnit.SECONDS);
-    }
-
-    /** Makes pages that differ from the fill of {@link TestMemory#fillRandom}, for seeds. */
-    static byte[] pages(int n, long seed) {
-        byte[] b = new byte[n * PAGE];
-        ByteBuffer bb = ByteBuffer.wrap(b);
-        SplittableRandom r = new SplittableRandom(seed);
-        while (bb.hasRemaining()) {
-            bb.putLong(r.nextLong() | 1);
-        }
-        return b;
     }
 }
