@@ -44,6 +44,8 @@ public final class MigrationServices implements AgentServices {
     final FaultInjection fault;
     /** The protocol version this agent speaks: CURRENT, or the one before it to drill mixed-version migrations. */
     final int protocolVersion;
+    /** --max-outgoing-migrations, --max-incoming-migrations, --when-busy. */
+    final MigrationLimiter limiter;
 
     public MigrationServices(Agent agent) {
         this(agent, io.opentelemetry.api.OpenTelemetry.noop());
@@ -62,6 +64,13 @@ public final class MigrationServices implements AgentServices {
     /** As above, speaking {@code protocolVersion} (tests and compatibility drills: an older agent in this build). */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
             int protocolVersion) {
+        this(agent, telemetry, fault, protocolVersion, MigrationLimiter.Limits.DEFAULT);
+    }
+
+    /** As above, with the agent's limits on concurrent migrations. */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
+            int protocolVersion, MigrationLimiter.Limits limits) {
+        this.limiter = new MigrationLimiter(limits);
         this.protocolVersion = ProtocolVersion.requireSpeakable(protocolVersion);
         this.agent = agent;
         this.channels = new Channels(agent.security());
