@@ -819,6 +819,8 @@ class SourceStateMachineTest {
     /** Fires an event with plausible arguments. */
     private static void fire(SourceStateMachine m, Event e) {
         switch (e) {
+            case QUEUED -> m.queued("busy");
+            case DEQUEUED -> m.dequeued();
             case NEGOTIATED -> m.negotiated(config(m.mode()));
             case ROUND_STARTED -> m.roundStarted();
             case BATCH_SENT -> m.batchSent(10, 1);
