@@ -135,14 +135,16 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
                     body = job;
                 } catch (SourceDriver.DestinationBusy busy) {
-                    body = () -> job.runQueued(busy); // QUEUED until the destination has room
+                    job.queuedByDestination(busy); // QUEUED until the destination has room
+                    body = () -> job.runQueued(true);
                 } catch (RuntimeException e) {
                     job.settleWithoutRunning(); // releases the slot
+                    m.outgoing.remove(name, job); // as documented: no resource is kept when CreateMigration fails
                     throw e;
                 }
             } else {
                 job.queue(); // waits in arrival order; negotiates once it has a slot
-                body = () -> job.runQueued(null);
+                body = () -> job.runQueued(false);
             }
             Thread t = new Thread(body, "migration-" + id);
             t.setDaemon(true);

@@ -144,10 +144,10 @@ final class SourceDriver implements Runnable {
      * Thread body of a migration that did not start at once: waits for its outgoing slot (or, after
      * {@code busy}, for the destination), negotiates, then runs. A cancel while queued ends it here.
      */
-    void runQueued(DestinationBusy busy) {
+    void runQueued(boolean destinationRefused) {
         try {
-            if (busy != null) {
-                waitForDestination(busy);
+            if (destinationRefused) {
+                awaitRetry();
             } else {
                 if (!ticket.awaitGranted()) {
                     throw new CancelledException(); // withdrawn by cancel
@@ -176,20 +176,25 @@ final class SourceDriver implements Runnable {
                 negotiate();
                 return;
             } catch (DestinationBusy b) {
-                waitForDestination(b);
+                queuedByDestination(b);
+                awaitRetry();
             }
         }
     }
 
-    private long busyRetryMs = BUSY_RETRY_FIRST_MS; // only the migration's own thread touches it
+    private long busyRetryMs = BUSY_RETRY_FIRST_MS; // guarded by this
+
+    /** The destination refused at its incoming limit: QUEUED, to ask again after a back-off ({@link #awaitRetry}). */
+    synchronized void queuedByDestination(DestinationBusy b) {
+        destinationBusy = "the destination " + destination + " refused at its incoming limit (" + b.getMessage()
+                + "); asking again in " + busyRetryMs + " ms";
+        machine.queued(destinationBusy);
+        changed();
+    }
 
     /** QUEUED until the back-off has passed (or cancel); then NEGOTIATING again. */
-    private void waitForDestination(DestinationBusy b) throws InterruptedException {
+    private void awaitRetry() throws InterruptedException {
         synchronized (this) {
-            destinationBusy = "the destination " + destination + " refused at its incoming limit (" + b.getMessage()
-                    + "); asking again in " + busyRetryMs + " ms";
-            machine.queued(destinationBusy);
-            changed();
             long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(busyRetryMs);
             long left;
             while (!cancelRequested && (left = deadline - System.nanoTime()) > 0) {
@@ -199,8 +204,8 @@ final class SourceDriver implements Runnable {
             destinationBusy = "";
             machine.dequeued();
             changed();
+            busyRetryMs = Math.min(busyRetryMs * 2, BUSY_RETRY_MAX_MS);
         }
-        busyRetryMs = Math.min(busyRetryMs * 2, BUSY_RETRY_MAX_MS);
     }
 
     /** A migration that never started its transfer ends: FAILED (or CANCELLED), the VM runs on as before. */
