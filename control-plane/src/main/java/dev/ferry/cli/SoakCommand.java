@@ -104,8 +104,38 @@ final class SoakCommand implements Callable<Integer> {
                 dev.ferry.security.TlsFiles.in(certs, "controller"));
         List<String> agentArgs = new ArrayList<>(List.of("--backend", backend.name().toLowerCase(Locale.ROOT)));
         agentArgs.addAll(dev.ferry.security.TlsOptions.flags(dev.ferry.security.TlsFiles.in(certs, "agent")));
-        try (AgentProcess a = AgentProcess.start("soak-a", logs.resolve("a.log"), List.of(), agentArgs, controller);
-                AgentProcess b = AgentProcess.start("soak-b", logs.resolve("b.log"), List.of(), agentArgs, controller)) {
+        // No start-up warm-up: the migrations before the baseline stand in for it, and a warm-up cut short by a
+        // loaded host can leave an agent that never becomes ready (see the report of issue #12).
+        agentArgs.add("--no-warmup");
+        // Both start (and warm up) at once; whichever fails, the other is still closed.
+        var startB = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                return AgentProcess.start("soak-b", logs.resolve("b.log"), List.of(), agentArgs, controller);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        AgentProcess first;
+        try {
+            first = AgentProcess.start("soak-a", logs.resolve("a.log"), List.of(), agentArgs, controller);
+        } catch (IOException | RuntimeException e) {
+            startB.thenAccept(b -> {
+                try {
+                    b.close();
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            throw e;
+        }
+        AgentProcess second;
+        try {
+            second = startB.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            first.close();
+            throw e.getCause() instanceof java.io.UncheckedIOException u ? u.getCause() : e;
+        }
+        try (AgentProcess a = first; AgentProcess b = second) {
             say("agent a pid %d control %s; agent b pid %d control %s", a.pid(), a.controlAddress(), b.pid(),
                     b.controlAddress());
             Vm vm = VmServiceGrpc.newBlockingStub(a.channel()).withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)

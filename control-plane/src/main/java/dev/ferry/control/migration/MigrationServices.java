@@ -136,8 +136,30 @@ public final class MigrationServices implements AgentServices {
             }
             if (s.isTerminal()) {
                 byToken.remove(s.token);
+                s.releaseEnded(); // sessions that ended without commit or abort (e.g. no verification)
             }
         }
+        forgetOldest(outgoing, SourceDriver::isTerminal, SourceDriver::snapshot);
+        forgetOldest(incoming, DestinationDriver::isTerminal, DestinationDriver::snapshot);
+    }
+
+    /** Finished migrations kept per role for Get/List/WatchMigration; older ones are forgotten, oldest end first. */
+    static final int KEPT_FINISHED = 1000;
+
+    private static <T> void forgetOldest(ConcurrentMap<String, T> all, java.util.function.Predicate<T> ended,
+            java.util.function.Function<T, dev.ferry.v1.Migration> snapshot) {
+        List<java.util.Map.Entry<String, dev.ferry.v1.Migration>> finished = new ArrayList<>();
+        for (var e : all.entrySet()) {
+            if (ended.test(e.getValue())) {
+                finished.add(java.util.Map.entry(e.getKey(), snapshot.apply(e.getValue())));
+            }
+        }
+        if (finished.size() <= KEPT_FINISHED) {
+            return;
+        }
+        finished.sort(Comparator.comparing((java.util.Map.Entry<String, dev.ferry.v1.Migration> e) ->
+                e.getValue().getEndTime().getSeconds()).thenComparing(e -> e.getValue().getEndTime().getNanos()));
+        finished.subList(0, finished.size() - KEPT_FINISHED).forEach(e -> all.remove(e.getKey()));
     }
 
     @Override

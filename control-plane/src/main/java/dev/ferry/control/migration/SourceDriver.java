@@ -1103,8 +1103,15 @@ final class SourceDriver implements Runnable {
     private void changed() {
         version++;
         notifyAll();
-        if (ticket != null && machine.isTerminal() && settled) {
-            ticket.release(); // idempotent: the next queued migration may start
+        if (machine.isTerminal() && settled) {
+            if (ticket != null) {
+                ticket.release(); // idempotent: the next queued migration may start
+            }
+            // The record is kept for Get/ListMigrations: let go of what only a live migration needs (postcopy's
+            // page hashes take 8 bytes per guest page; the page source and push bitmap point at freed memory).
+            postcopyHashes = null;
+            postcopySource = null;
+            pushed = null;
         }
         if (!counted && machine.isTerminal() && settled) {
             counted = true;
