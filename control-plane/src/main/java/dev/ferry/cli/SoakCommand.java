@@ -9,6 +9,7 @@ import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
@@ -59,7 +60,7 @@ final class SoakCommand implements Callable<Integer> {
     @Option(names = "--working-set", defaultValue = "16m", description = "Bytes the guest keeps writing (default ${DEFAULT-VALUE}).")
     ByteSize workingSet;
 
-    @Option(names = "--dirty-rate", defaultValue = "8m", description = "Guest dirty rate per second (default ${DEFAULT-VALUE}).")
+    @Option(names = "--dirty-rate", defaultValue = "1m", description = "Guest dirty rate per second (default ${DEFAULT-VALUE}).")
     Rate dirtyRate;
 
     @Option(names = "--baseline-after", defaultValue = "10",
@@ -258,7 +259,11 @@ final class SoakCommand implements Callable<Integer> {
         var stub = MigrationServiceGrpc.newBlockingStub(from.channel());
         Migration created = stub.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS).createMigration(
                 CreateMigrationRequest.newBuilder().setMigrationId(id).setMigration(Migration.newBuilder().setVm(vm)
-                        .setDestinationAddress(to.controlAddress()).setMode(mode)).build());
+                        .setDestinationAddress(to.controlAddress()).setMode(mode)
+                        // A soak looks for leaks, not convergence: on a loaded host precopy copies the rest anyway.
+                        .setPolicy(mode == MigrationMode.PRECOPY ? MigrationPolicy.newBuilder().setOnNoConvergence(
+                                MigrationPolicy.NoConvergenceAction.CONTINUE) : MigrationPolicy.newBuilder()))
+                        .build());
         Iterator<Migration> it = stub.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS).watchMigration(
                 WatchMigrationRequest.newBuilder().setName(created.getName()).build());
         Migration last = created;
