@@ -38,7 +38,7 @@ import picocli.CommandLine.Option;
  * <p>The heap is read with the JDK's {@code jcmd} ({@code GC.run}, then {@code GC.heap_info}) on the agent
  * processes, which are this command's own children: agents serve no JVM metrics (their Prometheus endpoint carries
  * migration metrics only), and a hidden admin RPC just for this would widen the API. File descriptors and threads
- * come from {@code /proc/PID/fd} and {@code /proc/PID/status}. Every sample attaches jcmd first, so the attach
+ * come from {@code /proc/PID/fd} and {@code /proc/PID/task}. Every sample attaches jcmd first, so the attach
  * listener it leaves in the agent is already there at the baseline.
  */
 @Command(name = "soak", mixinStandardHelpOptions = true,
@@ -82,13 +82,22 @@ final class SoakCommand implements Callable<Integer> {
             description = "What runs the guest: process (default), kvm or auto.")
     dev.ferry.backends.Backends.Choice backend;
 
-    /** One agent's resources at one point of the soak. */
-    record Sample(int after, String agent, long fds, long threads, long heapBytes) {
+    /**
+     * One agent's resources at one point of the soak. {@code threads} leaves out the pools that grow and shrink with
+     * recent load on their own (gRPC's cached executor, idle for 60 s before a thread ends; the JIT's compiler
+     * threads; CompletableFuture's helper threads), which would show as growth or shrinkage from one sample to the
+     * next without any leak; {@code threadsTotal} counts every thread.
+     */
+    record Sample(int after, String agent, long fds, long threads, long threadsTotal, long heapBytes) {
         ObjectNode toJson() {
             return Output.object().put("after", after).put("agent", agent).put("fds", fds).put("threads", threads)
-                    .put("heap_bytes", heapBytes);
+                    .put("threads_total", threadsTotal).put("heap_bytes", heapBytes);
         }
     }
+
+    /** Thread names (as the kernel keeps them: the first 15 characters) of the self-sizing pools above. */
+    private static final List<String> ELASTIC_THREADS = List.of("grpc-default-ex", "C1 CompilerThre",
+            "C2 CompilerThre", "CompletableFutu", "ForkJoinPool.co");
 
     @Override
     public Integer call() throws Exception {
@@ -178,8 +187,9 @@ final class SoakCommand implements Callable<Integer> {
                 if (i == Math.min(baselineAfter, migrations) || i % sampleEvery == 0 || i == migrations) {
                     List<Sample> now = List.of(sample(a, i), sample(b, i));
                     samples.addAll(now);
-                    now.forEach(s -> say("after %d migrations: agent %s fds %d threads %d heap %.1f MiB", s.after(),
-                            s.agent(), s.fds(), s.threads(), s.heapBytes() / 1048576.0));
+                    now.forEach(s -> say("after %d migrations: agent %s fds %d threads %d (%d with self-sizing pools)"
+                            + " heap %.1f MiB", s.after(), s.agent(), s.fds(), s.threads(), s.threadsTotal(),
+                            s.heapBytes() / 1048576.0));
                     if (baseline == null && i >= Math.min(baselineAfter, migrations)) {
                         baseline = now;
                     }
@@ -276,19 +286,35 @@ final class SoakCommand implements Callable<Integer> {
     /** One agent's file descriptors, threads and heap after a full GC. */
     static Sample sample(AgentProcess agent, int after) throws IOException, InterruptedException {
         long pid = agent.pid();
-        jcmd(pid, "GC.run"); // first: the attach listener it starts in the agent is then part of every count
-        long heap = heapUsed(jcmd(pid, "GC.heap_info"));
+        // jcmd first: the attach listener it starts in the agent is then part of every count. The least of three full
+        // GCs: a single one's result varies by a few MiB with what happens to be in flight (gRPC's and the page
+        // streams' buffers), as much as a 10 % limit on a 20 MiB heap.
+        long heap = Long.MAX_VALUE;
+        for (int i = 0; i < 3; i++) {
+            jcmd(pid, "GC.run");
+            heap = Math.min(heap, heapUsed(jcmd(pid, "GC.heap_info")));
+        }
         long fds;
         try (Stream<Path> l = Files.list(Path.of("/proc", Long.toString(pid), "fd"))) {
             fds = l.count();
         }
-        long threads = -1;
-        for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "status"))) {
-            if (line.startsWith("Threads:")) {
-                threads = Long.parseLong(line.substring("Threads:".length()).trim());
+        long threads = 0;
+        long total = 0;
+        try (Stream<Path> tasks = Files.list(Path.of("/proc", Long.toString(pid), "task"))) {
+            for (Path t : tasks.toList()) {
+                String name;
+                try {
+                    name = Files.readString(t.resolve("comm")).strip();
+                } catch (IOException ended) {
+                    continue; // the thread ended while listed
+                }
+                total++;
+                if (ELASTIC_THREADS.stream().noneMatch(name::startsWith)) {
+                    threads++;
+                }
             }
         }
-        return new Sample(after, agent.name(), fds, threads, heap);
+        return new Sample(after, agent.name(), fds, threads, total, heap);
     }
 
     private static final Pattern USED = Pattern.compile("total \\d+K, used (\\d+)K");
