@@ -148,6 +148,9 @@ public final class MigrationServices implements AgentServices {
 
     private static <T> void forgetOldest(ConcurrentMap<String, T> all, java.util.function.Predicate<T> ended,
             java.util.function.Function<T, dev.ferry.v1.Migration> snapshot) {
+        if (all.values().stream().filter(ended).count() <= KEPT_FINISHED) {
+            return; // the common case: no snapshots built
+        }
         List<java.util.Map.Entry<String, dev.ferry.v1.Migration>> finished = new ArrayList<>();
         for (var e : all.entrySet()) {
             if (ended.test(e.getValue())) {
