@@ -3,6 +3,7 @@ package dev.ferry.cli;
 import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.migration.FaultInjection;
+import dev.ferry.control.migration.MigrationLimiter;
 import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.control.vm.GuestAdmission;
 import io.opentelemetry.api.OpenTelemetry;
@@ -64,6 +65,24 @@ final class AgentCommand implements Callable<Integer> {
                     + " (default ${DEFAULT-VALUE}, created on first use).")
     java.nio.file.Path snapshotDir;
 
+    @Option(names = "--max-outgoing-migrations", paramLabel = "N",
+            defaultValue = "" + MigrationLimiter.Limits.DEFAULT_MAX_OUTGOING,
+            description = "Most outgoing migrations at once, 1-" + MigrationLimiter.Limits.MAX
+                    + " (default ${DEFAULT-VALUE}, as KubeVirt per node); see --when-busy for the rest.")
+    int maxOutgoingMigrations;
+
+    @Option(names = "--max-incoming-migrations", paramLabel = "N",
+            defaultValue = "" + MigrationLimiter.Limits.DEFAULT_MAX_INCOMING,
+            description = "Most incoming migrations at once, 1-" + MigrationLimiter.Limits.MAX + " (default"
+                    + " ${DEFAULT-VALUE}); NegotiateMigration beyond it gets RESOURCE_EXHAUSTED before anything is allocated.")
+    int maxIncomingMigrations;
+
+    @Option(names = "--when-busy", paramLabel = "queue|refuse", defaultValue = "queue",
+            description = "An outgoing migration beyond --max-outgoing-migrations, or refused at the destination's"
+                    + " incoming limit: queue (default: phase QUEUED, started in arrival order) or refuse"
+                    + " (RESOURCE_EXHAUSTED).")
+    String whenBusy;
+
     @Option(names = "--inject-fault", defaultValue = "none", paramLabel = "FAULT",
             description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
                     + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
@@ -79,6 +98,14 @@ final class AgentCommand implements Callable<Integer> {
 
     @picocli.CommandLine.Mixin
     dev.ferry.security.TlsOptions tls = new dev.ferry.security.TlsOptions();
+
+    static MigrationLimiter.WhenBusy parseWhenBusy(String s) {
+        return switch (s) {
+            case "queue" -> MigrationLimiter.WhenBusy.QUEUE;
+            case "refuse" -> MigrationLimiter.WhenBusy.REFUSE;
+            default -> throw new IllegalArgumentException("--when-busy must be queue or refuse, not '" + s + "'");
+        };
+    }
 
     static InetSocketAddress parseAddress(String s) {
         int i = s.lastIndexOf(':');
@@ -108,10 +135,12 @@ final class AgentCommand implements Callable<Integer> {
         OpenTelemetry t = telemetry;
         GuestAdmission.Limits limits = new GuestAdmission.Limits(maxVms,
                 maxGuestMemory == null ? 0 : maxGuestMemory.bytes());
+        MigrationLimiter.Limits migrationLimits = new MigrationLimiter.Limits(maxOutgoingMigrations,
+                maxIncomingMigrations, parseWhenBusy(whenBusy));
         Backends backends = backend.open();
         Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t, fault, version), limits);
+                backends, a -> new MigrationServices(a, t, fault, version, migrationLimits), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised

@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** Entry point of the {@code ferry} command. */
 @Command(name = "ferry", mixinStandardHelpOptions = true, version = "ferry 0.1.0",
         description = "Live migration of KVM virtual machines.",
-        subcommands = {DemoCommand.class, BenchCommand.class, AgentCommand.class, MigrationCommand.class, VmCommand.class,
+        subcommands = {DemoCommand.class, SoakCommand.class, BenchCommand.class, AgentCommand.class, MigrationCommand.class, VmCommand.class,
                 StateCommand.class, CertsCommand.class, HealthCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec

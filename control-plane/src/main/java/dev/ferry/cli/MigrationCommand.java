@@ -5,9 +5,11 @@ import com.google.protobuf.util.JsonFormat;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.v1.CancelMigrationRequest;
 import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.GetMigrationLimitsRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.ListMigrationsRequest;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationLimits;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationPolicy;
 import dev.ferry.v1.MigrationServiceGrpc;
@@ -36,7 +38,7 @@ import picocli.CommandLine.Parameters;
         description = "Drive migrations on a running agent (its control-plane address).",
         subcommands = {MigrationCommand.Create.class, MigrationCommand.Get.class, MigrationCommand.ListAll.class,
                 MigrationCommand.Watch.class, MigrationCommand.SwitchToPostcopy.class, MigrationCommand.Resume.class,
-                MigrationCommand.Cancel.class, MigrationCommand.SetBandwidth.class})
+                MigrationCommand.Cancel.class, MigrationCommand.SetBandwidth.class, MigrationCommand.Limits.class})
 final class MigrationCommand {
     private static final long CALL_SECONDS = 60;
 
@@ -86,6 +88,9 @@ final class MigrationCommand {
                 var s = m.getStatistics();
                 line.append(String.format("  downtime %.1f ms  verified %s", VmProtos.toJava(s.getDowntime()).toNanos() / 1e6,
                         s.getMemoryVerified()));
+            }
+            if (m.getPhase() == Migration.Phase.QUEUED) {
+                line.append("  queued: ").append(m.getQueuedReason());
             }
             if (!m.getError().getMessage().isEmpty()) {
                 line.append("  error: ").append(dev.ferry.v1.MigrationErrors.summary(m));
@@ -299,6 +304,28 @@ final class MigrationCommand {
             return agent.updateMigration(dev.ferry.v1.UpdateMigrationRequest.newBuilder().setMigration(m)
                     .setUpdateMask(com.google.protobuf.FieldMask.newBuilder()
                             .addPaths("policy.bandwidth_limit_bytes_per_second")).build());
+        }
+    }
+
+    @Command(name = "limits", mixinStandardHelpOptions = true,
+            description = "Show the agent's limits on concurrent migrations and how many are running or queued.")
+    static final class Limits implements Callable<Integer> {
+        @Mixin
+        Target target;
+
+        @Override
+        public Integer call() throws Exception {
+            MigrationLimits l = target.call(s -> s.withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .getMigrationLimits(GetMigrationLimitsRequest.getDefaultInstance()));
+            if (target.json) {
+                System.out.println(JsonFormat.printer().omittingInsignificantWhitespace().print(l));
+            } else {
+                System.out.printf("outgoing %d of %d running, %d queued; incoming %d of %d; when busy: %s%n",
+                        l.getActiveOutgoingMigrations(), l.getMaxOutgoingMigrations(), l.getQueuedOutgoingMigrations(),
+                        l.getActiveIncomingMigrations(), l.getMaxIncomingMigrations(),
+                        l.getWhenBusy().name().toLowerCase(java.util.Locale.ROOT));
+            }
+            return 0;
         }
     }
 

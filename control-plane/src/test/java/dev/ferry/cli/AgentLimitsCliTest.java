@@ -29,5 +29,19 @@ class AgentLimitsCliTest {
         Cli.Result r = Cli.run("agent", "--help");
         assertEquals(0, r.exit());
         assertTrue(r.out().contains("--max-vms") && r.out().contains("--max-guest-memory"), r.out());
+        assertTrue(r.out().contains("--max-outgoing-migrations") && r.out().contains("--max-incoming-migrations")
+                && r.out().contains("--when-busy"), r.out());
+    }
+
+    @Test
+    void migrationLimitsOutOfRangeAndUnknownPoliciesAreRefused() {
+        Cli.Result r = Cli.run("agent", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--insecure",
+                "--max-outgoing-migrations", "0");
+        assertEquals(2, r.exit(), r.err());
+        assertTrue(r.err().contains("migration limits must be 1 to"), r.err());
+        r = Cli.run("agent", "--control", "127.0.0.1:0", "--data", "127.0.0.1:0", "--insecure", "--when-busy", "wait");
+        assertEquals(2, r.exit(), r.err());
+        assertTrue(r.err().contains("--when-busy must be queue or refuse"), r.err());
+        assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
     }
 }

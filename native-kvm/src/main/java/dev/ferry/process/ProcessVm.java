@@ -203,8 +203,14 @@ public final class ProcessVm implements GuestVm {
     /** Stops the vCPU threads, closes the userfaultfd and unmaps guest memory. Idempotent. */
     @Override
     public void close() {
-        // The userfaultfd first: a vCPU blocked on a missing page wakes (and reads zeros), so its thread can end.
-        faults.close();
+        // The write tracker holds a /proc/self/pagemap fd of its own, leaked once per tracked VM until this closed it
+        // (found by `ferry soak`). It goes before the userfaultfd, which its disable() may still need.
+        try {
+            tracker.close();
+        } finally {
+            // The userfaultfd next: a vCPU blocked on a missing page wakes (and reads zeros), so its thread can end.
+            faults.close();
+        }
         if (vcpus.close()) {
             memory.close();
         }
@@ -251,6 +257,19 @@ public final class ProcessVm implements GuestVm {
         @Override
         public synchronized DirtyBitmap fetch() {
             return on().fetch();
+        }
+
+        /** Closes the tracker (its pagemap fd) if one was made; tracking ends with it. */
+        synchronized void close() {
+            if (writes != null) {
+                try {
+                    if (writes.enabled()) {
+                        disable(); // releases the write-protect registration it took
+                    }
+                } finally {
+                    writes.close();
+                }
+            }
         }
 
         private WriteTracker on() {

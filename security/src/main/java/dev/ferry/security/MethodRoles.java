@@ -60,7 +60,8 @@ public final class MethodRoles {
         put(t, PUBLIC, MigrationServiceGrpc.getCreateMigrationMethod(), MigrationServiceGrpc.getGetMigrationMethod(),
                 MigrationServiceGrpc.getListMigrationsMethod(), MigrationServiceGrpc.getCancelMigrationMethod(),
                 MigrationServiceGrpc.getWatchMigrationMethod(), MigrationServiceGrpc.getSwitchToPostcopyMethod(),
-                MigrationServiceGrpc.getResumeMigrationMethod(), MigrationServiceGrpc.getUpdateMigrationMethod());
+                MigrationServiceGrpc.getResumeMigrationMethod(), MigrationServiceGrpc.getUpdateMigrationMethod(),
+                MigrationServiceGrpc.getGetMigrationLimitsMethod());
         put(t, AGENTS, MigrationServiceGrpc.getNegotiateMigrationMethod(), MigrationServiceGrpc.getTransferDeviceStateMethod(),
                 MigrationServiceGrpc.getCompleteIncomingMigrationMethod(),
                 MigrationServiceGrpc.getCompleteIncomingPostcopyMethod(),

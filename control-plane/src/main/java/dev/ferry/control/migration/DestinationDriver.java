@@ -57,7 +57,8 @@ final class DestinationDriver implements IncomingPages {
     final String sourceAddress;
     private final VmRegistry vms;
     private final ManagedVm vm;
-    private final MemoryPageWriter writer;
+    // Null once the session has ended and let go of it (releaseEnded): its page hashes take 8 bytes per guest page.
+    private volatile MemoryPageWriter writer;
     private final DestinationStateMachine machine; // guarded by this
     private SectionSet deviceState; // guarded by this
     private CompleteIncomingMigrationResponse completed; // guarded by this: the answer to repeat
@@ -90,12 +91,38 @@ final class DestinationDriver implements IncomingPages {
 
     @Override
     public GuestMemory memory() {
-        return writer.memory();
+        return live().memory();
     }
 
     @Override
     public PageHashes hashes() {
-        return writer.hashes();
+        return live().hashes();
+    }
+
+    /** The page writer of a session that has not ended; a late stream gets the same refusal as any after the end. */
+    private MemoryPageWriter live() {
+        MemoryPageWriter w = writer;
+        if (w == null) {
+            throw new IllegalStateException(name + " has ended: it takes no pages");
+        }
+        return w;
+    }
+
+    /**
+     * Once the session has ended, lets go of what only a live session needs (the page hashes, 8 bytes per guest page,
+     * and the received device state), so that the record kept for GetMigration and ListMigrations costs
+     * little. Idempotent; does nothing before the end.
+     */
+    synchronized void releaseEnded() {
+        if (!machine.isTerminal()) {
+            return;
+        }
+        MemoryPageWriter w = writer;
+        if (w != null) {
+            w.close(); // waits for a write in flight; any later one is refused
+            writer = null;
+        }
+        deviceState = null;
     }
 
     @Override
@@ -105,7 +132,7 @@ final class DestinationDriver implements IncomingPages {
         if (p != null) {
             p.writePages(gpa, pages, data); // places only what is still missing, exactly once
         } else {
-            writer.writePages(gpa, pages, data);
+            live().writePages(gpa, pages, data);
         }
         counted(p != null, pages, 0);
     }
@@ -117,7 +144,7 @@ final class DestinationDriver implements IncomingPages {
         if (p != null) {
             p.zeroPages(gpa, pages);
         } else {
-            writer.zeroPages(gpa, pages);
+            live().zeroPages(gpa, pages);
         }
         counted(p != null, 0, pages);
     }
@@ -198,9 +225,9 @@ final class DestinationDriver implements IncomingPages {
         }
         requireAccepts(DestinationStateMachine.Event.COMPLETE);
         long received = System.nanoTime();
-        long dest = writer.hashes().digest();
+        long dest = live().hashes().digest();
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
-                .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
+                .setDestinationMemoryDigest(Digests.toProto(dest, live().memory().totalPages()));
         if (req.hasSourceMemoryDigest()) {
             long src = Digests.fromProto(req.getSourceMemoryDigest());
             if (src != dest) {
@@ -253,13 +280,13 @@ final class DestinationDriver implements IncomingPages {
         DirtyBitmap pushed = req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList())
                 : DirtyBitmap.full(mem);
         // What precopy (hybrid) delivered stays, except pages the guest dirtied again since: dropped here.
-        DirtyBitmap present = writer.pagesWritten() + writer.zeroPagesWritten() > 0 ? DirtyBitmap.populated(mem)
+        DirtyBitmap present = live().pagesWritten() + live().zeroPagesWritten() > 0 ? DirtyBitmap.populated(mem)
                 : DirtyBitmap.empty(mem);
         long stalePages = 0;
         if (req.getDiscardPagesCount() > 0) {
             // Not present, yet they hold data: the pager punches them out so they fault like any missing page.
             DirtyBitmap stale = Bitmaps.fromProto(mem, req.getDiscardPagesList());
-            stale.forEachDirtyPage(gpa -> writer.hashes().set(gpa, 0));
+            stale.forEachDirtyPage(gpa -> live().hashes().set(gpa, 0));
             present.andNot(stale);
             stalePages = stale.count();
         }
@@ -268,7 +295,7 @@ final class DestinationDriver implements IncomingPages {
         armed = null;
         try {
             if (p == null) {
-                p = new PostcopyPager(mem, v.trapMissingPages(), writer.hashes(), present, faultStream());
+                p = new PostcopyPager(mem, v.trapMissingPages(), live().hashes(), present, faultStream());
             } else {
                 p.replaceFetcher(faultStream()); // the source serves faults from now on
             }
@@ -341,7 +368,7 @@ final class DestinationDriver implements IncomingPages {
         }
         machine.resumeRequested();
         vm.hold(name, Vm.State.MIGRATING_IN);
-        return Bitmaps.toProto(writer.memory(), pager.missing());
+        return Bitmaps.toProto(live().memory(), pager.missing());
     }
 
     /** A fault stream to the source's pager. */
@@ -358,8 +385,8 @@ final class DestinationDriver implements IncomingPages {
      */
     synchronized void armEarly() {
         channels.pager(pagerAddress).getState(true); // connect now
-        armed = new PostcopyPager(writer.memory(), vm.vm().trapMissingPages(), writer.hashes(),
-                DirtyBitmap.empty(writer.memory()), NOT_YET);
+        armed = new PostcopyPager(live().memory(), vm.vm().trapMissingPages(), live().hashes(),
+                DirtyBitmap.empty(live().memory()), NOT_YET);
     }
 
     /** Fetches before the switchover: there are none (nothing runs); refuse, to be replaced at switchover. */
@@ -435,9 +462,9 @@ final class DestinationDriver implements IncomingPages {
             Thread.currentThread().interrupt();
             throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
         }
-        long dest = writer.hashes().digest();
+        long dest = live().hashes().digest();
         CompleteIncomingPostcopyResponse.Builder resp = CompleteIncomingPostcopyResponse.newBuilder()
-                .setDestinationMemoryDigest(Digests.toProto(dest, writer.memory().totalPages()));
+                .setDestinationMemoryDigest(Digests.toProto(dest, live().memory().totalPages()));
         boolean verified = !req.hasSourceMemoryDigest() || Digests.fromProto(req.getSourceMemoryDigest()) == dest;
         resp.setMemoryVerified(req.hasSourceMemoryDigest() && verified);
         if (!machine.verifies()) {
@@ -502,6 +529,7 @@ final class DestinationDriver implements IncomingPages {
             vm.hold("", Vm.State.RUNNING);
             LOG.log(System.Logger.Level.INFO, "{0}: memory verified; {1} runs here", name, vm.name());
         }
+        releaseEnded();
     }
 
     /** The worst gap between progress reports in the guest's first second here, less one period. */
@@ -536,6 +564,7 @@ final class DestinationDriver implements IncomingPages {
                     name, reason, vm.name());
         }
         discard();
+        releaseEnded();
     }
 
     /** Stops every writer into guest memory, then deletes the VM (and its memory). */
@@ -549,7 +578,10 @@ final class DestinationDriver implements IncomingPages {
             armed.close();
             armed = null;
         }
-        writer.close();
+        MemoryPageWriter w = writer;
+        if (w != null) {
+            w.close();
+        }
         vms.remove(vm.name());
     }
 

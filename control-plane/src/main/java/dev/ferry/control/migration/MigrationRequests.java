@@ -139,6 +139,11 @@ final class MigrationRequests {
         return name(r.getName());
     }
 
+    /** GetMigrationLimits has no fields: nothing to check, kept so every method has its check. */
+    static void check(dev.ferry.v1.GetMigrationLimitsRequest r) {
+        java.util.Objects.requireNonNull(r, "request");
+    }
+
     static void check(ListMigrationsRequest r) {
         if (r.getPageSize() < 0) {
             throw Fields.invalid("page_size must not be negative, got " + r.getPageSize());

@@ -28,12 +28,14 @@ import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyResponse;
 import dev.ferry.v1.CpuidEntry;
 import dev.ferry.v1.CreateMigrationRequest;
+import dev.ferry.v1.GetMigrationLimitsRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.ListMigrationsRequest;
 import dev.ferry.v1.ListMigrationsResponse;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationConfig;
+import dev.ferry.v1.MigrationLimits;
 import dev.ferry.v1.MigrationMode;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.NegotiateMigrationRequest;
@@ -111,6 +113,13 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 throw Status.FAILED_PRECONDITION.withDescription(spec.getVm() + " is already held by " + vm.holder())
                         .asRuntimeException();
             }
+            MigrationLimiter.Ticket ticket;
+            try {
+                ticket = m.limiter.outgoing(name); // --when-busy refuse: RESOURCE_EXHAUSTED here
+            } catch (RuntimeException e) {
+                vm.hold("", Vm.State.RUNNING);
+                throw e;
+            }
             String destVmId = spec.getDestinationVm().isEmpty() ? spec.getVm().substring(VmRegistry.PREFIX.length())
                     : spec.getDestinationVm().replaceFirst("^" + VmRegistry.PREFIX, "");
             SourceDriver job = new SourceDriver(name, vm, m.agent.vms(), spec.getDestinationAddress(), destVmId,
@@ -118,17 +127,37 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault,
                     m.protocolVersion);
+            job.limitedBy(ticket, m.limiter.limits().whenBusy() == MigrationLimiter.WhenBusy.QUEUE);
             m.outgoing.put(name, job);
-            try {
-                job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
-            } catch (RuntimeException e) {
-                job.settleWithoutRunning();
-                throw e;
+            Runnable body;
+            if (ticket.granted()) {
+                try {
+                    job.negotiate(); // fails this call, with the destination's mismatch details, when incompatible
+                    body = job;
+                } catch (SourceDriver.DestinationBusy busy) {
+                    job.queuedByDestination(busy); // QUEUED until the destination has room
+                    body = () -> job.runQueued(true);
+                } catch (RuntimeException e) {
+                    job.settleWithoutRunning(); // releases the slot
+                    m.outgoing.remove(name, job); // as documented: no resource is kept when CreateMigration fails
+                    throw e;
+                }
+            } else {
+                job.queue(); // waits in arrival order; negotiates once it has a slot
+                body = () -> job.runQueued(false);
             }
-            Thread t = new Thread(job, "migration-" + id);
+            Thread t = new Thread(body, "migration-" + id);
             t.setDaemon(true);
             t.start();
             return job.snapshot();
+        });
+    }
+
+    @Override
+    public void getMigrationLimits(GetMigrationLimitsRequest req, StreamObserver<MigrationLimits> out) {
+        Calls.unary(out, () -> {
+            MigrationRequests.check(req);
+            return m.limiter.toProto();
         });
     }
 
@@ -283,6 +312,19 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (m.agent.vms().exists(vmName)) {
                 throw Status.ALREADY_EXISTS.withDescription(vmName + " already exists on the destination").asRuntimeException();
             }
+            // --max-incoming-migrations: RESOURCE_EXHAUSTED before anything is allocated; held until the session ends.
+            MigrationLimiter.IncomingSlot slot = m.limiter.incoming(req.getMigration());
+            try {
+                return negotiateIncoming(req, vmName, slot);
+            } finally {
+                slot.releaseUnlessHeld();
+            }
+        });
+    }
+
+    private NegotiateMigrationResponse negotiateIncoming(NegotiateMigrationRequest req, String vmName,
+            MigrationLimiter.IncomingSlot slot) {
+        {
             Backend kind = VmProtos.fromProto(req.getProposed().getBackend());
             GuestBackend backend = m.agent.backends().get(kind).orElse(null);
             // Without that backend, the rest is judged against this agent's own, so every mismatch is listed at once.
@@ -348,6 +390,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     throw Status.INTERNAL.withDescription("cannot arm postcopy here: " + e.getMessage()).asRuntimeException();
                 }
             }
+            slot.holdWhile(() -> !s.isTerminal());
             m.addIncoming(s);
             NegotiateMigrationResponse.Builder resp = NegotiateMigrationResponse.newBuilder().setDestinationVm(vmName)
                     .setAccepted(accepted).addDataPlaneAddresses(m.agent.dataAddress()).setSessionToken(token);
@@ -355,7 +398,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 resp.setProtocolVersion(m.protocolVersion);
             }
             return resp.build();
-        });
+        }
     }
 
     private static MigrationConfig withoutFeature(MigrationConfig c, MigrationConfig.Feature f) {

@@ -44,6 +44,8 @@ public final class MigrationServices implements AgentServices {
     final FaultInjection fault;
     /** The protocol version this agent speaks: CURRENT, or the one before it to drill mixed-version migrations. */
     final int protocolVersion;
+    /** --max-outgoing-migrations, --max-incoming-migrations, --when-busy. */
+    final MigrationLimiter limiter;
 
     public MigrationServices(Agent agent) {
         this(agent, io.opentelemetry.api.OpenTelemetry.noop());
@@ -62,6 +64,13 @@ public final class MigrationServices implements AgentServices {
     /** As above, speaking {@code protocolVersion} (tests and compatibility drills: an older agent in this build). */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
             int protocolVersion) {
+        this(agent, telemetry, fault, protocolVersion, MigrationLimiter.Limits.DEFAULT);
+    }
+
+    /** As above, with the agent's limits on concurrent migrations. */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
+            int protocolVersion, MigrationLimiter.Limits limits) {
+        this.limiter = new MigrationLimiter(limits);
         this.protocolVersion = ProtocolVersion.requireSpeakable(protocolVersion);
         this.agent = agent;
         this.channels = new Channels(agent.security());
@@ -127,8 +136,33 @@ public final class MigrationServices implements AgentServices {
             }
             if (s.isTerminal()) {
                 byToken.remove(s.token);
+                s.releaseEnded(); // sessions that ended without commit or abort (e.g. no verification)
             }
         }
+        forgetOldest(outgoing, SourceDriver::isTerminal, SourceDriver::snapshot);
+        forgetOldest(incoming, DestinationDriver::isTerminal, DestinationDriver::snapshot);
+    }
+
+    /** Finished migrations kept per role for Get/List/WatchMigration; older ones are forgotten, oldest end first. */
+    static final int KEPT_FINISHED = 1000;
+
+    private static <T> void forgetOldest(ConcurrentMap<String, T> all, java.util.function.Predicate<T> ended,
+            java.util.function.Function<T, dev.ferry.v1.Migration> snapshot) {
+        if (all.values().stream().filter(ended).count() <= KEPT_FINISHED) {
+            return; // the common case: no snapshots built
+        }
+        List<java.util.Map.Entry<String, dev.ferry.v1.Migration>> finished = new ArrayList<>();
+        for (var e : all.entrySet()) {
+            if (ended.test(e.getValue())) {
+                finished.add(java.util.Map.entry(e.getKey(), snapshot.apply(e.getValue())));
+            }
+        }
+        if (finished.size() <= KEPT_FINISHED) {
+            return;
+        }
+        finished.sort(Comparator.comparing((java.util.Map.Entry<String, dev.ferry.v1.Migration> e) ->
+                e.getValue().getEndTime().getSeconds()).thenComparing(e -> e.getValue().getEndTime().getNanos()));
+        finished.subList(0, finished.size() - KEPT_FINISHED).forEach(e -> all.remove(e.getKey()));
     }
 
     @Override

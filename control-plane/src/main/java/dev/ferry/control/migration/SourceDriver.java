@@ -80,6 +80,12 @@ final class SourceDriver implements Runnable {
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
     private final FaultInjection fault;
+    // Concurrency limits (MigrationLimiter): the slot this migration holds or waits for, released once it settles.
+    private MigrationLimiter.Ticket ticket; // guarded by this
+    private boolean queueWhenDestinationBusy; // guarded by this: --when-busy queue
+    private String destinationBusy = ""; // guarded by this: why QUEUED after the destination refused at its limit
+    private static final long BUSY_RETRY_FIRST_MS = 200;
+    private static final long BUSY_RETRY_MAX_MS = 5000;
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
@@ -109,6 +115,109 @@ final class SourceDriver implements Runnable {
     }
 
     private final int protocolVersion; // the version this agent speaks
+
+    /**
+     * The outgoing slot this migration holds or waits for (released when it settles), and whether a destination's
+     * refusal at its incoming limit puts it back in QUEUED instead of failing it.
+     */
+    synchronized void limitedBy(MigrationLimiter.Ticket ticket, boolean queueWhenDestinationBusy) {
+        this.ticket = ticket;
+        this.queueWhenDestinationBusy = queueWhenDestinationBusy;
+    }
+
+    /** NegotiateMigration was refused at the destination's incoming limit and this migration queues instead. */
+    static final class DestinationBusy extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        DestinationBusy(StatusRuntimeException cause) {
+            super(cause.getStatus().getDescription(), cause, false, false);
+        }
+    }
+
+    /** No slot yet: the migration waits in QUEUED (its thread runs {@link #runQueued}). */
+    synchronized void queue() {
+        machine.queued(ticket.waitingFor());
+        changed();
+    }
+
+    /**
+     * Thread body of a migration that did not start at once: waits for its outgoing slot (or, after
+     * {@code busy}, for the destination), negotiates, then runs. A cancel while queued ends it here.
+     */
+    void runQueued(boolean destinationRefused) {
+        try {
+            if (destinationRefused) {
+                awaitRetry();
+            } else {
+                if (!ticket.awaitGranted()) {
+                    throw new CancelledException(); // withdrawn by cancel
+                }
+                synchronized (this) {
+                    checkCancelled();
+                    machine.dequeued();
+                    changed();
+                }
+            }
+            negotiateWhileDestinationBusy();
+        } catch (InterruptedException e) {
+            endUnstarted(Status.CANCELLED.withDescription("interrupted while queued").asRuntimeException());
+            return;
+        } catch (RuntimeException e) {
+            endUnstarted(e);
+            return;
+        }
+        run();
+    }
+
+    /** Negotiates; while the destination refuses at its incoming limit (and we queue), waits in QUEUED and asks again. */
+    private void negotiateWhileDestinationBusy() throws InterruptedException {
+        while (true) {
+            try {
+                negotiate();
+                return;
+            } catch (DestinationBusy b) {
+                queuedByDestination(b);
+                awaitRetry();
+            }
+        }
+    }
+
+    private long busyRetryMs = BUSY_RETRY_FIRST_MS; // guarded by this
+
+    /** The destination refused at its incoming limit: QUEUED, to ask again after a back-off ({@link #awaitRetry}). */
+    synchronized void queuedByDestination(DestinationBusy b) {
+        destinationBusy = "the destination " + destination + " refused at its incoming limit (" + b.getMessage()
+                + "); asking again in " + busyRetryMs + " ms";
+        machine.queued(destinationBusy);
+        changed();
+    }
+
+    /** QUEUED until the back-off has passed (or cancel); then NEGOTIATING again. */
+    private void awaitRetry() throws InterruptedException {
+        synchronized (this) {
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(busyRetryMs);
+            long left;
+            while (!cancelRequested && (left = deadline - System.nanoTime()) > 0) {
+                TimeUnit.NANOSECONDS.timedWait(this, left); // cancel() notifies through changed()
+            }
+            checkCancelled();
+            destinationBusy = "";
+            machine.dequeued();
+            changed();
+            busyRetryMs = Math.min(busyRetryMs * 2, BUSY_RETRY_MAX_MS);
+        }
+    }
+
+    /** A migration that never started its transfer ends: FAILED (or CANCELLED), the VM runs on as before. */
+    private void endUnstarted(RuntimeException e) {
+        synchronized (this) {
+            if (!machine.isTerminal()) {
+                machine.failed(codeOf(e), describe(e));
+            }
+        }
+        vm.hold("", Vm.State.RUNNING);
+        settleWithoutRunning();
+    }
 
     /** NegotiateMigration with the destination; on refusal the migration is FAILED and the status rethrown. */
     void negotiate() {
@@ -152,6 +261,11 @@ final class SourceDriver implements Runnable {
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
         } catch (StatusRuntimeException e) {
+            synchronized (this) {
+                if (queueWhenDestinationBusy && !cancelRequested && MigrationLimiter.isIncomingLimit(e)) {
+                    throw new DestinationBusy(e); // still NEGOTIATING: the caller queues it
+                }
+            }
             fail(e.getStatus().getCode(), "negotiation with " + destination + " failed: " + e.getStatus().getCode()
                     + ": " + e.getStatus().getDescription());
             throw e;
@@ -930,12 +1044,16 @@ final class SourceDriver implements Runnable {
      */
     void cancel(Duration timeout) throws InterruptedException {
         synchronized (this) {
+            boolean queued = machine.phase() == Migration.Phase.QUEUED;
             try {
                 machine.cancelRequested();
             } catch (IllegalTransitionException e) {
                 throw Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
             }
             cancelRequested = true;
+            if (queued && ticket != null && ticket.queued()) {
+                ticket.release(); // leaves the queue; its thread wakes and settles
+            }
             if (inFlight != null) {
                 inFlight.cancel(Status.CANCELLED.withDescription(name + " cancelled").asRuntimeException());
             }
@@ -1030,6 +1148,16 @@ final class SourceDriver implements Runnable {
     private void changed() {
         version++;
         notifyAll();
+        if (machine.isTerminal() && settled) {
+            if (ticket != null) {
+                ticket.release(); // idempotent: the next queued migration may start
+            }
+            // The record is kept for Get/ListMigrations: let go of what only a live migration needs (postcopy's
+            // page hashes take 8 bytes per guest page; the page source and push bitmap point at freed memory).
+            postcopyHashes = null;
+            postcopySource = null;
+            pushed = null;
+        }
         if (!counted && machine.isTerminal() && settled) {
             counted = true;
             metrics.ended(snapshot());
@@ -1065,6 +1193,10 @@ final class SourceDriver implements Runnable {
         Migration.Builder b = Migration.newBuilder().setName(name).setRole(Migration.Role.SOURCE).setVm(vm.name())
                 .setSourceAddress(sourceAddress).setDestinationAddress(destination).setDestinationVm(destinationVm);
         machine.writeTo(b);
+        if (machine.phase() == Migration.Phase.QUEUED) {
+            String waiting = ticket != null ? ticket.waitingFor() : "";
+            b.setQueuedReason(waiting.isEmpty() ? destinationBusy : waiting);
+        }
         if (machine.isTerminal() && !settled) {
             // A terminal phase is shown only once it holds (source VM running again, destination told to
             // discard its copy), so a caller that sees CANCELLED or FAILED can rely on it at once.

@@ -8,6 +8,7 @@ import static dev.ferry.v1.Migration.Phase.NEGOTIATING;
 import static dev.ferry.v1.Migration.Phase.POSTCOPY;
 import static dev.ferry.v1.Migration.Phase.POSTCOPY_PAUSED;
 import static dev.ferry.v1.Migration.Phase.PRECOPY;
+import static dev.ferry.v1.Migration.Phase.QUEUED;
 import static dev.ferry.v1.Migration.Phase.RESUMING_ON_DESTINATION;
 import static dev.ferry.v1.Migration.Phase.STOP_AND_COPY;
 import static dev.ferry.v1.Migration.Phase.VERIFYING;
@@ -47,6 +48,9 @@ import java.util.Set;
  *
  * <h2>Transitions</h2>
  * <pre>
+ * NEGOTIATING  --queued--> QUEUED                           (no free outgoing slot, or the destination is at its
+ *                                                           incoming limit; nothing sent yet)
+ * QUEUED       --dequeued--> NEGOTIATING                     (a slot is free: negotiate, again if it was refused)
  * NEGOTIATING  --negotiated--> PRECOPY                       (mode PRECOPY, HYBRID)
  * NEGOTIATING  --negotiated--> DEVICE_STATE                  (mode POSTCOPY: vCPUs paused at once)
  * PRECOPY      --roundStarted, batchSent, roundFinished, decideAfterRound, requestSwitchToPostcopy--> PRECOPY
@@ -66,7 +70,7 @@ import java.util.Set;
  * VERIFYING    --verificationCompared--> VERIFYING           (the verdict: COMMIT or ROLL_BACK)
  * VERIFYING    --committed--> COMPLETED                      (after verdict COMMIT)
  * VERIFYING    --rolledBack--> FAILED                        (after verdict ROLL_BACK; SOURCE_KEEPS_VM, DATA_LOSS)
- * NEGOTIATING | PRECOPY | STOP_AND_COPY | DEVICE_STATE --cancelRequested--> CANCELLED   (SOURCE_KEEPS_VM)
+ * QUEUED | NEGOTIATING | PRECOPY | STOP_AND_COPY | DEVICE_STATE --cancelRequested--> CANCELLED (SOURCE_KEEPS_VM)
  * CANCELLED    --cancelRequested--> CANCELLED                (no-op, as CancelMigration documents)
  * any non-terminal phase --failed--> FAILED                  (aftermath depends on the phase, see failed())
  * </pre>
@@ -85,7 +89,7 @@ public final class SourceStateMachine {
 
     /** The events, as named in refusals. */
     public enum Event {
-        NEGOTIATED, ROUND_STARTED, BATCH_SENT, ROUND_FINISHED, DECIDE_AFTER_ROUND, SWITCH_TO_POSTCOPY_REQUESTED,
+        QUEUED, DEQUEUED, NEGOTIATED, ROUND_STARTED, BATCH_SENT, ROUND_FINISHED, DECIDE_AFTER_ROUND, SWITCH_TO_POSTCOPY_REQUESTED,
         STOP_AND_COPY_STARTED, DEVICE_STATE_STARTED, DEVICE_STATE_SENT, DESTINATION_RESUMED, SWITCHOVER_REFUSED,
         POSTCOPY_FAULT_SERVED, POSTCOPY_PAGES_MISSING, POSTCOPY_CONNECTION_LOST, POSTCOPY_CONNECTION_RESTORED,
         POSTCOPY_COMPLETED, VERIFICATION_COMPARED, COMMITTED, ROLLED_BACK, CANCEL, FAIL
@@ -109,8 +113,10 @@ public final class SourceStateMachine {
     public static final Set<Phase> TERMINAL = Collections.unmodifiableSet(EnumSet.of(COMPLETED, FAILED, CANCELLED));
 
     static {
-        Set<Phase> running = EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION,
+        Set<Phase> running = EnumSet.of(QUEUED, NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, RESUMING_ON_DESTINATION,
                 POSTCOPY, POSTCOPY_PAUSED, VERIFYING);
+        VALID_IN.put(Event.QUEUED, EnumSet.of(NEGOTIATING));
+        VALID_IN.put(Event.DEQUEUED, EnumSet.of(QUEUED));
         VALID_IN.put(Event.NEGOTIATED, EnumSet.of(NEGOTIATING));
         VALID_IN.put(Event.ROUND_STARTED, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
         VALID_IN.put(Event.BATCH_SENT, EnumSet.of(PRECOPY, STOP_AND_COPY, POSTCOPY));
@@ -130,7 +136,7 @@ public final class SourceStateMachine {
         VALID_IN.put(Event.VERIFICATION_COMPARED, EnumSet.of(VERIFYING));
         VALID_IN.put(Event.COMMITTED, EnumSet.of(VERIFYING));
         VALID_IN.put(Event.ROLLED_BACK, EnumSet.of(VERIFYING));
-        VALID_IN.put(Event.CANCEL, EnumSet.of(NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, CANCELLED));
+        VALID_IN.put(Event.CANCEL, EnumSet.of(QUEUED, NEGOTIATING, PRECOPY, STOP_AND_COPY, DEVICE_STATE, CANCELLED));
         VALID_IN.put(Event.FAIL, running);
     }
 
@@ -340,6 +346,21 @@ public final class SourceStateMachine {
     }
 
     // ---------------------------------------------------------------------------------------------- events
+
+    /**
+     * The migration must wait before (or again before) negotiating: no outgoing slot is free, or the destination
+     * refused it at its incoming limit. Nothing has been sent; the VM runs on the source.
+     */
+    public void queued(String why) {
+        require(Event.QUEUED);
+        enter(QUEUED, Objects.requireNonNull(why, "why"));
+    }
+
+    /** The migration got its slot (or waited out the destination's refusal): it negotiates now. */
+    public void dequeued() {
+        require(Event.DEQUEUED);
+        enter(NEGOTIATING, "dequeued");
+    }
 
     /**
      * NegotiateMigration succeeded. Mode PRECOPY and HYBRID enter PRECOPY; mode POSTCOPY pauses at once and enters

@@ -83,6 +83,8 @@ class ControlFuzzSeedsTest {
                 .newBuilder().setName("migrations/fuzz").build());
         put(s, "resume-migration", MigrationServiceGrpc.getResumeMigrationMethod(), ResumeMigrationRequest.newBuilder()
                 .setName("migrations/fuzz").build());
+        put(s, "get-migration-limits", MigrationServiceGrpc.getGetMigrationLimitsMethod(),
+                dev.ferry.v1.GetMigrationLimitsRequest.getDefaultInstance());
         put(s, "update-migration", MigrationServiceGrpc.getUpdateMigrationMethod(), dev.ferry.v1.UpdateMigrationRequest
                 .newBuilder().setMigration(Migration.newBuilder().setName("migrations/fuzz").setPolicy(
                         dev.ferry.v1.MigrationPolicy.newBuilder().setBandwidthLimitBytesPerSecond(64 * MIB)))

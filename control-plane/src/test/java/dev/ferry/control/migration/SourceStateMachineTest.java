@@ -752,7 +752,14 @@ class SourceStateMachineTest {
 
         Event[] precopyCommon = {Event.SWITCH_TO_POSTCOPY_REQUESTED, Event.CANCEL, Event.FAIL};
         return List.of(
-                scenario("negotiating", H, NEGOTIATING, m -> { }, Event.NEGOTIATED, Event.CANCEL, Event.FAIL),
+                scenario("negotiating", H, NEGOTIATING, m -> { }, Event.QUEUED, Event.NEGOTIATED, Event.CANCEL,
+                        Event.FAIL),
+                scenario("queued", H, Phase.QUEUED, m -> m.queued("2 of 2 outgoing migrations running"),
+                        Event.DEQUEUED, Event.CANCEL, Event.FAIL),
+                scenario("dequeued", H, NEGOTIATING, m -> {
+                    m.queued("destination busy");
+                    m.dequeued();
+                }, Event.QUEUED, Event.NEGOTIATED, Event.CANCEL, Event.FAIL),
                 scenario("precopy, no round yet", H, PRECOPY, neg,
                         concat(precopyCommon, Event.ROUND_STARTED)),
                 scenario("precopy, PRECOPY mode", MigrationMode.PRECOPY, PRECOPY, neg,
@@ -812,6 +819,8 @@ class SourceStateMachineTest {
     /** Fires an event with plausible arguments. */
     private static void fire(SourceStateMachine m, Event e) {
         switch (e) {
+            case QUEUED -> m.queued("busy");
+            case DEQUEUED -> m.dequeued();
             case NEGOTIATED -> m.negotiated(config(m.mode()));
             case ROUND_STARTED -> m.roundStarted();
             case BATCH_SENT -> m.batchSent(10, 1);
