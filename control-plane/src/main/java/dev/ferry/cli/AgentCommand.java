@@ -84,9 +84,22 @@ final class AgentCommand implements Callable<Integer> {
     String whenBusy;
 
     @Option(names = "--inject-fault", defaultValue = "none", paramLabel = "FAULT",
-            description = "Tests and demos only: inject FAULT into every outgoing migration to prove verification"
-                    + " catches it: none (default) or drop-dirty-page (one stale page reaches the destination).")
+            description = "Tests and demos only: inject FAULT into every migration to prove it is caught: none"
+                    + " (default), drop-dirty-page (as a source: one stale page reaches the destination) or"
+                    + " refuse-device-state (as a destination: every device-state stream is refused).")
     String injectFault;
+    // Hidden, tests only: hold migrations at a point so the fault-matrix tests can inject a fault there.
+    @Option(names = "--fault-hold-dir", hidden = true, paramLabel = "DIR", description = "Tests only: while"
+            + " DIR/POINT.hold exists, hold migrations at POINT (negotiate, stop-and-copy, device-state, completing)"
+            + " until DIR/POINT.release exists; DIR/POINT.reached says one is held.")
+    java.nio.file.Path faultHoldDir;
+    @Option(names = "--state-dir", paramLabel = "DIR", description = "Where the agent notes the migrations it is"
+            + " receiving, so that after a crash its next start reports what died with it (default /run/ferry/NAME;"
+            + " 'none' turns it off).")
+    String stateDir;
+    @Option(names = "--peer-timeout", hidden = true, paramLabel = "SECONDS", defaultValue = "60",
+            description = "How long an incoming migration waits for a silent source before giving up (default 60).")
+    double peerTimeoutSeconds;
     // Hidden: only for tests and compatibility drills (this build acting as the previous release's agent).
     @Option(names = "--protocol-version", hidden = true, paramLabel = "N",
             defaultValue = "" + dev.ferry.control.migration.ProtocolVersion.CURRENT,
@@ -124,6 +137,15 @@ final class AgentCommand implements Callable<Integer> {
         dev.ferry.security.TransportSecurity security = tls.open(); // before anything starts: a bad flag is one line
         InetSocketAddress dataAt = parseAddress(data);
         FaultInjection fault = FaultInjection.parse(injectFault);
+        dev.ferry.control.migration.FaultHold hold = faultHoldDir == null ? dev.ferry.control.migration.FaultHold.NONE
+                : dev.ferry.control.migration.FaultHold.in(faultHoldDir);
+        if (!(peerTimeoutSeconds > 0 && peerTimeoutSeconds <= 86400)) {
+            throw new IllegalArgumentException("--peer-timeout must be within (0, 86400] seconds");
+        }
+        java.time.Duration peerTimeout = java.time.Duration.ofMillis((long) (peerTimeoutSeconds * 1000));
+        dev.ferry.control.migration.FaultHold h = hold;
+        java.nio.file.Path state = "none".equals(stateDir) ? null
+                : stateDir != null ? java.nio.file.Path.of(stateDir) : java.nio.file.Path.of("/run/ferry", name);
         int version = dev.ferry.control.migration.ProtocolVersion.requireSpeakable(protocolVersion);
         OpenTelemetry telemetry = OpenTelemetry.noop();
         if (metrics != null) {
@@ -140,7 +162,7 @@ final class AgentCommand implements Callable<Integer> {
         Backends backends = backend.open();
         Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
-                backends, a -> new MigrationServices(a, t, fault, version, migrationLimits), limits);
+                backends, a -> new MigrationServices(a, t, fault, version, migrationLimits, h, peerTimeout, state), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised

@@ -2,6 +2,8 @@ package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.control.agent.AgentProcess;
+import dev.ferry.control.link.LinkSpec;
+import dev.ferry.control.link.TwoHostLink;
 import dev.ferry.control.migration.FaultInjection;
 import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CheckVmMemoryResponse;
@@ -76,6 +78,12 @@ final class DemoCommand implements Callable<Integer> {
                     + " end FAILED with DATA_LOSS and the guest keep running on the source).")
     String inject;
 
+    @Option(names = "--link", paramLabel = "SPEC",
+            description = "Run the agents on two hosts joined by a shaped link (network namespaces and a veth pair;"
+                    + " needs root, iproute2, and nftables for loss), e.g. 'rate 1gbit loss 0.1%%'. Pages, faults and"
+                    + " control calls between the agents cross the link; delay is refused (no netem in this kernel).")
+    String link;
+
     @Option(names = "--agent-jvm-arg", description = "Extra JVM argument for both agents (repeatable), e.g. to profile them.")
     List<String> agentJvmArgs = new java.util.ArrayList<>();
 
@@ -86,11 +94,18 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         backend.open(); // fail here, in one line, if no backend can run: not in two agents' logs
         FaultInjection fault = FaultInjection.parse(inject);
+        LinkSpec spec = link == null ? null : LinkSpec.parse(link); // delay refused here, saying why
+        if (spec != null) {
+            TwoHostLink.unavailableReason(spec).ifPresent(why -> {
+                throw new IllegalStateException("--link cannot be set up here: " + why);
+            });
+        }
         Path logs = Files.createTempDirectory("ferry-demo-");
         say("starting two agents (logs in %s)", logs);
         // The demo runs as deployed: mutual TLS with certificates of its own trial CA.
         Path certs = logs.resolve("certs");
-        dev.ferry.security.CertificateAuthority.init(certs, List.of(), List.of());
+        dev.ferry.security.CertificateAuthority.init(certs, List.of(),
+                spec == null ? List.of() : List.of(TwoHostLink.A_LINK_ADDRESS, TwoHostLink.B_LINK_ADDRESS));
         dev.ferry.security.TransportSecurity controller = dev.ferry.security.TransportSecurity.mutualTls(
                 dev.ferry.security.TlsFiles.in(certs, "controller"));
         List<String> agentArgs = new java.util.ArrayList<>(List.of("--backend", backend.choice.name().toLowerCase(Locale.ROOT)));
@@ -100,9 +115,20 @@ final class DemoCommand implements Callable<Integer> {
             sourceArgs.addAll(List.of("--inject-fault", fault.cliName())); // only the source injects
             say("fault injection: the source agent runs with --inject-fault %s", fault.cliName());
         }
-        try (AgentProcess src = AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, sourceArgs, controller);
-                AgentProcess dst = AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs,
-                        agentArgs, controller)) {
+        try (TwoHostLink hosts = spec == null ? null : TwoHostLink.create(spec);
+                AgentProcess src = hosts == null
+                        ? AgentProcess.start("source", logs.resolve("source.log"), agentJvmArgs, sourceArgs, controller)
+                        : AgentProcess.start("source", logs.resolve("source.log"), hosts.inA(List.of()),
+                                TwoHostLink.A_LINK_ADDRESS, agentJvmArgs, sourceArgs, controller);
+                AgentProcess dst = hosts == null
+                        ? AgentProcess.start("destination", logs.resolve("destination.log"), agentJvmArgs, agentArgs,
+                                controller)
+                        : AgentProcess.start("destination", logs.resolve("destination.log"), hosts.inB(List.of()),
+                                TwoHostLink.B_LINK_ADDRESS, agentJvmArgs, agentArgs, controller)) {
+            if (hosts != null) {
+                say("two hosts in network namespaces, joined by a link shaped as '%s' (source %s, destination %s)",
+                        link, TwoHostLink.A_LINK_ADDRESS, TwoHostLink.B_LINK_ADDRESS);
+            }
             say("mutual TLS with certificates from %s", certs);
             say("source      control %s  data %s  pid %d", src.controlAddress(), src.dataAddress(), src.pid());
             say("destination control %s  data %s  pid %d", dst.controlAddress(), dst.dataAddress(), dst.pid());
@@ -142,6 +168,9 @@ final class DemoCommand implements Callable<Integer> {
             o.put("backend", backendName);
             o.put("tls", controller.tls() && src.tls() && dst.tls());
             o.put("memory_bytes", memory.bytes());
+            if (spec != null) {
+                o.put("link", link.trim());
+            }
             o.put("phase", result.getPhase().name());
             var st = result.getStatistics();
             o.put("total_ms", millis(st.getTotalTime()));

@@ -84,8 +84,20 @@ final class VmCommand {
                 ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, true);
                 if (snapshot != null) {
                     vm.pause();
-                    Snapshot.write(vm, snapshot);
-                    out.put("snapshot", snapshot.toAbsolutePath().toString());
+                    try {
+                        Snapshot.write(vm, snapshot);
+                        out.put("snapshot", snapshot.toAbsolutePath().toString());
+                    } catch (java.io.IOException e) {
+                        // The guest is not the snapshot's to lose: it runs on, and its own check says it is whole.
+                        vm.resume();
+                        long wrong = vm.probe().orElseThrow().selfCheck(java.time.Duration.ofSeconds(120));
+                        System.err.println("ferry: " + e.getMessage());
+                        out.put("snapshot_error", e.getMessage());
+                        out.put("guest_running_after_snapshot_error", !vm.paused());
+                        out.put("wrong_pages_after_snapshot_error", wrong);
+                        Output.print(out, run.json);
+                        return 1;
+                    }
                 }
                 Output.print(out, run.json);
                 return out.get("wrong_pages").asLong() == 0 ? 0 : 1;

@@ -8,8 +8,23 @@ public final class PageTransferException extends Exception {
     private final transient Status status;
 
     public PageTransferException(Status status) {
+        this(linkLoss(Objects.requireNonNull(status, "status")), true);
+    }
+
+    private PageTransferException(Status status, boolean normalized) {
         super(describe(status), status.getCause());
-        this.status = Objects.requireNonNull(status, "status");
+        this.status = status;
+    }
+
+    /**
+     * A connection that closed under a call is a lost link, which callers retry: gRPC reports some of those as
+     * UNKNOWN ("channel closed"), the code for bugs; they become UNAVAILABLE here.
+     */
+    public static Status linkLoss(Status s) {
+        boolean closed = s.getCode() == Status.Code.UNKNOWN && (s.getCause() instanceof java.io.IOException
+                || "channel closed".equals(s.getDescription()));
+        return closed ? Status.UNAVAILABLE.withDescription("connection closed under the call ("
+                + s.getDescription() + ")").withCause(s.getCause()) : s;
     }
 
     public Status status() {

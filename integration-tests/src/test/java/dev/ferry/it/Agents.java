@@ -48,7 +48,9 @@ final class Agents {
     static synchronized Path certs() throws IOException {
         if (certs == null) {
             Path dir = Files.createTempDirectory(Path.of("target").toAbsolutePath(), "it-certs-");
-            CertificateAuthority.init(dir, List.of(), List.of());
+            // Also valid at the two-host link's addresses, where agents in network namespaces listen.
+            CertificateAuthority.init(dir, List.of(), List.of(dev.ferry.control.link.TwoHostLink.A_LINK_ADDRESS,
+                    dev.ferry.control.link.TwoHostLink.B_LINK_ADDRESS));
             certs = dir;
         }
         return certs;
@@ -75,6 +77,19 @@ final class Agents {
         args.addAll(TlsOptions.flags(serverFiles));
         args.addAll(List.of(agentArgs));
         return AgentProcess.start(name, log(name + "-" + backend.cliName()), List.of(), args, controller());
+    }
+
+    /**
+     * As {@link #start}, the agent run through {@code wrapper} (e.g. {@code ip netns exec NS}) and listening on
+     * {@code host}.
+     */
+    static AgentProcess startIn(List<String> wrapper, String host, String name, Backend backend, String... agentArgs)
+            throws IOException {
+        List<String> args = new java.util.ArrayList<>(List.of("--backend", backend.cliName()));
+        args.addAll(TlsOptions.flags(files("agent")));
+        args.addAll(List.of(agentArgs));
+        return AgentProcess.start(name, log(name + "-" + backend.cliName()), wrapper, host, List.of(), args,
+                controller());
     }
 
     /** A fresh log file for an agent of this test run. */

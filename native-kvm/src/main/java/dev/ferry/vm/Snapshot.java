@@ -29,29 +29,50 @@ public final class Snapshot {
 
     private Snapshot() {}
 
-    /** Writes a snapshot of a paused {@code vm} into {@code dir} (created if needed). */
+    /**
+     * Writes a snapshot of a paused {@code vm} into {@code dir} (created if needed). The manifest is written last,
+     * by an atomic rename once the rest is on disk, and a directory without it is no snapshot: a write that fails
+     * (a full disk) deletes what it wrote and says so, and an older snapshot it was replacing stops being one first,
+     * so old and new files never mix into something that loads.
+     */
     public static void write(GuestVm vm, Path dir) throws IOException {
         Files.createDirectories(dir);
-        SectionSet state = vm.saveState();
-        GuestMemory mem = vm.memory();
-        try (FileChannel ch = FileChannel.open(dir.resolve(MEMORY_FILE), StandardOpenOption.CREATE,
-                StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-            for (MemoryRegion r : mem.regions()) {
-                for (long off = 0; off < r.size(); off += CHUNK) {
-                    ByteBuffer b = mem.buffer(r.guestPhysAddr() + off, (int) Math.min(CHUNK, r.size() - off));
-                    while (b.hasRemaining()) {
-                        ch.write(b);
+        Files.deleteIfExists(dir.resolve(MANIFEST_FILE));
+        Path manifestTmp = dir.resolve(MANIFEST_FILE + ".tmp");
+        try {
+            SectionSet state = vm.saveState();
+            GuestMemory mem = vm.memory();
+            try (FileChannel ch = FileChannel.open(dir.resolve(MEMORY_FILE), StandardOpenOption.CREATE,
+                    StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                for (MemoryRegion r : mem.regions()) {
+                    for (long off = 0; off < r.size(); off += CHUNK) {
+                        ByteBuffer b = mem.buffer(r.guestPhysAddr() + off, (int) Math.min(CHUNK, r.size() - off));
+                        while (b.hasRemaining()) {
+                            ch.write(b);
+                        }
                     }
                 }
+                ch.force(false); // a full disk may only show when the blocks are allocated
             }
-        }
-        Files.write(dir.resolve(STATE_FILE), StateCodec.encode(state));
-        Properties p = new Properties();
-        p.setProperty("format", "1");
-        p.setProperty("memory_bytes", Long.toString(mem.totalBytes()));
-        p.setProperty("memory_digest", Long.toHexString(mem.digest()));
-        try (OutputStream out = Files.newOutputStream(dir.resolve(MANIFEST_FILE))) {
-            p.store(out, "Ferry snapshot");
+            Files.write(dir.resolve(STATE_FILE), StateCodec.encode(state));
+            Properties p = new Properties();
+            p.setProperty("format", "1");
+            p.setProperty("memory_bytes", Long.toString(mem.totalBytes()));
+            p.setProperty("memory_digest", Long.toHexString(mem.digest()));
+            try (OutputStream out = Files.newOutputStream(manifestTmp)) {
+                p.store(out, "Ferry snapshot");
+            }
+            Files.move(manifestTmp, dir.resolve(MANIFEST_FILE), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            for (String f : new String[] {MEMORY_FILE, STATE_FILE, MANIFEST_FILE + ".tmp"}) {
+                try {
+                    Files.deleteIfExists(dir.resolve(f));
+                } catch (IOException ignored) {
+                    // the first failure is the one to report
+                }
+            }
+            throw new IOException("snapshot not written to " + dir + ": " + e.getClass().getSimpleName() + ": "
+                    + e.getMessage() + "; nothing partial was left", e);
         }
     }
 

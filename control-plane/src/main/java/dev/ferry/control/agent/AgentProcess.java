@@ -62,7 +62,16 @@ public final class AgentProcess implements AutoCloseable {
      */
     public static AgentProcess start(String name, Path log, List<String> jvmArgs, List<String> agentArgs,
             TransportSecurity client) throws IOException {
-        List<String> cmd = new ArrayList<>();
+        return start(name, log, List.of(), "127.0.0.1", jvmArgs, agentArgs, client);
+    }
+
+    /**
+     * As above, the JVM started through {@code wrapper} (e.g. {@code ip netns exec NS}: the agent runs in another
+     * network namespace) and listening on {@code listenHost} (any port).
+     */
+    public static AgentProcess start(String name, Path log, List<String> wrapper, String listenHost, List<String> jvmArgs,
+            List<String> agentArgs, TransportSecurity client) throws IOException {
+        List<String> cmd = new ArrayList<>(wrapper);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         cmd.addAll(AGENT_JVM_FLAGS);
         String kvmDevice = System.getProperty(dev.ferry.backends.Backends.KVM_DEVICE_PROPERTY, "");
@@ -78,9 +87,9 @@ public final class AgentProcess implements AutoCloseable {
         cmd.add("--name");
         cmd.add(name);
         cmd.add("--control");
-        cmd.add("127.0.0.1:0");
+        cmd.add(listenHost + ":0");
         cmd.add("--data");
-        cmd.add("127.0.0.1:0");
+        cmd.add(listenHost + ":0");
         cmd.addAll(agentArgs);
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
         BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));

@@ -15,7 +15,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Needs root and iproute2 (nftables for loss); {@link #unavailableReason()} says what is missing. Uses only
  * addresses inside its own namespaces: the link is 10.77.0.1/30 (a) — 10.77.0.2/30 (b), the management
- * links 10.78.N.0/30 with this namespace at .1 and the host at .2 (N counts links made by this process).
+ * links 10.78.N.0/30 with this namespace at .1 and the host at .2 (N counts links made by this process). This
+ * namespace routes the two link addresses over the management links of the newest link made, so one link at a
+ * time is reachable at its link addresses from here.
  * {@link #close()} deletes both namespaces and every interface in them.
  */
 public final class TwoHostLink implements AutoCloseable {
@@ -60,6 +62,33 @@ public final class TwoHostLink implements AutoCloseable {
         return java.util.Optional.empty();
     }
 
+    /**
+     * Why a link shaped as {@code spec} cannot be made here: namespaces unavailable, or the tool the shape needs
+     * (tc for a rate, nft for loss) missing; empty if it can.
+     */
+    public static java.util.Optional<String> unavailableReason(LinkSpec spec) {
+        java.util.Optional<String> base = unavailableReason();
+        if (base.isPresent()) {
+            return base;
+        }
+        if (spec.rateBitsPerSecond() > 0 && !onPath("tc")) {
+            return java.util.Optional.of("shaping a rate needs tc (iproute2), which is missing");
+        }
+        if (spec.lossPercent() > 0 && !onPath("nft")) {
+            return java.util.Optional.of("loss needs nftables (the nft command), which is missing");
+        }
+        return java.util.Optional.empty();
+    }
+
+    private static boolean onPath(String command) {
+        for (String dir : System.getenv().getOrDefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+            if (java.nio.file.Files.isExecutable(java.nio.file.Path.of(dir, command))) {
+                return true;
+            }
+        }
+        return java.nio.file.Files.isExecutable(java.nio.file.Path.of("/usr/sbin", command));
+    }
+
     /** Makes both namespaces, the link and the management links, shaped as {@code spec}. */
     public static TwoHostLink create(LinkSpec spec) throws IOException {
         int n = LINKS.getAndIncrement();
@@ -94,6 +123,10 @@ public final class TwoHostLink implements AutoCloseable {
         run("ip", "-n", nsB, "link", "set", link + "b", "up");
         management(nsA, link + "ma", 0);
         management(nsB, link + "mb", 1);
+        // This namespace reaches each host's link address over that host's management veth (never over the
+        // link), so agents can listen on their link address alone and still be driven from here.
+        run("ip", "route", "replace", A_LINK_ADDRESS + "/32", "via", aManagementAddress());
+        run("ip", "route", "replace", B_LINK_ADDRESS + "/32", "via", bManagementAddress());
     }
 
     /** A veth from this namespace into {@code ns}: 10.78.(2n+k).1 here, .2 there. */

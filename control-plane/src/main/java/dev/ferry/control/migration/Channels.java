@@ -47,6 +47,64 @@ final class Channels implements AutoCloseable {
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
+    /** As {@link #fresh}, for the {@code connection}-th page-stream connection to {@code address}. */
+    ManagedChannel freshData(String address, int connection) {
+        return awaitReady(data(address, connection));
+    }
+
+    /** How long a new migration or a resume waits for a connection before its first call fails. */
+    static final java.time.Duration CONNECT_WAIT = java.time.Duration.ofSeconds(5);
+
+    /**
+     * The channel to {@code address}, connected if that happens within {@link #CONNECT_WAIT}. A new migration or a
+     * resume must not fail on the memory of an earlier lost link: a channel that lost its connection keeps failing
+     * calls at once while it waits out a reconnect backoff, or while an attempt made during the outage fails.
+     * Dialled again at once here; a peer that is really gone still fails the first call, a few seconds later.
+     */
+    ManagedChannel fresh(String address) {
+        return awaitReady(get(address));
+    }
+
+    /**
+     * The channel to {@code address}, redialling at once if it waits out a reconnect backoff, without waiting for
+     * the connection: for liveness probes, whose call then learns what the peer says now, not what it said last.
+     */
+    ManagedChannel redial(String address) {
+        ManagedChannel c = get(address);
+        if (c.getState(false) == io.grpc.ConnectivityState.TRANSIENT_FAILURE) {
+            c.resetConnectBackoff();
+        }
+        return c;
+    }
+
+    /** As {@link #fresh}, for a pager channel. */
+    ManagedChannel freshPager(String address) {
+        return awaitReady(pager(address));
+    }
+
+    private static ManagedChannel awaitReady(ManagedChannel c) {
+        long deadline = System.nanoTime() + CONNECT_WAIT.toNanos();
+        io.grpc.ConnectivityState s = c.getState(true);
+        try {
+            while (s != io.grpc.ConnectivityState.READY && s != io.grpc.ConnectivityState.SHUTDOWN) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    break;
+                }
+                if (s == io.grpc.ConnectivityState.TRANSIENT_FAILURE) {
+                    c.resetConnectBackoff();
+                }
+                java.util.concurrent.CountDownLatch changed = new java.util.concurrent.CountDownLatch(1);
+                c.notifyWhenStateChanged(s, changed::countDown);
+                changed.await(left, TimeUnit.NANOSECONDS);
+                s = c.getState(true);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return c;
+    }
+
     /** Drops the channels to {@code address}, so the next use dials afresh (after a cut link). */
     void reset(String address) {
         ManagedChannel c = channels.remove(address);

@@ -68,9 +68,18 @@ final class DestinationDriver implements IncomingPages {
     private PostcopyPager armed; // guarded by this: armed at negotiation (mode POSTCOPY), not yet started
     private volatile long postcopyResumedNanos;
     private volatile long maxStallNanos = -1; // the guest's worst report gap in its first second here
+    private final FaultInjection fault; // tests only: REFUSE_DEVICE_STATE
+    private Status.Code failureCode; // guarded by this: the code Migration.error shows, when not the default
+    private boolean digestMatched; // guarded by this: the source's memory digest matched ours (switchover or postcopy)
 
     DestinationDriver(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
             VmRegistry vms, ManagedVm vm, DestinationStateMachine machine) {
+        this(name, token, sourceAddress, pagerAddress, channels, vms, vm, machine, FaultInjection.NONE);
+    }
+
+    DestinationDriver(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
+            VmRegistry vms, ManagedVm vm, DestinationStateMachine machine, FaultInjection fault) {
+        this.fault = fault;
         this.name = name;
         this.pagerAddress = pagerAddress;
         this.channels = channels;
@@ -173,6 +182,12 @@ final class DestinationDriver implements IncomingPages {
     synchronized void transferDeviceState(TransferDeviceStateRequest req) {
         SessionTokens.require(token);
         requireAccepts(DestinationStateMachine.Event.DEVICE_STATE_RECEIVED);
+        if (fault == FaultInjection.REFUSE_DEVICE_STATE) {
+            LOG.log(System.Logger.Level.WARNING, "{0}: fault injection refuse-device-state: refusing the device state",
+                    name);
+            throw Status.FAILED_PRECONDITION.withDescription("device state refused: this destination was started"
+                    + " with --inject-fault refuse-device-state").asRuntimeException();
+        }
         SectionSet set;
         try {
             set = StateCodec.decode(req.getState().toByteArray());
@@ -236,6 +251,7 @@ final class DestinationDriver implements IncomingPages {
                         + ", destination " + Long.toHexString(dest) + "): the VM stays on the source").asRuntimeException();
             }
             resp.setMemoryVerified(true);
+            digestMatched = true;
         }
         GuestVm v = vm.vm();
         try {
@@ -374,7 +390,7 @@ final class DestinationDriver implements IncomingPages {
     /** A fault stream to the source's pager. */
     private GrpcPageFetcher faultStream() throws Exception {
         // Forked context: the stream must outlive the RPC that opens it, whose context is cancelled.
-        return io.grpc.Context.current().fork().call(() -> new GrpcPageFetcher(channels.pager(pagerAddress), token));
+        return io.grpc.Context.current().fork().call(() -> new GrpcPageFetcher(channels.freshPager(pagerAddress), token));
     }
 
     /**
@@ -384,7 +400,7 @@ final class DestinationDriver implements IncomingPages {
      * faults only once it has paused).
      */
     synchronized void armEarly() {
-        channels.pager(pagerAddress).getState(true); // connect now
+        channels.freshPager(pagerAddress).getState(true); // connect now
         armed = new PostcopyPager(live().memory(), vm.vm().trapMissingPages(), live().hashes(),
                 DirtyBitmap.empty(live().memory()), NOT_YET);
     }
@@ -467,6 +483,7 @@ final class DestinationDriver implements IncomingPages {
                 .setDestinationMemoryDigest(Digests.toProto(dest, live().memory().totalPages()));
         boolean verified = !req.hasSourceMemoryDigest() || Digests.fromProto(req.getSourceMemoryDigest()) == dest;
         resp.setMemoryVerified(req.hasSourceMemoryDigest() && verified);
+        digestMatched = req.hasSourceMemoryDigest() && verified;
         if (!machine.verifies()) {
             vm.vm().dirtyTracker().disable(); // tracked for the verification only
         }
@@ -603,6 +620,64 @@ final class DestinationDriver implements IncomingPages {
         return false;
     }
 
+    /**
+     * Called periodically: what happens to this session when its source went silent or vanished. Before the
+     * switchover (RECEIVING, DEVICE_STATE_RECEIVED) a source that is gone leaves a half-received guest that must
+     * never run: FAILED, the VM deleted (a silent source is left to the idle timeout, {@link #checkIdle}). In
+     * POSTCOPY or POSTCOPY_PAUSED a source that is gone took the pages not yet here with it: the guest is lost,
+     * FAILED with DATA_LOSS, and deleted. In VERIFYING the guest runs here with every page and the memory digest
+     * checked: if the source is gone, or silent for {@code timeout}, the guest stays here, FAILED (the comparison
+     * after the resume was not done) and released to RUNNING.
+     */
+    void checkSource(Duration timeout) {
+        DestinationStateMachine.State st;
+        synchronized (this) {
+            st = machine.state();
+        }
+        if (st.isTerminal() || sourceAddress.isEmpty()) {
+            return;
+        }
+        PeerLiveness live = PeerLiveness.probe(channels.redial(sourceAddress));
+        synchronized (this) {
+            st = machine.state();
+            if (st.isTerminal()) {
+                return;
+            }
+            String gone = "the source agent at " + sourceAddress + " is gone (connection refused)";
+            if (st == DestinationStateMachine.State.VERIFYING) {
+                Duration idle = machine.idleFor();
+                if (live != PeerLiveness.GONE && idle.compareTo(timeout) < 0) {
+                    return;
+                }
+                String why = live == PeerLiveness.GONE ? gone
+                        : "the source said nothing for " + ProtoTime.format(idle);
+                failureCode = Status.Code.UNAVAILABLE;
+                machine.failed(why + " while it verified memory; the guest stays here (" + (digestMatched
+                        ? "every page arrived and the memory digest matched" : "the memory digest did NOT match")
+                        + "; the comparison after the resume was not done)");
+                vm.vm().dirtyTracker().disable();
+                vm.hold("", Vm.State.RUNNING);
+                LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, machine.failureReason().orElse(""));
+                return;
+            }
+            if (live != PeerLiveness.GONE) {
+                return;
+            }
+            if (st == DestinationStateMachine.State.POSTCOPY || st == DestinationStateMachine.State.POSTCOPY_PAUSED) {
+                PostcopyPager p = pager;
+                long missing = p == null ? 0 : p.missingPages();
+                failureCode = Status.Code.DATA_LOSS;
+                machine.failed("guest lost: " + gone + " with " + missing + " pages still only there; the guest"
+                        + " cannot run on and is deleted");
+            } else {
+                failureCode = Status.Code.UNAVAILABLE;
+                machine.failed(gone + " before the switchover; the half-received guest is deleted and never runs");
+            }
+            LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, machine.failureReason().orElse(""));
+            discard();
+        }
+    }
+
     synchronized boolean isTerminal() {
         return machine.isTerminal();
     }
@@ -614,7 +689,8 @@ final class DestinationDriver implements IncomingPages {
                 .setMode(machine.accepted().getMode()).setCreateTime(ProtoTime.toProto(machine.createTime()));
         machine.endTime().ifPresent(t -> b.setEndTime(ProtoTime.toProto(t)));
         machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
-                .setCode(machine.state() == DestinationStateMachine.State.ABORTED ? Status.Code.CANCELLED.value()
+                .setCode(failureCode != null ? failureCode.value()
+                        : machine.state() == DestinationStateMachine.State.ABORTED ? Status.Code.CANCELLED.value()
                         : Status.Code.ABORTED.value()).setMessage(r)));
         return b.build();
     }

@@ -391,6 +391,11 @@ public final class DestinationStateMachine {
         return true;
     }
 
+    /** Time since the last call or page from the source. */
+    public Duration idleFor() {
+        return ProtoTime.between(lastActivity, clock.instant());
+    }
+
     // ---------------------------------------------------------------------------------------------- output
 
     /** What arrived so far (bytes_remaining: memory not yet received, an estimate since pages may repeat). */

@@ -3,9 +3,10 @@ package dev.ferry.control.migration;
 import java.util.Locale;
 
 /**
- * Faults a source agent injects into its outgoing migrations on purpose, to prove that verification catches them.
- * For tests and demos only: an agent injects one only when started with {@code ferry agent --inject-fault NAME},
- * and never into its own warm-up migrations.
+ * Faults an agent injects into its migrations on purpose, to prove that verification and the error paths catch
+ * them. For tests and demos only: an agent injects one only when started with {@code ferry agent --inject-fault
+ * NAME}, and never into its own warm-up migrations. {@link #DROP_DIRTY_PAGE} acts where the agent is the source,
+ * {@link #REFUSE_DEVICE_STATE} where it is the destination.
  */
 public enum FaultInjection {
     /** Nothing injected: what every production agent runs. */
@@ -19,7 +20,13 @@ public enum FaultInjection {
      * nor discarded, so the destination keeps its stale precopy copy. Mode POSTCOPY: the last page holding data is
      * left out of the push list, so the destination fills it with zeros.
      */
-    DROP_DIRTY_PAGE;
+    DROP_DIRTY_PAGE,
+
+    /**
+     * The destination refuses every incoming device-state stream with FAILED_PRECONDITION, as a destination whose
+     * device models cannot take the source's state would: the source must take its paused guest back.
+     */
+    REFUSE_DEVICE_STATE;
 
     /** The CLI name: lower case with dashes, e.g. {@code drop-dirty-page}. */
     public String cliName() {
@@ -33,6 +40,6 @@ public enum FaultInjection {
                 return f;
             }
         }
-        throw new IllegalArgumentException("unknown fault '" + s + "'; choose one of: none, drop-dirty-page");
+        throw new IllegalArgumentException("unknown fault '" + s + "'; choose one of: none, drop-dirty-page, refuse-device-state");
     }
 }

@@ -126,7 +126,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault,
-                    m.protocolVersion);
+                    m.protocolVersion, m.hold);
             job.limitedBy(ticket, m.limiter.limits().whenBusy() == MigrationLimiter.WhenBusy.QUEUE);
             m.outgoing.put(name, job);
             Runnable body;
@@ -303,6 +303,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     public void negotiateMigration(NegotiateMigrationRequest req, StreamObserver<NegotiateMigrationResponse> out) {
         Calls.unary(out, () -> {
             MigrationRequests.check(req);
+            m.hold.reached(FaultHold.Point.NEGOTIATE, req.getMigration());
             if (m.incoming.containsKey(req.getMigration()) || m.outgoing.containsKey(req.getMigration())) {
                 throw Status.ALREADY_EXISTS.withDescription(req.getMigration() + " already exists on this agent")
                         .asRuntimeException();
@@ -381,7 +382,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             String token = SessionTokens.newToken();
             DestinationDriver s = new DestinationDriver(req.getMigration(), token, req.getSourceAddress(),
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
-                    new DestinationStateMachine(accepted, InstantSource.system()));
+                    new DestinationStateMachine(accepted, m.peerTimeout, InstantSource.system()),
+                    req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault);
             if (accepted.getMode() == MigrationMode.POSTCOPY) {
                 try {
                     s.armEarly();

@@ -46,6 +46,12 @@ public final class MigrationServices implements AgentServices {
     final int protocolVersion;
     /** --max-outgoing-migrations, --max-incoming-migrations, --when-busy. */
     final MigrationLimiter limiter;
+    /** Incoming migrations noted on disk while they run, for a restart after a crash to report. */
+    final IncomingMarkers markers;
+    /** Where migrations are held for a test to inject a fault; NONE on every production agent. */
+    final FaultHold hold;
+    /** How long a peer agent may stay silent before an incoming session gives up on it. */
+    final java.time.Duration peerTimeout;
 
     public MigrationServices(Agent agent) {
         this(agent, io.opentelemetry.api.OpenTelemetry.noop());
@@ -70,7 +76,37 @@ public final class MigrationServices implements AgentServices {
     /** As above, with the agent's limits on concurrent migrations. */
     public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
             int protocolVersion, MigrationLimiter.Limits limits) {
+        this(agent, telemetry, fault, protocolVersion, limits, FaultHold.NONE,
+                DestinationStateMachine.DEFAULT_IDLE_TIMEOUT, null);
+    }
+
+    /**
+     * As above with the default limits, holding migrations at {@code hold} (tests only), and giving up on a peer
+     * agent that stays silent for {@code peerTimeout} (an incoming session before the switchover, or verifying):
+     * tests shorten it.
+     */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
+            int protocolVersion, FaultHold hold, java.time.Duration peerTimeout) {
+        this(agent, telemetry, fault, protocolVersion, MigrationLimiter.Limits.DEFAULT, hold, peerTimeout, null);
+    }
+
+    /**
+     * The agent's migration services: its limits on concurrent migrations, the test-only {@code hold}, the
+     * {@code peerTimeout}, and each incoming migration noted in {@code stateDir} (null: nowhere) while it runs, so
+     * a restart after a crash reports the migrations that died with the previous process (see
+     * {@link IncomingMarkers}).
+     */
+    public MigrationServices(Agent agent, io.opentelemetry.api.OpenTelemetry telemetry, FaultInjection fault,
+            int protocolVersion, MigrationLimiter.Limits limits, FaultHold hold, java.time.Duration peerTimeout,
+            java.nio.file.Path stateDir) {
         this.limiter = new MigrationLimiter(limits);
+        this.markers = new IncomingMarkers(stateDir);
+        markers.reportLeftovers();
+        this.hold = java.util.Objects.requireNonNull(hold, "hold");
+        if (peerTimeout.isNegative() || peerTimeout.isZero()) {
+            throw new IllegalArgumentException("peer timeout must be positive");
+        }
+        this.peerTimeout = peerTimeout;
         this.protocolVersion = ProtocolVersion.requireSpeakable(protocolVersion);
         this.agent = agent;
         this.channels = new Channels(agent.security());
@@ -78,7 +114,9 @@ public final class MigrationServices implements AgentServices {
         this.metrics = new MigrationMetrics(telemetry,
                 () -> outgoing.values().stream().filter(o -> !o.isTerminal()).count(),
                 () -> incoming.values().stream().filter(i -> !i.isTerminal()).count());
-        janitor.scheduleWithFixedDelay(this::discardIdleSessions, 5, 5, TimeUnit.SECONDS);
+        // A few checks per timeout, at most every 5 s (each probe of a quiet peer is one health call).
+        long every = Math.max(200, Math.min(5000, peerTimeout.toMillis() / 4));
+        janitor.scheduleWithFixedDelay(this::checkSessions, every, every, TimeUnit.MILLISECONDS);
     }
 
     @Override
@@ -106,6 +144,7 @@ public final class MigrationServices implements AgentServices {
     void addIncoming(DestinationDriver s) {
         incoming.put(s.name, s);
         byToken.put(s.token, s);
+        markers.created(s.name, s.sourceAddress, s.vmName());
     }
 
     /** Migration modes offered for guests of {@code backend}: postcopy needs userfaultfd. */
@@ -126,16 +165,33 @@ public final class MigrationServices implements AgentServices {
         return all;
     }
 
-    private void discardIdleSessions() {
+    /**
+     * Incoming sessions whose source went silent or vanished are ended (see {@link DestinationDriver#checkSource});
+     * outgoing migrations paused in postcopy learn whether their destination is gone ({@link
+     * SourceDriver#checkDestination}).
+     */
+    private void checkSessions() {
+        for (SourceDriver o : outgoing.values()) {
+            try {
+                o.checkDestination();
+            } catch (RuntimeException e) {
+                System.getLogger(MigrationServices.class.getName()).log(System.Logger.Level.WARNING,
+                        "destination check of " + o.name, e);
+            }
+        }
         for (DestinationDriver s : incoming.values()) {
             try {
-                s.checkIdle();
+                if (!s.checkIdle()) {
+                    s.checkSource(peerTimeout);
+                }
             } catch (RuntimeException e) {
                 System.getLogger(MigrationServices.class.getName()).log(System.Logger.Level.WARNING,
                         "idle check of " + s.name, e);
             }
             if (s.isTerminal()) {
-                byToken.remove(s.token);
+                if (byToken.remove(s.token) != null) {
+                    markers.ended(s.name);
+                }
                 s.releaseEnded(); // sessions that ended without commit or abort (e.g. no verification)
             }
         }
@@ -168,6 +224,7 @@ public final class MigrationServices implements AgentServices {
     @Override
     public void close() {
         janitor.shutdownNow();
+        incoming.keySet().forEach(markers::ended); // a clean stop: nothing was lost unseen
         for (SourceDriver m : outgoing.values()) {
             try {
                 m.cancel(java.time.Duration.ofSeconds(5));

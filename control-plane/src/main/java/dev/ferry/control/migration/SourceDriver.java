@@ -86,12 +86,14 @@ final class SourceDriver implements Runnable {
     private String destinationBusy = ""; // guarded by this: why QUEUED after the destination refused at its limit
     private static final long BUSY_RETRY_FIRST_MS = 200;
     private static final long BUSY_RETRY_MAX_MS = 5000;
+    private final FaultHold hold; // tests only: where this migration waits for a fault to be injected
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
             ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault,
-            int protocolVersion) {
+            int protocolVersion, FaultHold hold) {
         this.protocolVersion = protocolVersion;
+        this.hold = hold;
         this.name = name;
         this.fault = fault;
         this.metrics = metrics;
@@ -257,6 +259,7 @@ final class SourceDriver implements Runnable {
             ask.setProtocolVersion(protocolVersion);
         }
         NegotiateMigrationRequest req = ask.build();
+        channels.fresh(destination);
         NegotiateMigrationResponse resp;
         try {
             resp = cancellable(() -> control().negotiateMigration(req));
@@ -311,11 +314,11 @@ final class SourceDriver implements Runnable {
     private List<String> dataAddresses;
 
     private List<io.grpc.ManagedChannel> dataChannels(List<String> addresses) {
-        // Stream i goes to address i mod n, each on its own connection (see Channels#data).
+        // Stream i goes to address i mod n, each on its own connection (see Channels#data), connected afresh (Channels#fresh).
         int streams = accepted.getDataStreamCount();
         List<io.grpc.ManagedChannel> perStream = new java.util.ArrayList<>(streams);
         for (int i = 0; i < streams; i++) {
-            perStream.add(channels.data(addresses.get(i % addresses.size()), i / addresses.size()));
+            perStream.add(channels.freshData(addresses.get(i % addresses.size()), i / addresses.size()));
         }
         return perStream;
     }
@@ -407,6 +410,7 @@ final class SourceDriver implements Runnable {
                     machine.stopAndCopyStarted();
                     changed();
                 }
+                hold.reached(FaultHold.Point.STOP_AND_COPY, name);
                 pages.or(log.fetchAndClear());
                 steps.harvested();
                 if (fault == FaultInjection.DROP_DIRTY_PAGE) {
@@ -419,6 +423,7 @@ final class SourceDriver implements Runnable {
                     machine.deviceStateStarted();
                     changed();
                 }
+                hold.reached(FaultHold.Point.DEVICE_STATE, name);
                 long deviceBytes = sendDeviceState(v.saveState(), steps);
                 // Always sent: the destination refuses to run a guest without the digest of what it was sent
                 // (transfer integrity); verify_memory only decides the comparison after the resume.
@@ -520,6 +525,7 @@ final class SourceDriver implements Runnable {
                 }
                 changed();
             }
+            hold.reached(FaultHold.Point.DEVICE_STATE, name);
             long deviceBytes = sendDeviceState(v.saveState(), steps);
             synchronized (this) {
                 machine.deviceStateSent(deviceBytes);
@@ -647,6 +653,7 @@ final class SourceDriver implements Runnable {
                 return machine.phase() == Migration.Phase.COMPLETED;
             }
         }
+        hold.reached(FaultHold.Point.COMPLETING, name);
         GuestVm v = vm.vm();
         dev.ferry.memory.GuestMemory mem = v.memory();
         MemoryVerification result;
@@ -668,7 +675,9 @@ final class SourceDriver implements Runnable {
             result = new MemoryVerification(r.getPagesCompared(), written.count(),
                     Math.max(mine.sums().length, differing.size()), differing.size());
         } catch (RuntimeException e) {
-            undecided(codeOf(e), "memory verification could not be done: " + describe(e));
+            if (!takeBackFromVanishedDestination("memory verification could not be done: " + describe(e))) {
+                undecided(codeOf(e), "memory verification could not be done: " + describe(e));
+            }
             return false;
         }
         SourceStateMachine.Verdict verdict;
@@ -681,8 +690,10 @@ final class SourceDriver implements Runnable {
                 retried(() -> control().commitIncomingMigration(dev.ferry.v1.CommitIncomingMigrationRequest.newBuilder()
                         .setMigration(name).build()));
             } catch (RuntimeException e) {
-                undecided(codeOf(e), "memory verified, but the destination did not confirm it keeps the VM: "
-                        + describe(e));
+                String why = "memory verified, but the destination did not confirm it keeps the VM: " + describe(e);
+                if (!takeBackFromVanishedDestination(why)) {
+                    undecided(codeOf(e), why);
+                }
                 return false;
             }
             release.run();
@@ -718,6 +729,90 @@ final class SourceDriver implements Runnable {
         }
         vm.hold("", Vm.State.RUNNING);
         return false;
+    }
+
+    /**
+     * In VERIFYING, when the destination stopped answering: if its agent is gone (nothing listens at its control
+     * address), the guest it ran went with it, and our paused copy, the guest as it was at the switchover, is the
+     * only one left: it runs again here, FAILED with UNAVAILABLE. Returns false (nothing done) while the
+     * destination may still be there.
+     */
+    private boolean takeBackFromVanishedDestination(String cause) {
+        if (PeerLiveness.probe(channels.redial(destination)) != PeerLiveness.GONE) {
+            return false;
+        }
+        String reason = "the destination agent at " + destination + " is gone (connection refused) while the source"
+                + " verified its memory (" + cause + "); the guest runs on the source again from the switchover point";
+        synchronized (this) {
+            if (!machine.isTerminal()) {
+                machine.failed(Status.Code.UNAVAILABLE, reason);
+            }
+            changed();
+        }
+        LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, reason);
+        GuestVm v = vm.vm();
+        v.dirtyTracker().disable();
+        if (paused) {
+            v.resume();
+            paused = false;
+        }
+        vm.hold("", Vm.State.RUNNING);
+        return true;
+    }
+
+    /**
+     * Called periodically. In POSTCOPY_PAUSED the guest runs (or waits for pages) on the destination: if that
+     * agent is gone (connection refused), or answers but no longer knows the session (it restarted), the guest is
+     * lost; nothing can bring it back, and the migration ends FAILED with DATA_LOSS. Our paused copy stays, as it
+     * was at the switchover, for the operator (it is stale: the guest ran on after it). An unreachable destination
+     * may come back: the migration stays paused for ResumeMigration.
+     */
+    void checkDestination() {
+        synchronized (this) {
+            if (machine.phase() != Migration.Phase.POSTCOPY_PAUSED || resuming) {
+                return;
+            }
+        }
+        PeerLiveness live = PeerLiveness.probe(channels.redial(destination));
+        String why = null;
+        if (live == PeerLiveness.GONE) {
+            why = "the destination agent at " + destination + " is gone (connection refused)";
+        } else if (live == PeerLiveness.ALIVE && !destinationKnowsSession()) {
+            why = "the destination agent at " + destination + " no longer knows the migration (it restarted)";
+        }
+        if (why == null) {
+            return;
+        }
+        String reason = "guest lost: " + why + " after the guest resumed there in postcopy; what it wrote there is"
+                + " gone. The source keeps its paused copy as of the switchover (stale)";
+        synchronized (this) {
+            if (machine.phase() != Migration.Phase.POSTCOPY_PAUSED || resuming) {
+                return;
+            }
+            machine.failed(Status.Code.DATA_LOSS, reason);
+            changed();
+        }
+        LOG.log(System.Logger.Level.ERROR, "{0}: {1}", name, reason);
+        MemoryPageSource source = postcopySource;
+        pagers.remove(token);
+        if (source != null) {
+            source.close();
+        }
+        vm.hold("", Vm.State.PAUSED);
+    }
+
+    /**
+     * A side-effect-free session probe: VerifyIncomingMigration is refused outside VERIFYING without any change,
+     * and an unknown session is UNAUTHENTICATED before anything else is looked at.
+     */
+    private boolean destinationKnowsSession() {
+        try {
+            control().withDeadlineAfter(5, TimeUnit.SECONDS).verifyIncomingMigration(
+                    dev.ferry.v1.VerifyIncomingMigrationRequest.newBuilder().setMigration(name).build());
+            return true;
+        } catch (StatusRuntimeException e) {
+            return e.getStatus().getCode() != Status.Code.UNAUTHENTICATED;
+        }
     }
 
     /** The destination and the source did not agree where the VM lives: both keep what they have. */
@@ -837,6 +932,7 @@ final class SourceDriver implements Runnable {
     private void runResume() {
         GuestVm v = vm.vm();
         try {
+            channels.fresh(destination); // the cut left it failing calls at once: connect first
             dev.ferry.v1.ResumeIncomingMigrationResponse r = control().resumeIncomingMigration(
                     dev.ferry.v1.ResumeIncomingMigrationRequest.newBuilder().setMigration(name)
                             .setPostcopyPagerAddress(pagerAddress).build());
@@ -999,7 +1095,7 @@ final class SourceDriver implements Runnable {
             return p.status().getCode();
         }
         if (t instanceof StatusRuntimeException s) {
-            return s.getStatus().getCode();
+            return dev.ferry.dataplane.PageTransferException.linkLoss(s.getStatus()).getCode();
         }
         if (t.getCause() instanceof StatusRuntimeException s) { // SwitchoverRefused
             return s.getStatus().getCode();
@@ -1018,7 +1114,8 @@ final class SourceDriver implements Runnable {
             return "page transfer failed: " + p.status().getCode() + ": " + p.status().getDescription();
         }
         if (t instanceof StatusRuntimeException s) {
-            return s.getStatus().getCode() + ": " + s.getStatus().getDescription();
+            Status st = dev.ferry.dataplane.PageTransferException.linkLoss(s.getStatus());
+            return st.getCode() + ": " + st.getDescription();
         }
         return t.getClass().getSimpleName() + ": " + t.getMessage();
     }
