@@ -750,13 +750,7 @@ final class SourceDriver implements Runnable {
             changed();
         }
         LOG.log(System.Logger.Level.WARNING, "{0}: {1}", name, reason);
-        GuestVm v = vm.vm();
-        v.dirtyTracker().disable();
-        if (paused) {
-            v.resume();
-            paused = false;
-        }
-        vm.hold("", Vm.State.RUNNING);
+        runGuestHereAgain();
         return true;
     }
 
@@ -1057,6 +1051,11 @@ final class SourceDriver implements Runnable {
             logFailure(name + ": " + reason, t);
         }
         abortDestination(reason);
+        runGuestHereAgain();
+    }
+
+    /** The guest is ours again: dirty tracking off, vCPUs running if we paused them, the VM released. */
+    private void runGuestHereAgain() {
         GuestVm v = vm.vm();
         v.dirtyTracker().disable();
         if (paused) {
