@@ -39,9 +39,10 @@ class CrossBackendTest {
             assertTrue(Agents.vms(dst).listVms(ListVmsRequest.getDefaultInstance()).getVmsList().isEmpty(),
                     "the destination allocated nothing");
             Agents.assertGuestRunsIntact(src, vm);
-            assertEquals(dev.ferry.v1.Migration.Phase.FAILED, Agents.migrations(src).getMigration(
-                    dev.ferry.v1.GetMigrationRequest.newBuilder().setName("migrations/x").build()).getPhase(),
-                    "the refused migration is recorded as FAILED");
+            // As migration_service.proto says: no migration resource is kept when CreateMigration fails.
+            StatusRuntimeException none = assertThrows(StatusRuntimeException.class, () -> Agents.migrations(src)
+                    .getMigration(dev.ferry.v1.GetMigrationRequest.newBuilder().setName("migrations/x").build()));
+            assertEquals(Status.Code.NOT_FOUND, none.getStatus().getCode());
         }
     }
 }
