@@ -200,7 +200,9 @@ public final class MigrationServices implements AgentServices {
     }
 
     /** Finished migrations kept per role for Get/List/WatchMigration; older ones are forgotten, oldest end first. */
-    static final int KEPT_FINISHED = 1000;
+    /** Soaks set it low, so that the kept history is full early and heap growth after it means a leak. */
+    public static final String KEPT_FINISHED_PROPERTY = "ferry.keptFinishedMigrations";
+    static final int KEPT_FINISHED = Integer.getInteger(KEPT_FINISHED_PROPERTY, 1000);
 
     private static <T> void forgetOldest(ConcurrentMap<String, T> all, java.util.function.Predicate<T> ended,
             java.util.function.Function<T, dev.ferry.v1.Migration> snapshot) {
