@@ -10,6 +10,7 @@ import io.grpc.ServerInterceptor;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Function;
@@ -77,6 +78,9 @@ public final class CallTimeouts implements ServerInterceptor {
         private final String method;
         private volatile long lastMessage = System.nanoTime();
         private volatile boolean done; // half-closed or ended: nothing more to wait for
+        // The armed check, cancelled when the stream is done: a check left to fire would keep the call, its handler
+        // and whatever that holds (a migration's session, a VM) alive for the whole limit after the stream ended.
+        private volatile ScheduledFuture<?> pending;
 
         Silence(SerializedCall<?, ?> call, Context.CancellableContext ctx, Duration limit, String method) {
             this.call = call;
@@ -86,7 +90,22 @@ public final class CallTimeouts implements ServerInterceptor {
         }
 
         void arm() {
-            timer.schedule(this, limitNanos, TimeUnit.NANOSECONDS);
+            armIn(limitNanos);
+        }
+
+        private void armIn(long nanos) {
+            pending = timer.schedule(this, nanos, TimeUnit.NANOSECONDS);
+            if (done) { // stop() ran between the check and the schedule, and saw the previous future
+                pending.cancel(false);
+            }
+        }
+
+        void stop() {
+            done = true;
+            ScheduledFuture<?> p = pending;
+            if (p != null) {
+                p.cancel(false);
+            }
         }
 
         @Override
@@ -97,7 +116,7 @@ public final class CallTimeouts implements ServerInterceptor {
             // One timer per stream, re-armed for the rest of the gap: no task per message on the page streams.
             long quiet = System.nanoTime() - lastMessage;
             if (quiet < limitNanos) {
-                timer.schedule(this, limitNanos - quiet, TimeUnit.NANOSECONDS);
+                armIn(limitNanos - quiet);
                 return;
             }
             if (call.closeFromEdge(Status.DEADLINE_EXCEEDED.withDescription(String.format(
@@ -133,7 +152,7 @@ public final class CallTimeouts implements ServerInterceptor {
         @Override
         public void onHalfClose() {
             if (silence != null) {
-                silence.done = true;
+                silence.stop();
             }
             super.onHalfClose();
         }
@@ -156,7 +175,7 @@ public final class CallTimeouts implements ServerInterceptor {
 
         private void end() {
             if (silence != null) {
-                silence.done = true;
+                silence.stop();
             }
             ctx.cancel(null);
         }

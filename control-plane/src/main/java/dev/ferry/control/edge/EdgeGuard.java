@@ -4,8 +4,8 @@ import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import java.time.Duration;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import java.util.function.ToIntFunction;
@@ -16,17 +16,29 @@ import java.util.function.ToIntFunction;
  * refusals ({@link RefusalLog}). One per agent; its timer thread ends with {@link #close()}.
  */
 public final class EdgeGuard implements AutoCloseable {
-    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "ferry-edge-timer");
-        t.setDaemon(true);
-        return t;
-    });
+    private final ScheduledThreadPoolExecutor timer = timer();
     private final CallTimeouts timeouts;
     private final RefusalLog refusals;
 
     public EdgeGuard(Duration unaryDeadline, Function<String, Duration> silence, RefusalLog refusals) {
         this.timeouts = new CallTimeouts(unaryDeadline, silence, timer);
         this.refusals = refusals;
+    }
+
+    /** One thread; a cancelled check leaves the queue at once, so ended streams are not kept until it was due. */
+    private static ScheduledThreadPoolExecutor timer() {
+        ScheduledThreadPoolExecutor t = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread thread = new Thread(r, "ferry-edge-timer");
+            thread.setDaemon(true);
+            return thread;
+        });
+        t.setRemoveOnCancelPolicy(true);
+        return t;
+    }
+
+    /** Time limits still waiting to be checked: one per open stream, none for a stream that ended. */
+    int pendingChecks() {
+        return timer.getQueue().size();
     }
 
     /** The agent's defaults ({@link EdgeLimits}), refusals logged to the system logger. */

@@ -170,4 +170,47 @@ class CallTimeoutsTest {
         health.setStatus("", ServingStatus.SERVING);
         assertEquals(ServingStatus.SERVING, watch.next().getStatus(), "the watch is still open");
     }
+
+    @Test
+    void anEndedStreamLeavesNoCheckBehindToHoldIt() throws Exception {
+        try (EdgeGuard patient = new EdgeGuard(LIMIT, m -> Duration.ofHours(1),
+                new RefusalLog(Duration.ofSeconds(10), System::nanoTime, l -> { }))) {
+            ServerServiceDefinition echo = ServerServiceDefinition.builder("test.Slow").addMethod(ECHO,
+                    ServerCalls.asyncBidiStreamingCall(out -> new StreamObserver<byte[]>() {
+                        @Override
+                        public void onNext(byte[] value) {}
+
+                        @Override
+                        public void onError(Throwable t) {}
+
+                        @Override
+                        public void onCompleted() {
+                            out.onCompleted();
+                        }
+                    })).addMethod(WAIT, ServerCalls.asyncUnaryCall((req, out) -> out.onCompleted())).build();
+            String name = InProcessServerBuilder.generateName();
+            Server s = InProcessServerBuilder.forName(name).addService(patient.guard(echo, m -> 1 << 20)).build().start();
+            ManagedChannel c = InProcessChannelBuilder.forName(name).build();
+            try {
+                for (int i = 0; i < 3; i++) {
+                    CompletableFuture<Status> end = new CompletableFuture<>();
+                    ClientCall<byte[], byte[]> call = c.newCall(ECHO, CallOptions.DEFAULT);
+                    call.start(new ClientCall.Listener<>() {
+                        @Override
+                        public void onClose(Status status, io.grpc.Metadata trailers) {
+                            end.complete(status);
+                        }
+                    }, new io.grpc.Metadata());
+                    call.sendMessage(new byte[] {1});
+                    call.halfClose();
+                    assertEquals(Status.Code.OK, end.get(10, TimeUnit.SECONDS).getCode());
+                }
+                // Before the fix each ended stream's hour-long check stayed queued, holding the call and its handler.
+                assertEquals(0, patient.pendingChecks(), "checks left for ended streams");
+            } finally {
+                c.shutdownNow();
+                s.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
+            }
+        }
+    }
 }
