@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.control.client.ReadRetries;
 import dev.ferry.security.TlsOptions;
 import io.grpc.ManagedChannel;
 import java.util.function.Function;
@@ -21,7 +22,7 @@ final class AgentTarget {
     <T> T call(Function<ManagedChannel, T> body) {
         ManagedChannel ch;
         try {
-            ch = tls.open().channelBuilder(agent).build();
+            ch = ReadRetries.apply(tls.open().channelBuilder(agent)).build();
         } catch (java.io.IOException e) {
             throw new IllegalArgumentException(e.getMessage(), e);
         }

@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.control.client.ReadRetries;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.util.JsonFormat;
 import dev.ferry.control.vm.VmProtos;
@@ -55,7 +56,7 @@ final class MigrationCommand {
 
         private ManagedChannel dial() {
             try {
-                return tls.open().channelBuilder(agent).build();
+                return ReadRetries.apply(tls.open().channelBuilder(agent)).build();
             } catch (java.io.IOException e) {
                 throw new IllegalArgumentException(e.getMessage(), e);
             }

@@ -165,7 +165,8 @@ public final class AgentProcess implements AutoCloseable {
     /** A channel to the agent's control listener (created once), as the client given at start. */
     public synchronized ManagedChannel channel() {
         if (channel == null) {
-            channel = client.channelBuilder(control).maxInboundMessageSize(16 << 20).build();
+            channel = dev.ferry.control.client.ReadRetries.apply(client.channelBuilder(control)).maxInboundMessageSize(16 << 20)
+                    .build();
         }
         return channel;
     }

@@ -1,5 +1,6 @@
 package dev.ferry.control.migration;
 
+import dev.ferry.control.client.ReadRetries;
 import dev.ferry.control.grpc.FaultTransport;
 import dev.ferry.security.TransportSecurity;
 import io.grpc.ManagedChannel;
@@ -35,7 +36,7 @@ final class Channels implements AutoCloseable {
     }
 
     ManagedChannel get(String address) {
-        return channels.computeIfAbsent(address, a -> security.channelBuilder(a)
+        return channels.computeIfAbsent(address, a -> ReadRetries.apply(security.channelBuilder(a))
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
