@@ -69,6 +69,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--after", defaultValue = "1s", description = "How long to watch the guest on the destination (default ${DEFAULT-VALUE}).")
     String after;
 
+    @Option(names = "--auto-converge", description = "Policy: throttle the guest's vCPUs while it dirties memory"
+            + " faster than precopy sends it.")
+    boolean autoConverge;
+
     @Option(names = "--json", description = "Print the result as one JSON object on the last line.")
     boolean json;
 
@@ -157,7 +161,8 @@ final class DemoCommand implements Callable<Integer> {
             var migrations = MigrationServiceGrpc.newBlockingStub(src.channel());
             MigrationPolicy policy = MigrationPolicy.newBuilder()
                     .setMaxDowntime(dev.ferry.control.vm.VmProtos.duration(Durations.parse(maxDowntime).toNanos()))
-                    .setDataStreams(streams).setBandwidthLimitBytesPerSecond(bandwidth.bytes()).build();
+                    .setDataStreams(streams).setBandwidthLimitBytesPerSecond(bandwidth.bytes())
+                    .setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(autoConverge)).build();
             Migration created = migrations.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("demo")
                     .setMigration(Migration.newBuilder().setVm(vm.getName()).setDestinationAddress(dst.controlAddress())
                             .setMode(m).setPolicy(policy)).build());
@@ -191,6 +196,7 @@ final class DemoCommand implements Callable<Integer> {
             o.put("transferred_bytes", st.getTransferredBytes());
             o.put("zero_pages", result.getProgress().getZeroPages());
             o.put("rounds", st.getRounds());
+            o.put("max_cpu_throttle_percent", st.getMaxCpuThrottlePercent());
             o.put("throughput_mib_s", Math.round(st.getThroughputBytesPerSecond() / 1048576.0 * 10) / 10.0);
             o.put("device_state_bytes", st.getDeviceStateBytes());
             o.put("memory_digest_verified", st.getMemoryVerified());

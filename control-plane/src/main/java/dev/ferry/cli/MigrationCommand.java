@@ -149,6 +149,9 @@ final class MigrationCommand {
         if (p.hasExpectedDowntime() && m.getPhase() == Migration.Phase.PRECOPY) {
             extra.append(String.format("  downtime if paused now %d ms", VmProtos.toJava(p.getExpectedDowntime()).toMillis()));
         }
+        if (p.getCpuThrottlePercent() > 0) {
+            extra.append(String.format("  guest throttled %d %%", p.getCpuThrottlePercent()));
+        }
         if (p.getPostcopyPageFaults() > 0) {
             extra.append(String.format("  %d faults", p.getPostcopyPageFaults()));
         }
@@ -189,10 +192,17 @@ final class MigrationCommand {
         @Option(names = "--watch", description = "Follow the migration until it ends; exit 0 only if it completed.")
         boolean watch;
 
+        @Option(names = "--auto-converge", description = "Throttle the guest's vCPUs while it dirties memory faster"
+                + " than precopy sends it (policy.auto_converge, the agent's default percentages).")
+        boolean autoConverge;
+
         @Override
         public Integer call() throws Exception {
             MigrationPolicy.Builder policy = MigrationPolicy.newBuilder()
                     .setBandwidthLimitBytesPerSecond(bandwidth.bytes()).setDataStreams(streams);
+            if (autoConverge) {
+                policy.setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true));
+            }
             if (maxDowntime != null) {
                 policy.setMaxDowntime(VmProtos.duration(Durations.parse(maxDowntime).toNanos()));
             }

@@ -27,6 +27,7 @@ import java.util.Objects;
  * @param onNoConvergence               CONTINUE, FAIL or SWITCH_TO_POSTCOPY (only for HYBRID); never UNSPECIFIED:
  *                                      that resolves to SWITCH_TO_POSTCOPY for HYBRID and FAIL otherwise
  * @param verifyMemory                  whether to verify a memory digest; default true
+ * @param autoConverge                  CPU throttling of a guest that outpaces precopy; default off
  */
 public record ConvergencePolicy(
         MigrationMode mode,
@@ -36,7 +37,59 @@ public record ConvergencePolicy(
         Duration maxTotalTime,
         int dataStreams,
         NoConvergenceAction onNoConvergence,
-        boolean verifyMemory) {
+        boolean verifyMemory,
+        AutoConverge autoConverge) {
+
+    /**
+     * Auto-converge with its defaults filled in (see the proto's AutoConverge).
+     *
+     * @param enabled          whether precopy may throttle the guest at all
+     * @param initialPercent   first throttle, 1 to 99
+     * @param incrementPercent step between throttles, 1 to 99
+     * @param maxPercent       highest throttle, initialPercent to 99
+     */
+    public record AutoConverge(boolean enabled, int initialPercent, int incrementPercent, int maxPercent) {
+        public static final AutoConverge OFF = new AutoConverge(false, 20, 10, 99);
+
+        public AutoConverge {
+            check("initial_percent", initialPercent);
+            check("increment_percent", incrementPercent);
+            check("max_percent", maxPercent);
+            if (maxPercent < initialPercent) {
+                throw new IllegalArgumentException("auto_converge.max_percent " + maxPercent
+                        + " is below initial_percent " + initialPercent);
+            }
+        }
+
+        private static void check(String field, int percent) {
+            if (percent < 1 || percent > 99) {
+                throw new IllegalArgumentException("auto_converge." + field + " must be 1 to 99, not "
+                        + Integer.toUnsignedString(percent));
+            }
+        }
+
+        static AutoConverge of(dev.ferry.v1.AutoConverge p) {
+            if (!p.getEnabled()) {
+                if (!p.equals(dev.ferry.v1.AutoConverge.getDefaultInstance())) {
+                    // Percentages without enabled would be silently ignored: say so instead.
+                    throw new IllegalArgumentException("auto_converge sets percentages but not enabled");
+                }
+                return OFF;
+            }
+            return new AutoConverge(true, orDefault(p.getInitialPercent(), OFF.initialPercent),
+                    orDefault(p.getIncrementPercent(), OFF.incrementPercent), orDefault(p.getMaxPercent(), OFF.maxPercent));
+        }
+
+        private static int orDefault(int v, int dflt) {
+            return v == 0 ? dflt : v;
+        }
+
+        dev.ferry.v1.AutoConverge toProto() {
+            return enabled ? dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true).setInitialPercent(initialPercent)
+                    .setIncrementPercent(incrementPercent).setMaxPercent(maxPercent).build()
+                    : dev.ferry.v1.AutoConverge.getDefaultInstance();
+        }
+    }
 
     public static final long DEFAULT_MAX_DOWNTIME_MILLIS = 300;
     public static final Duration DEFAULT_MAX_DOWNTIME = Duration.ofMillis(DEFAULT_MAX_DOWNTIME_MILLIS);
@@ -49,6 +102,10 @@ public record ConvergencePolicy(
         Objects.requireNonNull(maxDowntime, "maxDowntime");
         Objects.requireNonNull(maxTotalTime, "maxTotalTime");
         Objects.requireNonNull(onNoConvergence, "onNoConvergence");
+        Objects.requireNonNull(autoConverge, "autoConverge");
+        if (autoConverge.enabled() && mode == MigrationMode.POSTCOPY) {
+            throw new IllegalArgumentException("auto_converge throttles precopy; mode POSTCOPY has none");
+        }
         if (mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED || mode == MigrationMode.UNRECOGNIZED) {
             throw new IllegalArgumentException("mode must be PRECOPY, POSTCOPY or HYBRID, not " + mode);
         }
@@ -119,7 +176,7 @@ public record ConvergencePolicy(
         }
         boolean verify = !p.hasVerifyMemory() || p.getVerifyMemory();
         return new ConvergencePolicy(m, maxDowntime, p.getBandwidthLimitBytesPerSecond(), maxRounds, maxTotalTime,
-                dataStreams, action, verify);
+                dataStreams, action, verify, AutoConverge.of(p.getAutoConverge()));
     }
 
     /** Whether a total-time limit is set. */
@@ -151,6 +208,9 @@ public record ConvergencePolicy(
                 .setVerifyMemory(verifyMemory);
         if (hasTotalTimeLimit()) {
             b.setMaxTotalTime(ProtoTime.toProto(maxTotalTime));
+        }
+        if (autoConverge.enabled()) {
+            b.setAutoConverge(autoConverge.toProto());
         }
         return b.build();
     }

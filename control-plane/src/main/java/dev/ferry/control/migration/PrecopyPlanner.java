@@ -51,6 +51,12 @@ import java.util.Optional;
  *   <li>Otherwise CONTINUE_PRECOPY.</li>
  * </ol>
  *
+ * <h2>Auto-converge (when the policy enables it)</h2>
+ * A round in which the guest dirtied more than half of the bytes the round sent is a "hot" round (QEMU's
+ * rule). After two hot rounds in a row the throttle rises: to the initial percentage, then by the increment, up to
+ * the maximum ({@link Estimates#throttlePercent()}; the caller applies it to the vCPUs). While it can still rise,
+ * stalled rounds do not count as not converging: throttling is still working on them.
+ *
  * <p>Not thread-safe: owned by one {@link SourceStateMachine}, whose caller serializes events.
  */
 public final class PrecopyPlanner {
@@ -104,10 +110,16 @@ public final class PrecopyPlanner {
      * @param bytesRemaining              page bytes dirtied during the last round
      * @param expectedDowntime            see the class comment; empty while unknown
      * @param stalledRounds               consecutive stalled rounds ending with the last one
+     * @param throttlePercent             auto-converge's CPU throttle for the next round, 0 to 99
      */
     public record Estimates(long dirtyRateBytesPerSecond, long transferRateBytesPerSecond, long bytesRemaining,
-                            Optional<Duration> expectedDowntime, int stalledRounds) {
-        static final Estimates NONE = new Estimates(0, 0, 0, Optional.empty(), 0);
+                            Optional<Duration> expectedDowntime, int stalledRounds, int throttlePercent) {
+        static final Estimates NONE = new Estimates(0, 0, 0, Optional.empty(), 0, 0);
+
+        public Estimates(long dirtyRateBytesPerSecond, long transferRateBytesPerSecond, long bytesRemaining,
+                Optional<Duration> expectedDowntime, int stalledRounds) {
+            this(dirtyRateBytesPerSecond, transferRateBytesPerSecond, bytesRemaining, expectedDowntime, stalledRounds, 0);
+        }
     }
 
     private final ConvergencePolicy policy;
@@ -120,6 +132,8 @@ public final class PrecopyPlanner {
     /** Smoothed dirty rate in bytes per second; NaN while unknown. */
     private double dirtyRate = Double.NaN;
     private Estimates estimates = Estimates.NONE;
+    private int hotRounds; // consecutive rounds that dirtied more than half of what they sent
+    private int throttle; // percent
 
     public PrecopyPlanner(ConvergencePolicy policy) {
         this(policy, Tuning.DEFAULT);
@@ -168,7 +182,8 @@ public final class PrecopyPlanner {
         long remaining = round.dirtyBytes();
         boolean stalled = transfer > 0 && dirty >= transfer && remaining > 0;
         int stalledRounds = stalled ? estimates.stalledRounds() + 1 : 0;
-        estimates = new Estimates(dirty, transfer, remaining, downtime(remaining, transfer), stalledRounds);
+        throttleAfter(round);
+        estimates = new Estimates(dirty, transfer, remaining, downtime(remaining, transfer), stalledRounds, throttle);
         return estimates;
     }
 
@@ -228,11 +243,29 @@ public final class PrecopyPlanner {
             return "max_total_time " + ProtoTime.format(policy.maxTotalTime()) + " reached ("
                     + ProtoTime.format(sinceCreate) + " since create)";
         }
-        if (tuning.stallRounds() > 0 && estimates.stalledRounds() >= tuning.stallRounds()) {
+        if (tuning.stallRounds() > 0 && estimates.stalledRounds() >= tuning.stallRounds() && !throttleCanRise()) {
             return "the guest dirtied memory at least as fast as it was sent for " + estimates.stalledRounds()
                     + " rounds in a row";
         }
         return null;
+    }
+
+    private void throttleAfter(RoundStats round) {
+        ConvergencePolicy.AutoConverge ac = policy.autoConverge();
+        if (!ac.enabled()) {
+            return;
+        }
+        boolean hot = round.dirtyBytes() * 2 > round.bytesSent();
+        hotRounds = hot ? hotRounds + 1 : 0;
+        if (hotRounds >= 2) {
+            hotRounds = 0;
+            throttle = throttle == 0 ? ac.initialPercent() : Math.min(ac.maxPercent(), throttle + ac.incrementPercent());
+        }
+    }
+
+    /** Whether auto-converge could still slow the guest down further. */
+    private boolean throttleCanRise() {
+        return policy.autoConverge().enabled() && throttle < policy.autoConverge().maxPercent();
     }
 
     /** UpdateMigration changed the cap: estimates from now on use it (0: none). */

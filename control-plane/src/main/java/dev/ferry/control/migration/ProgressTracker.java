@@ -32,6 +32,8 @@ public final class ProgressTracker {
     private long dirtyRate;
     private long transferRate;
     private Duration expectedDowntime;
+    private int throttle; // auto-converge's, percent
+    private int maxThrottle;
     private long faults;
     private Instant lastPageAt;
     private long memoryBytes; // the guest's, once negotiated
@@ -139,6 +141,13 @@ public final class ProgressTracker {
         transferRate = e.transferRateBytesPerSecond();
         bytesRemaining = e.bytesRemaining();
         expectedDowntime = e.expectedDowntime().orElse(null);
+        throttle = e.throttlePercent();
+        maxThrottle = Math.max(maxThrottle, throttle);
+    }
+
+    /** The migration left precopy: auto-converge holds the guest no more. */
+    public void throttleEnded() {
+        throttle = 0;
     }
 
     /** Sets the estimated bytes still to send (all memory before round 1; missing pages in postcopy). */
@@ -195,7 +204,8 @@ public final class ProgressTracker {
                 .setDirtyRateBytesPerSecond(dirtyRate)
                 .setTransferRateBytesPerSecond(transferRate)
                 .setElapsed(ProtoTime.toProto(elapsed))
-                .setPostcopyPageFaults(faults);
+                .setPostcopyPageFaults(faults)
+                .setCpuThrottlePercent(throttle);
         if (expectedDowntime != null) {
             b.setExpectedDowntime(ProtoTime.toProto(expectedDowntime));
         }
@@ -229,7 +239,8 @@ public final class ProgressTracker {
     public MigrationStatistics.Builder statistics(Instant startTime) {
         MigrationStatistics.Builder b = MigrationStatistics.newBuilder()
                 .setTransferredBytes(bytesSent())
-                .setRounds(round);
+                .setRounds(round)
+                .setMaxCpuThrottlePercent(maxThrottle);
         if (startTime != null && lastPageAt != null) {
             long nanos = ProtoTime.between(startTime, lastPageAt).toNanos();
             if (nanos > 0) {

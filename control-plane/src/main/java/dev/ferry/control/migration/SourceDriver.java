@@ -343,7 +343,8 @@ final class SourceDriver implements Runnable {
         DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
         try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
-                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
+                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT);
+                GuestThrottle throttle = new GuestThrottle(v, name)) {
             log.enable();
             log.fetchAndClear(); // from here on, every guest write shows up in the log
             // Round 1: every page that holds data. Pages in the memfd's holes were never written; the
@@ -354,15 +355,23 @@ final class SourceDriver implements Runnable {
                 dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
                 DirtyBitmap next = log.fetchAndClear();
                 Decision d;
+                int throttlePercent;
                 synchronized (this) {
                     machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages() + holes, next.count(),
                             Duration.ofNanos(rs.nanos())));
                     holes = 0;
                     d = machine.decideAfterRound();
+                    throttlePercent = machine.estimates().throttlePercent();
                     changed();
                 }
-                LOG.log(System.Logger.Level.INFO, "{0}: round {1}: {2} pages, {3} zero; {4} dirtied -> {5} in {6} ms", name,
-                        rs.round(), rs.pagesSent(), rs.zeroPages(), next.count(), d.action(), rs.nanos() / 1_000_000);
+                LOG.log(System.Logger.Level.INFO, "{0}: round {1}: {2} pages, {3} zero; {4} dirtied -> {5} in {6} ms{7}",
+                        name, rs.round(), rs.pagesSent(), rs.zeroPages(), next.count(), d.action(),
+                        rs.nanos() / 1_000_000, throttlePercent > 0 ? "; guest throttled " + throttlePercent + " %" : "");
+                if (d.action() == Decision.Action.CONTINUE_PRECOPY) {
+                    throttle.set(throttlePercent);
+                } else {
+                    throttle.close(); // before anything pauses the guest, or gives it back
+                }
                 if (d.action() == Decision.Action.FAIL) {
                     abortDestination(d.reason());
                     log.disable();

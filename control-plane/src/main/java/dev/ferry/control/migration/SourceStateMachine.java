@@ -861,6 +861,9 @@ public final class SourceStateMachine {
     }
 
     private void enter(Phase next, String note) {
+        if (next != PRECOPY) {
+            progress.throttleEnded(); // the driver ends the throttle before it leaves precopy
+        }
         phase = next;
         history.add(new PhaseChange<>(next, clock.instant(), note));
     }

@@ -95,4 +95,24 @@ class ConvergencePolicyTest {
                 () -> ConvergencePolicy.of(MigrationMode.HYBRID, policy.build()));
         assertTrue(e.getMessage().contains(field), e.getMessage());
     }
+
+    @Test
+    void autoConvergeTakesItsDefaultsAndRefusesWhatCannotWork() {
+        ConvergencePolicy on = ConvergencePolicy.of(MigrationMode.PRECOPY, MigrationPolicy.newBuilder()
+                .setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true)).build());
+        assertEquals(new ConvergencePolicy.AutoConverge(true, 20, 10, 99), on.autoConverge());
+        assertEquals(20, on.toProto().getAutoConverge().getInitialPercent());
+        assertFalse(ConvergencePolicy.defaults(MigrationMode.PRECOPY).autoConverge().enabled());
+        for (var bad : java.util.List.of(
+                dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true).setMaxPercent(100),
+                dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true).setInitialPercent(50).setMaxPercent(40),
+                dev.ferry.v1.AutoConverge.newBuilder().setInitialPercent(30))) {
+            assertThrows(IllegalArgumentException.class, () -> ConvergencePolicy.of(
+                    MigrationMode.PRECOPY, MigrationPolicy.newBuilder().setAutoConverge(bad).build()), bad.toString());
+        }
+        IllegalArgumentException postcopy = assertThrows(IllegalArgumentException.class,
+                () -> ConvergencePolicy.of(MigrationMode.POSTCOPY, MigrationPolicy.newBuilder()
+                        .setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true)).build()));
+        assertTrue(postcopy.getMessage().contains("POSTCOPY"), postcopy.getMessage());
+    }
 }

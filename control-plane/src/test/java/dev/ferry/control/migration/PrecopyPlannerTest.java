@@ -317,4 +317,53 @@ class PrecopyPlannerTest {
             }
         }
     }
+
+    private static MigrationPolicy autoConverge(int initial, int increment, int max) {
+        return MigrationPolicy.newBuilder().setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true)
+                .setInitialPercent(initial).setIncrementPercent(increment).setMaxPercent(max)).build();
+    }
+
+    @Test
+    void autoConvergeRaisesTheThrottleAfterEveryTwoHotRoundsUpToItsMaximum() {
+        PrecopyPlanner p = planner(MigrationMode.PRECOPY, autoConverge(20, 30, 75));
+        List<Integer> throttles = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            // 256 MiB sent, 200 MiB dirtied: more than half, a hot round
+            throttles.add(p.recordRound(round(256 * MiB, 200 * MiB, 1000)).throttlePercent());
+        }
+        assertEquals(List.of(0, 20, 20, 50, 50, 75, 75, 75), throttles);
+    }
+
+    @Test
+    void aCoolRoundBreaksTheRunOfHotOnes() {
+        PrecopyPlanner p = planner(MigrationMode.PRECOPY, autoConverge(20, 10, 99));
+        assertEquals(0, p.recordRound(round(256 * MiB, 200 * MiB, 1000)).throttlePercent());
+        assertEquals(0, p.recordRound(round(256 * MiB, 100 * MiB, 1000)).throttlePercent(), "under half: cool");
+        assertEquals(0, p.recordRound(round(256 * MiB, 200 * MiB, 1000)).throttlePercent());
+        assertEquals(20, p.recordRound(round(256 * MiB, 200 * MiB, 1000)).throttlePercent());
+    }
+
+    @Test
+    void withoutAutoConvergeTheThrottleStaysOff() {
+        PrecopyPlanner p = planner(MigrationMode.PRECOPY);
+        for (int i = 0; i < 5; i++) {
+            assertEquals(0, p.recordRound(round(256 * MiB, 250 * MiB, 1000)).throttlePercent());
+        }
+    }
+
+    @Test
+    void stallsDoNotEndPrecopyWhileTheThrottleCanStillRise() {
+        // The guest dirties as fast as the rounds send: a stall every round.
+        java.util.function.IntFunction<RoundStats> stall = i -> round(256 * MiB, 256 * MiB, 1000);
+        List<Decision> plain = runUntilDecided(planner(MigrationMode.PRECOPY), stall);
+        assertEquals(Tuning.DEFAULT_STALL_ROUNDS, plain.size(), "without throttling: three stalls and out");
+
+        PrecopyPlanner throttled = planner(MigrationMode.PRECOPY, autoConverge(20, 40, 99));
+        List<Decision> d = runUntilDecided(throttled, stall);
+        // 0, 20, 20, 60, 60, 99 (max): from then on the stall trigger counts again, three rounds in a row.
+        assertEquals(Action.FAIL, d.get(d.size() - 1).action());
+        assertEquals(99, throttled.estimates().throttlePercent());
+        assertTrue(d.size() > Tuning.DEFAULT_STALL_ROUNDS, "throttling got more rounds: " + d.size());
+        assertTrue(d.get(d.size() - 1).reason().contains("as fast as it was sent"), d.get(d.size() - 1).reason());
+    }
 }
