@@ -36,7 +36,7 @@ import picocli.CommandLine.Option;
 @Command(name = "demo", mixinStandardHelpOptions = true,
         description = "Start two agents on loopback, run a guest on one, migrate it live to the other, verify it.")
 final class DemoCommand implements Callable<Integer> {
-    @Option(names = "--mode", defaultValue = "precopy", description = "precopy (default), postcopy or hybrid.")
+    @Option(names = "--mode", defaultValue = "precopy", description = "precopy (default), postcopy, hybrid or auto.")
     MigrationMode m;
 
     @Option(names = "--memory", defaultValue = "1g", description = "Guest RAM (default ${DEFAULT-VALUE}).")
@@ -197,6 +197,15 @@ final class DemoCommand implements Callable<Integer> {
             o.put("zero_pages", result.getProgress().getZeroPages());
             o.put("rounds", st.getRounds());
             o.put("max_cpu_throttle_percent", st.getMaxCpuThrottlePercent());
+            if (result.hasModeChoice()) {
+                var c = result.getModeChoice();
+                o.put("chosen_mode", c.getMode().name().toLowerCase(Locale.ROOT)
+                        + (c.getAutoConverge() ? "+auto-converge" : ""));
+                o.put("predicted_total_ms", millis(c.getPredictedTotalTime()));
+                o.put("predicted_downtime_ms", millis(c.getPredictedDowntime()));
+                o.put("memory_in_place_ms", inPlaceMillis); // what predicted_total_ms predicts
+                o.put("mode_choice_reason", c.getReason());
+            }
             o.put("throughput_mib_s", Math.round(st.getThroughputBytesPerSecond() / 1048576.0 * 10) / 10.0);
             o.put("device_state_bytes", st.getDeviceStateBytes());
             o.put("memory_digest_verified", st.getMemoryVerified());
@@ -265,6 +274,9 @@ final class DemoCommand implements Callable<Integer> {
         return Math.round((d.getSeconds() * 1e3 + d.getNanos() / 1e6) * 100) / 100.0;
     }
 
+    /** Elapsed since create_time when the migration first reported VERIFYING or COMPLETED; -1 before. */
+    private double inPlaceMillis = -1;
+
     private Migration watch(MigrationServiceGrpc.MigrationServiceBlockingStub stub, String name) {
         Migration last = null;
         try (ProgressBar bar = new ProgressBarBuilder().setTaskName("migrating").setInitialMax(100)
@@ -275,6 +287,10 @@ final class DemoCommand implements Callable<Integer> {
             while (it.hasNext()) {
                 last = it.next();
                 var p = last.getProgress();
+                if (inPlaceMillis < 0 && (last.getPhase() == Migration.Phase.VERIFYING
+                        || last.getPhase() == Migration.Phase.COMPLETED)) {
+                    inPlaceMillis = millis(p.getElapsed()); // the guest runs there with all its memory
+                }
                 long sentMib = p.getBytesSent() >> 20;
                 bar.maxHint(sentMib + (p.getBytesRemaining() >> 20));
                 bar.stepTo(sentMib);

@@ -17,13 +17,14 @@ public final class Main implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
-    /** --mode: precopy, postcopy or hybrid, in any case. */
+    /** --mode: precopy, postcopy, hybrid or auto, in any case. */
     static dev.ferry.v1.MigrationMode mode(String s) {
         return switch (s.toLowerCase(java.util.Locale.ROOT)) {
             case "precopy" -> dev.ferry.v1.MigrationMode.PRECOPY;
             case "postcopy" -> dev.ferry.v1.MigrationMode.POSTCOPY;
             case "hybrid" -> dev.ferry.v1.MigrationMode.HYBRID;
-            default -> throw new IllegalArgumentException("--mode must be precopy, postcopy or hybrid, not " + s);
+            case "auto" -> dev.ferry.v1.MigrationMode.AUTO;
+            default -> throw new IllegalArgumentException("--mode must be precopy, postcopy, hybrid or auto, not " + s);
         };
     }
 

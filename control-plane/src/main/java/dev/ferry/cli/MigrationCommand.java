@@ -177,7 +177,7 @@ final class MigrationCommand {
         @Option(names = "--id", defaultValue = "", description = "Migration ID (default: the agent picks one).")
         String id;
 
-        @Option(names = "--mode", defaultValue = "precopy", description = "precopy, postcopy or hybrid (default ${DEFAULT-VALUE}).")
+        @Option(names = "--mode", defaultValue = "precopy", description = "precopy, postcopy, hybrid or auto (default ${DEFAULT-VALUE}).")
         MigrationMode mode;
 
         @Option(names = "--max-downtime", description = "Most the guest may be paused at switchover, e.g. 50ms (default: the agent's).")

@@ -28,6 +28,8 @@ import java.util.Objects;
  *                                      that resolves to SWITCH_TO_POSTCOPY for HYBRID and FAIL otherwise
  * @param verifyMemory                  whether to verify a memory digest; default true
  * @param autoConverge                  CPU throttling of a guest that outpaces precopy; default off
+ * @param autoMode                      the caller asked for mode AUTO: {@code mode} is HYBRID, and the planner picks
+ *                                      after round 1 ({@link ModePredictor})
  */
 public record ConvergencePolicy(
         MigrationMode mode,
@@ -38,7 +40,8 @@ public record ConvergencePolicy(
         int dataStreams,
         NoConvergenceAction onNoConvergence,
         boolean verifyMemory,
-        AutoConverge autoConverge) {
+        AutoConverge autoConverge,
+        boolean autoMode) {
 
     /**
      * Auto-converge with its defaults filled in (see the proto's AutoConverge).
@@ -50,6 +53,8 @@ public record ConvergencePolicy(
      */
     public record AutoConverge(boolean enabled, int initialPercent, int incrementPercent, int maxPercent) {
         public static final AutoConverge OFF = new AutoConverge(false, 20, 10, 99);
+        /** On, with the defaults (QEMU's cpu-throttle-initial, -increment and max). */
+        public static final AutoConverge DEFAULTS = new AutoConverge(true, 20, 10, 99);
 
         public AutoConverge {
             check("initial_percent", initialPercent);
@@ -76,8 +81,9 @@ public record ConvergencePolicy(
                 }
                 return OFF;
             }
-            return new AutoConverge(true, orDefault(p.getInitialPercent(), OFF.initialPercent),
-                    orDefault(p.getIncrementPercent(), OFF.incrementPercent), orDefault(p.getMaxPercent(), OFF.maxPercent));
+            return new AutoConverge(true, orDefault(p.getInitialPercent(), DEFAULTS.initialPercent),
+                    orDefault(p.getIncrementPercent(), DEFAULTS.incrementPercent),
+                    orDefault(p.getMaxPercent(), DEFAULTS.maxPercent));
         }
 
         private static int orDefault(int v, int dflt) {
@@ -106,8 +112,12 @@ public record ConvergencePolicy(
         if (autoConverge.enabled() && mode == MigrationMode.POSTCOPY) {
             throw new IllegalArgumentException("auto_converge throttles precopy; mode POSTCOPY has none");
         }
-        if (mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED || mode == MigrationMode.UNRECOGNIZED) {
+        if (mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED || mode == MigrationMode.UNRECOGNIZED
+                || mode == MigrationMode.AUTO) {
             throw new IllegalArgumentException("mode must be PRECOPY, POSTCOPY or HYBRID, not " + mode);
+        }
+        if (autoMode && mode != MigrationMode.HYBRID) {
+            throw new IllegalArgumentException("mode AUTO runs as HYBRID, not " + mode);
         }
         if (maxDowntime.isNegative() || maxDowntime.isZero()) {
             throw new IllegalArgumentException("max_downtime must be positive, not " + maxDowntime);
@@ -155,6 +165,10 @@ public record ConvergencePolicy(
         Objects.requireNonNull(mode, "mode");
         MigrationPolicy p = policy == null ? MigrationPolicy.getDefaultInstance() : policy;
         MigrationMode m = mode == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY : mode;
+        boolean auto = m == MigrationMode.AUTO;
+        if (auto) {
+            m = MigrationMode.HYBRID; // it may switch to postcopy: the destination must be ready for it
+        }
 
         Duration maxDowntime = p.hasMaxDowntime()
                 ? ProtoTime.fromProto(p.getMaxDowntime(), "max_downtime") : Duration.ZERO;
@@ -176,7 +190,12 @@ public record ConvergencePolicy(
         }
         boolean verify = !p.hasVerifyMemory() || p.getVerifyMemory();
         return new ConvergencePolicy(m, maxDowntime, p.getBandwidthLimitBytesPerSecond(), maxRounds, maxTotalTime,
-                dataStreams, action, verify, AutoConverge.of(p.getAutoConverge()));
+                dataStreams, action, verify, AutoConverge.of(p.getAutoConverge()), auto);
+    }
+
+    /** The mode as the caller asked for it (AUTO for mode AUTO). */
+    public MigrationMode requestedMode() {
+        return autoMode ? MigrationMode.AUTO : mode;
     }
 
     /** Whether a total-time limit is set. */

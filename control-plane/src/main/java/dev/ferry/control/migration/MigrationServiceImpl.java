@@ -86,7 +86,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             String name = PREFIX + id;
             MigrationMode mode = spec.getMode() == MigrationMode.MIGRATION_MODE_UNSPECIFIED ? MigrationMode.PRECOPY
                     : spec.getMode();
-            if (mode != MigrationMode.PRECOPY && mode != MigrationMode.POSTCOPY && mode != MigrationMode.HYBRID) {
+            if (mode != MigrationMode.PRECOPY && mode != MigrationMode.POSTCOPY && mode != MigrationMode.HYBRID
+                    && mode != MigrationMode.AUTO) {
                 throw Status.INVALID_ARGUMENT.withDescription("unknown migration mode " + spec.getModeValue())
                         .asRuntimeException();
             }
@@ -98,7 +99,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             }
             ManagedVm vm = m.agent.vms().get(spec.getVm());
             GuestBackend backend = m.agent.backends().require(vm.vm().backend());
-            if (!MigrationServices.modes(backend).contains(mode)) {
+            if (!MigrationServices.modes(backend).contains(policy.mode())) { // AUTO runs as HYBRID
                 throw Status.FAILED_PRECONDITION.withDescription("mode " + mode
                         + " needs userfaultfd, which this agent cannot open; use PRECOPY").asRuntimeException();
             }

@@ -134,6 +134,8 @@ public final class PrecopyPlanner {
     private Estimates estimates = Estimates.NONE;
     private int hotRounds; // consecutive rounds that dirtied more than half of what they sent
     private int throttle; // percent
+    private RoundStats firstRound;
+    private ModePredictor.Choice modeChoice; // mode AUTO, once made after round 1
 
     public PrecopyPlanner(ConvergencePolicy policy) {
         this(policy, Tuning.DEFAULT);
@@ -167,6 +169,9 @@ public final class PrecopyPlanner {
     public Estimates recordRound(RoundStats round) {
         Objects.requireNonNull(round, "round");
         rounds++;
+        if (firstRound == null) {
+            firstRound = round;
+        }
         double seconds = round.elapsed().toNanos() / 1e9;
         double a = tuning.rateSmoothing();
         if (seconds > 0) {
@@ -200,6 +205,17 @@ public final class PrecopyPlanner {
             throw new IllegalStateException("no precopy round recorded yet");
         }
         Optional<Duration> expected = estimates.expectedDowntime();
+        if (policy.autoMode() && modeChoice == null && !postcopySwitchRequested) {
+            modeChoice = ModePredictor.choose(new ModePredictor.FirstRound(sinceCreate, firstRound.bytesSent(),
+                    firstRound.dirtyBytes(), estimates.transferRateBytesPerSecond(), estimates.dirtyRateBytesPerSecond()),
+                    policy, tuning.deviceStateOverhead());
+            if (modeChoice.mode() == dev.ferry.v1.MigrationMode.POSTCOPY) {
+                return new Decision(Action.SWITCH_TO_POSTCOPY, "mode AUTO: " + modeChoice.reason(), false, expected);
+            }
+            if (modeChoice.autoConverge() && !policy.autoConverge().enabled()) {
+                hotRounds = firstRound.dirtyBytes() * 2 > firstRound.bytesSent() ? 1 : 0; // round 1 counts, as predicted
+            }
+        }
         if (postcopySwitchRequested) {
             if (!policy.allowsPostcopySwitch()) {
                 throw new IllegalStateException("switch to postcopy requested in mode " + policy.mode());
@@ -250,8 +266,21 @@ public final class PrecopyPlanner {
         return null;
     }
 
+    /** Mode AUTO's pick after round 1, if made. */
+    public Optional<ModePredictor.Choice> modeChoice() {
+        return Optional.ofNullable(modeChoice);
+    }
+
+    /** The policy's auto-converge, or its defaults once mode AUTO picked throttled precopy. */
+    private ConvergencePolicy.AutoConverge autoConverge() {
+        if (!policy.autoConverge().enabled() && modeChoice != null && modeChoice.autoConverge()) {
+            return ConvergencePolicy.AutoConverge.DEFAULTS;
+        }
+        return policy.autoConverge();
+    }
+
     private void throttleAfter(RoundStats round) {
-        ConvergencePolicy.AutoConverge ac = policy.autoConverge();
+        ConvergencePolicy.AutoConverge ac = autoConverge();
         if (!ac.enabled()) {
             return;
         }
@@ -265,7 +294,7 @@ public final class PrecopyPlanner {
 
     /** Whether auto-converge could still slow the guest down further. */
     private boolean throttleCanRise() {
-        return policy.autoConverge().enabled() && throttle < policy.autoConverge().maxPercent();
+        return autoConverge().enabled() && throttle < autoConverge().maxPercent();
     }
 
     /** UpdateMigration changed the cap: estimates from now on use it (0: none). */

@@ -380,7 +380,7 @@ public final class SourceStateMachine {
         }
         if (policy.mode() != MigrationMode.PRECOPY
                 && !accepted.getFeaturesList().contains(MigrationConfig.Feature.POSTCOPY)) {
-            throw new IllegalArgumentException("mode " + policy.mode() + " needs the POSTCOPY feature, which the"
+            throw new IllegalArgumentException("mode " + policy.requestedMode() + " needs the POSTCOPY feature, which the"
                     + " accepted configuration lacks");
         }
         long memoryBytes = 0;
@@ -837,13 +837,14 @@ public final class SourceStateMachine {
     public Migration.Builder writeTo(Migration.Builder b) {
         b.setRole(Migration.Role.SOURCE)
                 .setPhase(phase)
-                .setMode(policy.mode())
+                .setMode(policy.requestedMode())
                 .setPolicy(policy.toProto().toBuilder().setBandwidthLimitBytesPerSecond(bandwidthLimit))
                 .setProgress(progress())
                 .setCreateTime(ProtoTime.toProto(createTime));
         if (config != null) {
             b.setConfig(config);
         }
+        planner.modeChoice().ifPresent(c -> b.setModeChoice(toProto(c)));
         if (startTime != null) {
             b.setStartTime(ProtoTime.toProto(startTime));
         }
@@ -855,6 +856,14 @@ public final class SourceStateMachine {
     }
 
     // ---------------------------------------------------------------------------------------------- internals
+
+    private static dev.ferry.v1.ModeChoice toProto(ModePredictor.Choice c) {
+        return dev.ferry.v1.ModeChoice.newBuilder().setMode(c.mode()).setAutoConverge(c.autoConverge())
+                .setPredictedTotalTime(ProtoTime.toProto(c.picked().total()))
+                .setPredictedDowntime(ProtoTime.toProto(c.picked().downtime()))
+                .setTransferRateBytesPerSecond(c.measured().transferRate())
+                .setDirtyRateBytesPerSecond(c.measured().dirtyRate()).setReason(c.reason()).build();
+    }
 
     private Duration elapsed() {
         return ProtoTime.between(createTime, endTime != null ? endTime : clock.instant());
