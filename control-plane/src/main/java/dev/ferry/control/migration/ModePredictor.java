@@ -12,10 +12,15 @@ import java.util.Locale;
  *
  * <p>The model is the planner's: each round sends what the last one left dirty at the transfer rate; the guest
  * dirties at the measured rate meanwhile, never more than the round 1 dirtied (its working set, as far as one round
- * shows it); auto-converge rises as {@link PrecopyPlanner} raises it and cuts the dirty rate in proportion (true
- * of a guest that computes; one that idles catches up, so for it the prediction is optimistic).
+ * shows it); auto-converge rises as {@link PrecopyPlanner} raises it and cuts the dirty rate by the share of each
+ * period the guest is paused beyond {@link #CATCH_UP_MILLIS} (a guest with spare CPU time makes up for a short pause
+ * afterwards, as the test guest does for 10 ms; a guest that computes flat out loses all of it, so for it the
+ * prediction is pessimistic).
  */
 final class ModePredictor {
+    /** The part of each throttle pause a guest is assumed to make up for afterwards. */
+    static final long CATCH_UP_MILLIS = 10;
+
     /**
      * What the first round measured.
      *
@@ -83,7 +88,9 @@ final class ModePredictor {
                 return new Prediction(true, r.sinceCreate().plus(nanos(seconds + down)), nanos(down), round + 1);
             }
             double took = left / rate;
-            double dirtied = Math.min(r.dirtyRate() * (1 - percent / 100.0) * took, workingSet);
+            double lost = Math.max(0, GuestThrottle.PERIOD_MILLIS * percent / 100.0 - CATCH_UP_MILLIS)
+                    / GuestThrottle.PERIOD_MILLIS;
+            double dirtied = Math.min(r.dirtyRate() * (1 - lost) * took, workingSet);
             if (throttle != null) {
                 hot = dirtied * 2 > left ? hot + 1 : 0;
                 if (hot >= 2) {
