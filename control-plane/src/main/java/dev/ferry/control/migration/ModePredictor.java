@@ -5,17 +5,18 @@ import java.time.Duration;
 import java.util.Locale;
 
 /**
- * Mode AUTO's choice after the first precopy round: predicts, from the rates that round measured, the time to the
- * switchover and the downtime of plain precopy, of precopy with auto-converge, and of postcopy started now, then
- * picks the first that works in that order (the order of safety: precopy keeps the whole guest on the source
- * until the end; postcopy splits it between two hosts until the push ends). Pure arithmetic, no clock.
+ * Mode AUTO's choice after the first precopy round: predicts the time to the switchover and the downtime of plain
+ * precopy, of precopy with auto-converge, and of postcopy started now, then picks the first that meets max_downtime
+ * in that order (the order of safety: precopy keeps the whole guest on the source until the end; postcopy splits
+ * it between two hosts until the push ends). Pure arithmetic, no clock.
  *
- * <p>The model is the planner's: each round sends what the last one left dirty at the transfer rate; the guest
- * dirties at the measured rate meanwhile, never more than the round 1 dirtied (its working set, as far as one round
- * shows it); auto-converge rises as {@link PrecopyPlanner} raises it and cuts the dirty rate by the share of each
- * period the guest is paused beyond {@link #CATCH_UP_MILLIS} (a guest with spare CPU time makes up for a short pause
- * afterwards, as the test guest does for 10 ms; a guest that computes flat out loses all of it, so for it the
- * prediction is pessimistic).
+ * <p>The model is the planner's: each round sends what the last one left dirty at the transfer rate the first round
+ * measured. What the guest dirties in a round of {@code t} seconds is {@code W (1 - exp(-w t / W))}: it writes
+ * {@code w} bytes per second (the short sample taken before round 1, where few writes hit a page twice) at random
+ * over a working set of {@code W} bytes, which is solved from what it dirtied during the long first round. Auto-
+ * converge rises as {@link PrecopyPlanner} raises it and cuts {@code w} by the share of each period the guest is
+ * paused beyond {@link #CATCH_UP_MILLIS} (a guest with spare CPU time makes up for a short pause afterwards, as the
+ * test guest does for 10 ms; one that computes flat out loses all of it, so for it the prediction is pessimistic).
  */
 final class ModePredictor {
     /** The part of each throttle pause a guest is assumed to make up for afterwards. */
@@ -25,12 +26,16 @@ final class ModePredictor {
      * What the first round measured.
      *
      * @param sinceCreate  time from create_time to the end of round 1
+     * @param roundTime    how long round 1 took
      * @param sentBytes    data bytes round 1 sent
      * @param dirtyBytes   bytes the guest dirtied during round 1 (what round 2 must send)
      * @param transferRate bytes per second, capped by the bandwidth limit
-     * @param dirtyRate    bytes per second
+     * @param dirtyRate    bytes dirtied per second over round 1 (distinct pages: lower than the write rate when the
+     *                     guest writes some pages twice)
+     * @param writeRate    bytes per second the guest wrote in the sample before round 1; 0 if none was taken
      */
-    record FirstRound(Duration sinceCreate, long sentBytes, long dirtyBytes, long transferRate, long dirtyRate) {}
+    record FirstRound(Duration sinceCreate, Duration roundTime, long sentBytes, long dirtyBytes, long transferRate,
+                      long dirtyRate, long writeRate) {}
 
     /** One mode's prediction; total and downtime are meaningful only when it converges. */
     record Prediction(boolean converges, Duration total, Duration downtime, int rounds) {}
@@ -75,7 +80,8 @@ final class ModePredictor {
             return new Prediction(false, Duration.ZERO, Duration.ZERO, 1);
         }
         double rate = r.transferRate();
-        double workingSet = Math.max(r.dirtyBytes(), 1);
+        double write = Math.max(r.writeRate(), r.dirtyRate());
+        double workingSet = workingSet(r, write);
         double left = r.dirtyBytes();
         double seconds = 0;
         double limit = policy.maxDowntime().toNanos() / 1e9;
@@ -90,7 +96,7 @@ final class ModePredictor {
             double took = left / rate;
             double lost = Math.max(0, GuestThrottle.PERIOD_MILLIS * percent / 100.0 - CATCH_UP_MILLIS)
                     / GuestThrottle.PERIOD_MILLIS;
-            double dirtied = Math.min(r.dirtyRate() * (1 - lost) * took, workingSet);
+            double dirtied = dirtied(write * (1 - lost), took, workingSet);
             if (throttle != null) {
                 hot = dirtied * 2 > left ? hot + 1 : 0;
                 if (hot >= 2) {
@@ -103,6 +109,37 @@ final class ModePredictor {
             left = dirtied;
         }
         return new Prediction(false, Duration.ZERO, Duration.ZERO, policy.maxRounds());
+    }
+
+    /** Bytes a guest writing {@code write} per second at random over {@code workingSet} bytes dirties in {@code t} s. */
+    static double dirtied(double write, double t, double workingSet) {
+        return Double.isInfinite(workingSet) ? write * t : workingSet * -Math.expm1(-write * t / workingSet);
+    }
+
+    /**
+     * The working set that makes a guest writing {@code write} per second dirty what round 1 saw it dirty: infinite
+     * (no page written twice, as far as the rates show) when round 1 dirtied at least {@code write} per second.
+     */
+    static double workingSet(FirstRound r, double write) {
+        double t1 = r.roundTime().toNanos() / 1e9;
+        double seen = r.dirtyBytes();
+        if (t1 <= 0 || seen <= 0 || seen >= write * t1 * 0.999) {
+            return Double.POSITIVE_INFINITY;
+        }
+        double lo = seen;
+        double hi = seen;
+        while (dirtied(write, t1, hi) < seen) {
+            hi *= 2;
+        }
+        for (int i = 0; i < 60; i++) { // bisection: dirtied() grows with the working set
+            double mid = (lo + hi) / 2;
+            if (dirtied(write, t1, mid) < seen) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return hi;
     }
 
     /** Postcopy from now: a pause for device state, then the pages dirtied since their copy are pushed (or faulted). */

@@ -135,6 +135,7 @@ public final class PrecopyPlanner {
     private int hotRounds; // consecutive rounds that dirtied more than half of what they sent
     private int throttle; // percent
     private RoundStats firstRound;
+    private long writeSample; // bytes per second the guest wrote just before round 1 (mode AUTO), 0 if unknown
     private ModePredictor.Choice modeChoice; // mode AUTO, once made after round 1
 
     public PrecopyPlanner(ConvergencePolicy policy) {
@@ -206,9 +207,9 @@ public final class PrecopyPlanner {
         }
         Optional<Duration> expected = estimates.expectedDowntime();
         if (policy.autoMode() && modeChoice == null && !postcopySwitchRequested) {
-            modeChoice = ModePredictor.choose(new ModePredictor.FirstRound(sinceCreate, firstRound.bytesSent(),
-                    firstRound.dirtyBytes(), estimates.transferRateBytesPerSecond(), estimates.dirtyRateBytesPerSecond()),
-                    policy, tuning.deviceStateOverhead());
+            modeChoice = ModePredictor.choose(new ModePredictor.FirstRound(sinceCreate, firstRound.elapsed(),
+                    firstRound.bytesSent(), firstRound.dirtyBytes(), estimates.transferRateBytesPerSecond(),
+                    estimates.dirtyRateBytesPerSecond(), writeSample), policy, tuning.deviceStateOverhead());
             if (modeChoice.mode() == dev.ferry.v1.MigrationMode.POSTCOPY) {
                 return new Decision(Action.SWITCH_TO_POSTCOPY, "mode AUTO: " + modeChoice.reason(), false, expected);
             }
@@ -264,6 +265,14 @@ public final class PrecopyPlanner {
                     + " rounds in a row";
         }
         return null;
+    }
+
+    /**
+     * Mode AUTO: the guest's write rate, from a dirty-log sample short enough that few pages were written twice
+     * (round 1's own count underestimates it when the guest rewrites pages during a long round).
+     */
+    public void writeRateSampled(long bytesPerSecond) {
+        writeSample = bytesPerSecond;
     }
 
     /** Mode AUTO's pick after round 1, if made. */

@@ -323,6 +323,22 @@ final class SourceDriver implements Runnable {
         return perStream;
     }
 
+    /** How long mode AUTO watches the guest's writes before round 1: short, so that few pages are written twice. */
+    private static final long WRITE_SAMPLE_MILLIS = 200;
+
+    /** Mode AUTO: measures the guest's write rate over a short window; the pages stay dirty for round 2. */
+    private void sampleWriteRate(DirtyTracker log) throws InterruptedException {
+        long t0 = System.nanoTime();
+        Thread.sleep(WRITE_SAMPLE_MILLIS); // the measurement window itself, not a wait for anything
+        long pages = log.fetch().count();
+        long rate = (long) (pages * (double) RoundStats.PAGE_BYTES * 1e9 / (System.nanoTime() - t0));
+        synchronized (this) {
+            machine.writeRateSampled(rate);
+        }
+        LOG.log(System.Logger.Level.INFO, "{0}: mode AUTO: the guest wrote {1} pages in {2} ms", name, pages,
+                WRITE_SAMPLE_MILLIS);
+    }
+
     private void pauseSource() {
         try {
             vm.vm().pause();
@@ -347,6 +363,9 @@ final class SourceDriver implements Runnable {
                 GuestThrottle throttle = new GuestThrottle(v, name)) {
             log.enable();
             log.fetchAndClear(); // from here on, every guest write shows up in the log
+            if (machine.policy().autoMode()) {
+                sampleWriteRate(log);
+            }
             // Round 1: every page that holds data. Pages in the memfd's holes were never written; the
             // destination's fresh memory is zero there too, so they cost nothing (the digest proves it).
             DirtyBitmap pages = DirtyBitmap.populated(v.memory());

@@ -317,6 +317,11 @@ public final class SourceStateMachine {
         return Optional.ofNullable(aftermath);
     }
 
+    /** Mode AUTO: the guest's write rate, sampled just before round 1 (see {@link PrecopyPlanner#writeRateSampled}). */
+    public void writeRateSampled(long bytesPerSecond) {
+        planner.writeRateSampled(bytesPerSecond);
+    }
+
     /** The planner's current estimates. */
     public PrecopyPlanner.Estimates estimates() {
         return planner.estimates();
@@ -862,7 +867,8 @@ public final class SourceStateMachine {
                 .setPredictedTotalTime(ProtoTime.toProto(c.picked().total()))
                 .setPredictedDowntime(ProtoTime.toProto(c.picked().downtime()))
                 .setTransferRateBytesPerSecond(c.measured().transferRate())
-                .setDirtyRateBytesPerSecond(c.measured().dirtyRate()).setReason(c.reason()).build();
+                .setDirtyRateBytesPerSecond(Math.max(c.measured().dirtyRate(), c.measured().writeRate()))
+                .setReason(c.reason()).build();
     }
 
     private Duration elapsed() {

@@ -20,8 +20,8 @@ class ModePredictorTest {
 
     /** A first round of 1 s that sent {@code sentMib} at {@code rateMib}/s while the guest dirtied {@code dirtyMib}/s. */
     private static ModePredictor.FirstRound first(long sentMib, long rateMib, long dirtyMib) {
-        return new ModePredictor.FirstRound(Duration.ofSeconds(1), sentMib * MiB, dirtyMib * MiB, rateMib * MiB,
-                dirtyMib * MiB);
+        return new ModePredictor.FirstRound(Duration.ofSeconds(1), Duration.ofSeconds(1), sentMib * MiB, dirtyMib * MiB,
+                rateMib * MiB, dirtyMib * MiB, 0);
     }
 
     @Test
@@ -74,5 +74,21 @@ class ModePredictorTest {
         assertTrue(new PrecopyPlanner(ConvergencePolicy.defaults(MigrationMode.HYBRID)).modeChoice().isEmpty());
         assertEquals(MigrationMode.AUTO, AUTO.requestedMode());
         assertEquals(MigrationMode.HYBRID, AUTO.mode());
+    }
+
+    @Test
+    void aGuestThatRewritesPagesIsModelledFromTheSampleAndItsWorkingSet() {
+        // Writes 100 MiB/s at random over 64 MiB: in a 1 s round it dirties 64 (1 - e^-100/64) = 50.5 MiB.
+        double w = 100.0 * MiB;
+        double set = 64.0 * MiB;
+        long seen = Math.round(ModePredictor.dirtied(w, 1, set));
+        assertEquals(50.5, seen / (double) MiB, 0.1);
+        ModePredictor.FirstRound r = new ModePredictor.FirstRound(Duration.ofSeconds(1), Duration.ofSeconds(1), 200 * MiB,
+                seen, 200 * MiB, seen, (long) w);
+        assertEquals(set, ModePredictor.workingSet(r, w), MiB / 100.0, "solved back from round 1");
+        // Without the sample the rounds' distinct pages are all there is: no saturation assumed.
+        assertTrue(Double.isInfinite(ModePredictor.workingSet(r, seen)));
+        // A 10 ms round then dirties about the full write rate's worth (1 MiB), not round 1's average (0.5 MiB).
+        assertEquals(0.99, ModePredictor.dirtied(w, 0.01, ModePredictor.workingSet(r, w)) / MiB, 0.01);
     }
 }
