@@ -154,6 +154,10 @@ final class MigrationCommand {
         }
         if (p.getPostcopyPageFaults() > 0) {
             extra.append(String.format("  %d faults", p.getPostcopyPageFaults()));
+            if (p.getPostcopyFaultLatencyP50Micros() > 0) { // the destination's view
+                extra.append(String.format(" (p50 %d µs, p99 %d µs)", p.getPostcopyFaultLatencyP50Micros(),
+                        p.getPostcopyFaultLatencyP99Micros()));
+            }
         }
         bar.setExtraMessage(extra.toString());
     }

@@ -31,6 +31,7 @@ import dev.ferry.v1.CompleteIncomingMigrationResponse;
 import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.Mismatch;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationProgress;
 import dev.ferry.v1.TransferDeviceStateRequest;
 import dev.ferry.v1.Vm;
 import io.grpc.Status;
@@ -682,10 +683,22 @@ final class DestinationDriver implements IncomingPages {
         return machine.isTerminal();
     }
 
+    /** The machine's progress, with the pager's fault figures while the guest runs here by postcopy. */
+    private MigrationProgress liveProgress() {
+        MigrationProgress p = machine.progress();
+        PostcopyPager live = pager;
+        if (live == null) {
+            return p;
+        }
+        PostcopyPager.Stats st = live.stats();
+        return p.toBuilder().setPostcopyPageFaults(st.faults()).setPostcopyFaultLatencyP50Micros(st.p50Micros())
+                .setPostcopyFaultLatencyP99Micros(st.p99Micros()).build();
+    }
+
     synchronized Migration snapshot() {
         Migration.Builder b = Migration.newBuilder().setName(name).setRole(Migration.Role.DESTINATION)
                 .setVm(vm.name()).setDestinationVm(vm.name()).setSourceAddress(sourceAddress)
-                .setPhase(machine.phase()).setProgress(machine.progress()).setConfig(machine.accepted())
+                .setPhase(machine.phase()).setProgress(liveProgress()).setConfig(machine.accepted())
                 .setMode(machine.accepted().getMode()).setCreateTime(ProtoTime.toProto(machine.createTime()));
         machine.endTime().ifPresent(t -> b.setEndTime(ProtoTime.toProto(t)));
         machine.failureReason().ifPresent(r -> b.setError(com.google.rpc.Status.newBuilder()
