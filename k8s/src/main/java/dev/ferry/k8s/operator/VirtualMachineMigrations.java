@@ -20,6 +20,11 @@ final class VirtualMachineMigrations {
     static final ResourceDefinitionContext CONTEXT = new ResourceDefinitionContext.Builder()
             .withGroup("ferry.dev").withVersion("v1alpha1").withKind("VirtualMachineMigration")
             .withPlural("virtualmachinemigrations").withNamespaced(true).build();
+    /**
+     * The operator's own phase before the agent has the migration: waiting for a slot under the per-node
+     * or per-cluster limit (the Running condition's reason says which). Uppercase like the agent's phases.
+     */
+    static final String PENDING = "PENDING";
     private static final Pattern DURATION = Pattern.compile("(\\d+(?:\\.\\d+)?)(ns|us|µs|ms|s|m|h)");
 
     private VirtualMachineMigrations() {}
