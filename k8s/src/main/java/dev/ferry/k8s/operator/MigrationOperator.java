@@ -368,19 +368,17 @@ public final class MigrationOperator implements AutoCloseable {
         startAll(admission.release(uid));
     }
 
-    /** The resource is being deleted: cancel its migration if it still runs, then let it go. */
+    /**
+     * The resource is being deleted: cancel its migration on the agent if it still runs, and only then
+     * stop following it, free its slot and remove the finalizer.
+     */
     private void finalizeDeletion(GenericKubernetesResource stale) {
         String uid = stale.getMetadata().getUid();
-        Future<?> f = followers.remove(uid);
-        if (f != null) {
-            f.cancel(true);
-        }
-        boolean admitted = f != null;
-        waiting.remove(uid);
-        startAll(admission.release(uid));
+        boolean admitted = followers.containsKey(uid);
+        waiting.remove(uid); // a PENDING one never reached the agent: nothing to cancel
         GenericKubernetesResource r = get(stale).orElse(null);
         if (r == null) {
-            handled.remove(uid + "/delete");
+            gone(uid);
             return;
         }
         Map<String, Object> status = section(r, "status");
@@ -400,22 +398,27 @@ public final class MigrationOperator implements AutoCloseable {
                     // The agent may be restarting: keep the finalizer and try again.
                     events.record(r, OperatorEvents.WARNING, "CancelFailed", "cancelling " + name + " on " + node + ": "
                             + c + ": " + e.getStatus().getDescription() + "; retrying");
-                    retry(uid, r);
+                    retry(r);
                     return;
                 }
                 events.record(r, OperatorEvents.NORMAL, "NotCancelled", name + " on " + node + ": " + c + ": "
                         + e.getStatus().getDescription());
             } catch (IllegalArgumentException e) {
                 events.record(r, OperatorEvents.WARNING, "CancelFailed", e.getMessage() + "; retrying");
-                retry(uid, r);
+                retry(r);
                 return;
             }
         }
+        Future<?> f = followers.remove(uid);
+        if (f != null) {
+            f.cancel(true);
+        }
+        startAll(admission.release(uid));
         removeFinalizer(r);
         handled.remove(uid + "/delete");
     }
 
-    private void retry(String uid, GenericKubernetesResource r) {
+    private void retry(GenericKubernetesResource r) {
         retries.schedule(() -> workers.submit(() -> finalizeDeletion(r)), RETRY_MILLIS, TimeUnit.MILLISECONDS);
     }
 
