@@ -32,11 +32,13 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
@@ -161,13 +163,13 @@ public final class MigrationOperator implements AutoCloseable {
         if (r.getMetadata().getDeletionTimestamp() != null) {
             if (finalizer && handled.add(uid + "/delete")) {
                 metrics.reconciled("deleted");
-                workers.submit(() -> finalizeDeletion(r));
+                submit(() -> finalizeDeletion(r));
             }
             return;
         }
         if (VirtualMachineMigrations.terminal(string(section(r, "status"), "phase"))) {
             if (finalizer && !handled.contains(uid)) {
-                workers.submit(() -> removeFinalizer(r)); // ended while no operator ran
+                submit(() -> removeFinalizer(r)); // ended while no operator ran
             }
             return;
         }
@@ -175,7 +177,7 @@ public final class MigrationOperator implements AutoCloseable {
             return;
         }
         metrics.reconciled("started");
-        workers.submit(() -> {
+        submit(() -> {
             try {
                 admit(r);
             } catch (RuntimeException e) {
@@ -197,7 +199,7 @@ public final class MigrationOperator implements AutoCloseable {
         if (!sourceNode.isEmpty()) { // started before a restart: it runs, whatever the limits
             admission.resume(uid, sourceNode);
             String node = sourceNode;
-            followers.put(uid, workers.submit(() -> follow(r, node)));
+            follower(uid, () -> follow(r, node));
             return;
         }
         CreateMigrationRequest request;
@@ -250,7 +252,7 @@ public final class MigrationOperator implements AutoCloseable {
                 startAll(admission.release(t.uid()));
                 continue;
             }
-            followers.put(t.uid(), workers.submit(() -> run(s)));
+            follower(t.uid(), () -> run(s));
         }
     }
 
@@ -350,6 +352,23 @@ public final class MigrationOperator implements AutoCloseable {
         }
     }
 
+    /** Runs {@code task} on a worker; after close, does nothing (the next leader picks the work up). */
+    private Future<?> submit(Runnable task) {
+        try {
+            return workers.submit(task);
+        } catch (RejectedExecutionException e) {
+            return CompletableFuture.completedFuture(null);
+        }
+    }
+
+    private void follower(String uid, Runnable task) {
+        Future<?> f = submit(task);
+        followers.put(uid, f);
+        if (f.isDone()) { // it ended before it was recorded
+            followers.remove(uid, f);
+        }
+    }
+
     /** The migration no longer holds a slot: the next ones may start. */
     private void ended(String uid) {
         followers.remove(uid);
@@ -419,7 +438,11 @@ public final class MigrationOperator implements AutoCloseable {
     }
 
     private void retry(GenericKubernetesResource r) {
-        retries.schedule(() -> workers.submit(() -> finalizeDeletion(r)), RETRY_MILLIS, TimeUnit.MILLISECONDS);
+        try {
+            retries.schedule(() -> submit(() -> finalizeDeletion(r)), RETRY_MILLIS, TimeUnit.MILLISECONDS);
+        } catch (RejectedExecutionException e) {
+            // closed: the next leader finds the finalizer and retries
+        }
     }
 
     private void fail(GenericKubernetesResource r, String reason, String message, String policy) {
@@ -436,7 +459,7 @@ public final class MigrationOperator implements AutoCloseable {
 
     /** The MigrationPolicy's Accepted condition, written when it changes. */
     private void validatePolicy(GenericKubernetesResource p) {
-        workers.submit(() -> {
+        submit(() -> {
             Optional<String> refused = MigrationPolicies.refusal(p);
             Long generation = p.getMetadata().getGeneration();
             Map<String, Object> accepted = Conditions.find(section(p, "status"), Conditions.ACCEPTED);

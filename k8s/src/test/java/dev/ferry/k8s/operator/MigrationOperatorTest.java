@@ -336,6 +336,15 @@ class MigrationOperatorTest {
         assertEquals(null, status(third).get("migration"), "the agent was not asked yet");
         await(() -> eventReasons("move-q3").contains("NodeLimitReached"));
         assertEquals(1L, gauge(reader, "ferry.operator.queue.depth"), "the queue's depth is a metric");
+        var metrics = reader.collectAllMetrics();
+        assertEquals(1L, metrics.stream().filter(m -> m.getName().equals("ferry.operator.migrations"))
+                .flatMap(m -> m.getLongGaugeData().getPoints().stream())
+                .filter(p -> "PENDING".equals(p.getAttributes().get(OperatorMetrics.PHASE)))
+                .mapToLong(p -> p.getValue()).sum(), "resources by phase");
+        assertTrue(metrics.stream().filter(m -> m.getName().equals("ferry.operator.reconciles"))
+                .flatMap(m -> m.getLongSumData().getPoints().stream())
+                .filter(p -> "queued".equals(p.getAttributes().get(OperatorMetrics.RESULT)))
+                .mapToLong(p -> p.getValue()).sum() >= 1, "reconciles by result");
 
         rs.get(0).delete(); // the first one ends (cancelled): the third takes its slot
         GenericKubernetesResource started = rs.get(2).waitUntilCondition(x -> inPhase(x, "QUEUED", "NEGOTIATING",
