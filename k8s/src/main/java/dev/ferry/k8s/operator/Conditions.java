@@ -64,7 +64,7 @@ final class Conditions {
         return out;
     }
 
-    /** The conditions of {@code status}, or an empty list. */
+    /** The condition of {@code type} in {@code status}, or an empty map. */
     @SuppressWarnings("unchecked")
     static Map<String, Object> find(Map<String, Object> status, String type) {
         if (status.get("conditions") instanceof List<?> l) {

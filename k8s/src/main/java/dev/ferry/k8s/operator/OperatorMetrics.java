@@ -36,7 +36,7 @@ final class OperatorMetrics implements AutoCloseable {
                 .buildWithCallback(m -> phases.get().forEach((p, n) -> m.record(n, Attributes.of(PHASE, p))));
     }
 
-    /** {@code result}: started, queued, following, failed, deleted, skipped. */
+    /** {@code result}: started (taken up), queued (PENDING), failed (before the agent ran it), deleted. */
     void reconciled(String result) {
         reconciles.add(1, Attributes.of(RESULT, result));
     }
