@@ -356,6 +356,28 @@ class MigrationOperatorTest {
         assertTrue(gauge(reader, "ferry.operator.migrations.running") <= 2, "never more than 2 out of node-a");
     }
 
+    @Test
+    void theClusterLimitHoldsAMigrationFromAnotherNodeUntilTheRunningOneEnds() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        Agent b = agentOn("node-b");
+        createVm(a, "c1", 64, 32);
+        createVm(b, "c2", 64, 32);
+        startOperator(new MigrationOperator.Settings(2, 1, "op-0", io.opentelemetry.api.OpenTelemetry.noop()));
+        var first = create("move-c1", Map.of("vm", "vms/c1", "sourceNode", "node-a", "destinationNode", "node-b",
+                "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20)));
+        first.waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS);
+        var second = create("move-c2", Map.of("vm", "vms/c2", "sourceNode", "node-b", "destinationNode", "node-a",
+                "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20)));
+        GenericKubernetesResource held = second.waitUntilCondition(x -> inPhase(x, "PENDING"), 30, TimeUnit.SECONDS);
+        assertEquals("ClusterLimitReached", condition(held, "Running").get("reason"), status(held).toString());
+        first.delete();
+        assertEquals("True", condition(second.waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS),
+                "Running").get("status"));
+        second.delete();
+        second.waitUntilCondition(java.util.Objects::isNull, 30, TimeUnit.SECONDS);
+    }
+
     private static long gauge(io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader reader, String name) {
         return reader.collectAllMetrics().stream().filter(m -> m.getName().equals(name))
                 .flatMap(m -> m.getLongGaugeData().getPoints().stream()).mapToLong(p -> p.getValue()).sum();
