@@ -119,6 +119,12 @@ class ManifestsTest {
             assertEquals(policy.path(f[0]).path("type"), vmm.at(f[1]).path("type"), f[0]);
         }
         assertEquals("boolean", policy.at("/allowAutoConverge/type").asText());
+        assertEquals("boolean", vmm.at("/properties/policy/properties/autoConverge/properties/enabled/type").asText());
+        Set<String> autoConverge = new HashSet<>();
+        vmm.at("/properties/policy/properties/autoConverge/properties").fieldNames().forEachRemaining(autoConverge::add);
+        Set<String> apiAutoConverge = new HashSet<>();
+        dev.ferry.v1.AutoConverge.getDescriptor().getFields().forEach(f -> apiAutoConverge.add(f.getJsonName()));
+        assertEquals(apiAutoConverge, autoConverge, "every auto-converge field is settable from the resource");
         for (String sel : List.of("virtualMachineMigrationSelector", "namespaceSelector")) {
             assertEquals("string", policy.at("/selectors/properties/" + sel + "/additionalProperties/type").asText(), sel);
         }

@@ -473,7 +473,7 @@ public final class MigrationOperator implements AutoCloseable {
                         .editStatus(x -> {
                             Map<String, Object> s = new LinkedHashMap<>(section(x, "status"));
                             s.put("conditions", Conditions.merge(s.get("conditions"), List.of(refused.isPresent()
-                                    ? new Conditions.Condition(Conditions.ACCEPTED, false, "Unsupported", refused.get())
+                                    ? new Conditions.Condition(Conditions.ACCEPTED, false, "Invalid", refused.get())
                                     : new Conditions.Condition(Conditions.ACCEPTED, true, "Valid",
                                             "applies to the migrations its selectors match")),
                                     x.getMetadata().getGeneration(), Instant.now()));

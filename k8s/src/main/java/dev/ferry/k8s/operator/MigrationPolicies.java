@@ -29,15 +29,11 @@ final class MigrationPolicies {
     }
 
     /**
-     * Why the operator cannot apply {@code policy}, or empty if it can. Ferry's agents have no
-     * auto-converge (throttling the guest's vCPUs), so a policy asking for it is refused, not ignored.
+     * Why the operator cannot apply {@code policy} (a setting it cannot turn into a ferry.v1 policy), or
+     * empty if it can: such a policy is refused, never half-applied.
      */
     static Optional<String> refusal(GenericKubernetesResource policy) {
         Map<String, Object> spec = VirtualMachineMigrations.section(policy, "spec");
-        if (Boolean.TRUE.equals(spec.get("allowAutoConverge"))) {
-            return Optional.of("allowAutoConverge: true is not supported: Ferry's agents cannot throttle a guest's"
-                    + " vCPUs (ferry.v1.MigrationPolicy has no auto-converge); use mode HYBRID or onNoConvergence instead");
-        }
         try {
             for (String d : List.of("maxDowntime", "completionTimeout")) {
                 if (spec.containsKey(d)) {
@@ -98,6 +94,12 @@ final class MigrationPolicies {
             if (p.containsKey(field.getKey()) && !own.containsKey(field.getValue())) {
                 own.put(field.getValue(), p.get(field.getKey()));
             }
+        }
+        // A permission, as in KubeVirt: it has nothing to throttle in a POSTCOPY migration (and the agent
+        // refuses auto-converge there), so it is left out for those.
+        if (p.get("allowAutoConverge") instanceof Boolean allow && !own.containsKey("autoConverge")
+                && !"POSTCOPY".equals(out.get("mode"))) {
+            own.put("autoConverge", Map.of("enabled", allow));
         }
         out.put("policy", own);
         return out;

@@ -76,6 +76,22 @@ final class VirtualMachineMigrations {
         if (p.get("verifyMemory") instanceof Boolean v) {
             b.setVerifyMemory(v);
         }
+        if (p.get("autoConverge") instanceof Map<?, ?> ac) {
+            dev.ferry.v1.AutoConverge.Builder a = dev.ferry.v1.AutoConverge.newBuilder();
+            if (ac.get("enabled") instanceof Boolean e) {
+                a.setEnabled(e);
+            }
+            if (ac.get("initialPercent") instanceof Number n) {
+                a.setInitialPercent(n.intValue());
+            }
+            if (ac.get("incrementPercent") instanceof Number n) {
+                a.setIncrementPercent(n.intValue());
+            }
+            if (ac.get("maxPercent") instanceof Number n) {
+                a.setMaxPercent(n.intValue());
+            }
+            b.setAutoConverge(a);
+        }
         return b.build();
     }
 

@@ -396,8 +396,8 @@ class MigrationOperatorTest {
         agentOn("node-b");
         createVm(a, "pol", 64, 16);
         createPolicy("team-a", Map.of("team", "a"), Map.of("maxDowntime", "40ms", "bandwidthLimitBytesPerSecond", 1 << 20));
-        createPolicy("team-a-gold", Map.of("team", "a", "tier", "gold"), Map.of("mode", "POSTCOPY",
-                "maxDowntime", "20ms", "completionTimeout", "10m", "allowAutoConverge", false));
+        createPolicy("team-a-gold", Map.of("team", "a", "tier", "gold"), Map.of("mode", "HYBRID",
+                "maxDowntime", "20ms", "completionTimeout", "10m", "allowAutoConverge", true));
         startOperator();
         GenericKubernetesResource end = awaitEnd(create("move-pol", Map.of("team", "a", "tier", "gold"),
                 Map.of("vm", "vms/pol", "destinationNode", "node-b", "policy", Map.of("maxDowntime", "50ms"))));
@@ -406,10 +406,11 @@ class MigrationOperatorTest {
         assertEquals("team-a-gold", s.get("migrationPolicy"), "two selector labels beat one");
         Migration m = MigrationServiceGrpc.newBlockingStub(channel(a)).getMigration(GetMigrationRequest.newBuilder()
                 .setName(s.get("migration").toString()).build());
-        assertEquals(dev.ferry.v1.MigrationMode.POSTCOPY, m.getMode(), "the policy's mode: the spec has none");
+        assertEquals(dev.ferry.v1.MigrationMode.HYBRID, m.getMode(), "the policy's mode: the spec has none");
         assertEquals(50_000_000, m.getPolicy().getMaxDowntime().getNanos(), "the spec's own maxDowntime wins");
         assertEquals(600, m.getPolicy().getMaxTotalTime().getSeconds(), "completionTimeout");
         assertEquals(0, m.getPolicy().getBandwidthLimitBytesPerSecond(), "nothing from the policy that lost");
+        assertTrue(m.getPolicy().getAutoConverge().getEnabled(), "allowAutoConverge reached the agent");
         GenericKubernetesResource accepted = client.genericKubernetesResources(MigrationPolicies.CONTEXT)
                 .withName("team-a-gold").waitUntilCondition(x -> "True".equals(Conditions.find(
                         VirtualMachineMigrations.section(x, "status"), "Accepted").get("status")), 30, TimeUnit.SECONDS);
@@ -418,16 +419,16 @@ class MigrationOperatorTest {
     }
 
     @Test
-    void aPolicyAskingForAutoConvergeIsRefusedAndFailsTheMigrationsItWouldApplyTo() throws Exception {
+    void aPolicyTheOperatorCannotReadIsRefusedAndFailsTheMigrationsItWouldApplyTo() throws Exception {
         agentOn("node-a");
-        createPolicy("converge", Map.of("app", "db"), Map.of("allowAutoConverge", true));
+        createPolicy("converge", Map.of("app", "db"), Map.of("completionTimeout", "a while"));
         startOperator();
         GenericKubernetesResource refused = client.genericKubernetesResources(MigrationPolicies.CONTEXT)
                 .withName("converge").waitUntilCondition(x -> "False".equals(Conditions.find(
                         VirtualMachineMigrations.section(x, "status"), "Accepted").get("status")), 30, TimeUnit.SECONDS);
         Map<String, Object> c = Conditions.find(VirtualMachineMigrations.section(refused, "status"), "Accepted");
-        assertEquals("Unsupported", c.get("reason"));
-        assertTrue(c.get("message").toString().contains("allowAutoConverge"), c.toString());
+        assertEquals("Invalid", c.get("reason"));
+        assertTrue(c.get("message").toString().contains("'a while' is not a duration"), c.toString());
         GenericKubernetesResource end = awaitEnd(create("move-db", Map.of("app", "db"),
                 Map.of("vm", "vms/db", "sourceNode", "node-a", "destinationNode", "node-a")));
         assertEquals("PolicyRefused", condition(end, "Failed").get("reason"), status(end).toString());

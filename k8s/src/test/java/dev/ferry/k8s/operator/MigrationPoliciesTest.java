@@ -60,11 +60,27 @@ class MigrationPoliciesTest {
     }
 
     @Test
-    void autoConvergeAndBadDurationsAreRefusedNotIgnored() {
-        assertTrue(MigrationPolicies.refusal(policy("ok", Map.of(), Map.of(), Map.of("allowAutoConverge", false))).isEmpty());
-        assertTrue(MigrationPolicies.refusal(policy("ac", Map.of(), Map.of(), Map.of("allowAutoConverge", true)))
-                .orElseThrow().contains("allowAutoConverge"));
+    void allowAutoConvergeTurnsTheAgentsAutoConvergeOnUnlessTheSpecSaysOtherwise() {
+        var p = policy("ac", Map.of(), Map.of(), Map.of("allowAutoConverge", true));
+        assertTrue(MigrationPolicies.refusal(p).isEmpty());
+        var on = VirtualMachineMigrations.policy(MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x"), p));
+        assertTrue(on.getAutoConverge().getEnabled());
+        var own = VirtualMachineMigrations.policy(MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x",
+                "policy", Map.of("autoConverge", Map.of("enabled", false))), p));
+        assertEquals(false, own.getAutoConverge().getEnabled(), "the spec's autoConverge wins");
+        var off = VirtualMachineMigrations.policy(MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x"),
+                policy("no", Map.of(), Map.of(), Map.of("allowAutoConverge", false))));
+        assertEquals(false, off.getAutoConverge().getEnabled());
+        var postcopy = VirtualMachineMigrations.policy(MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x",
+                "mode", "POSTCOPY"), p));
+        assertEquals(false, postcopy.hasAutoConverge(), "nothing to throttle in postcopy");
+    }
+
+    @Test
+    void aPolicyWithSettingsTheOperatorCannotReadIsRefusedNotIgnored() {
         assertTrue(MigrationPolicies.refusal(policy("bad", Map.of(), Map.of(), Map.of("maxDowntime", "soon")))
                 .orElseThrow().contains("'soon' is not a duration"));
+        assertTrue(MigrationPolicies.refusal(policy("bad", Map.of(), Map.of(), Map.of("completionTimeout", "1 hour")))
+                .isPresent());
     }
 }
