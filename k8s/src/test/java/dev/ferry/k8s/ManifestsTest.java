@@ -73,22 +73,64 @@ class ManifestsTest {
         return s;
     }
 
+    static JsonNode crd(String name) throws IOException {
+        return docs().stream().filter(d -> d.path("kind").asText().equals("CustomResourceDefinition")
+                && d.at("/metadata/name").asText().equals(name)).findFirst().orElseThrow(() -> new AssertionError("no " + name));
+    }
+
     @Test
     void crdEnumsMatchTheApi() throws IOException {
-        JsonNode crd = kind("CustomResourceDefinition");
+        JsonNode crd = crd("virtualmachinemigrations.ferry.dev");
         assertEquals(crd.at("/spec/names/plural").asText() + "." + crd.at("/spec/group").asText(),
                 crd.at("/metadata/name").asText());
         JsonNode schema = crd.at("/spec/versions/0/schema/openAPIV3Schema/properties");
         assertEquals(protoValues(MigrationMode.values()), enumValues(schema.at("/spec/properties/mode")));
         assertEquals(protoValues(MigrationPolicy.NoConvergenceAction.values()),
                 enumValues(schema.at("/spec/properties/policy/properties/onNoConvergence")));
-        assertEquals(protoValues(Migration.Phase.values()), enumValues(schema.at("/status/properties/phase")));
+        Set<String> phases = protoValues(Migration.Phase.values());
+        phases.add("PENDING"); // the operator's own, before the agent has the migration
+        assertEquals(phases, enumValues(schema.at("/status/properties/phase")));
+        // No schema defaults where a MigrationPolicy fills in: the API server would set them, and the
+        // operator could no longer tell "unset" (the policy's value) from the default.
+        assertFalse(schema.at("/spec/properties/mode").has("default"));
+        assertFalse(schema.at("/spec/properties/policy/properties/maxDowntime").has("default"));
         // every policy field of the API is settable from the resource
         Set<String> crdPolicy = new HashSet<>();
         schema.at("/spec/properties/policy/properties").fieldNames().forEachRemaining(crdPolicy::add);
         Set<String> apiPolicy = new HashSet<>();
         MigrationPolicy.getDescriptor().getFields().forEach(f -> apiPolicy.add(f.getJsonName()));
         assertEquals(apiPolicy, crdPolicy);
+    }
+
+    @Test
+    void migrationPolicyCrdIsClusterScopedAndMapsOntoTheMigrationSpec() throws IOException {
+        JsonNode crd = crd("migrationpolicies.ferry.dev");
+        assertEquals("Cluster", crd.at("/spec/scope").asText());
+        assertEquals(crd.at("/spec/names/plural").asText() + "." + crd.at("/spec/group").asText(),
+                crd.at("/metadata/name").asText());
+        JsonNode policy = crd.at("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties");
+        JsonNode vmm = crd("virtualmachinemigrations.ferry.dev").at("/spec/versions/0/schema/openAPIV3Schema/properties/spec");
+        assertEquals(protoValues(MigrationMode.values()), enumValues(policy.at("/mode")));
+        // every setting a policy supplies lands on a field of the migration's spec
+        for (String[] f : new String[][] {{"maxDowntime", "/properties/policy/properties/maxDowntime"},
+                {"bandwidthLimitBytesPerSecond", "/properties/policy/properties/bandwidthLimitBytesPerSecond"},
+                {"completionTimeout", "/properties/policy/properties/maxTotalTime"}, {"mode", "/properties/mode"}}) {
+            assertFalse(policy.path(f[0]).isMissingNode(), f[0]);
+            assertEquals(policy.path(f[0]).path("type"), vmm.at(f[1]).path("type"), f[0]);
+        }
+        assertEquals("boolean", policy.at("/allowAutoConverge/type").asText());
+        assertEquals("boolean", vmm.at("/properties/policy/properties/autoConverge/properties/enabled/type").asText());
+        Set<String> autoConverge = new HashSet<>();
+        vmm.at("/properties/policy/properties/autoConverge/properties").fieldNames().forEachRemaining(autoConverge::add);
+        Set<String> apiAutoConverge = new HashSet<>();
+        dev.ferry.v1.AutoConverge.getDescriptor().getFields().forEach(f -> apiAutoConverge.add(f.getJsonName()));
+        assertEquals(apiAutoConverge, autoConverge, "every auto-converge field is settable from the resource");
+        for (String sel : List.of("virtualMachineMigrationSelector", "namespaceSelector")) {
+            assertEquals("string", policy.at("/selectors/properties/" + sel + "/additionalProperties/type").asText(), sel);
+        }
+        // the status carries conditions, which a real API server would prune if undeclared
+        assertEquals("array", crd.at("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/conditions/type")
+                .asText());
     }
 
     @Test
@@ -143,7 +185,26 @@ class ManifestsTest {
         kind("ClusterRole").path("rules").forEach(r -> r.path("resources").forEach(x -> r.path("verbs")
                 .forEach(v -> granted.add(x.asText() + ":" + v.asText()))));
         assertTrue(granted.containsAll(Set.of("virtualmachinemigrations:watch", "virtualmachinemigrations:list",
-                "virtualmachinemigrations/status:patch", "nodes:get", "nodes:list")), granted.toString());
+                "virtualmachinemigrations:patch", "virtualmachinemigrations/status:patch", "nodes:get", "nodes:list",
+                "migrationpolicies:list", "migrationpolicies:watch", "migrationpolicies/status:patch",
+                "namespaces:get", "events:create")), granted.toString());
+        // Several replicas only with leader election, and the Lease is theirs to take.
+        assertTrue(op.at("/spec/replicas").asInt() <= 1 || operator.leaderElect(), "replicas without leader election");
+        JsonNode role = docs().stream().filter(d -> d.path("kind").asText().equals("Role")
+                && d.at("/metadata/name").asText().equals("ferry-operator-leader-election")).findFirst().orElseThrow();
+        assertEquals(op.at("/metadata/namespace"), role.at("/metadata/namespace"), "the Lease lives beside the operator");
+        Set<String> leases = new HashSet<>();
+        role.path("rules").forEach(r -> r.path("verbs").forEach(v -> leases.add(v.asText())));
+        assertTrue(leases.containsAll(Set.of("get", "create", "update")), leases.toString());
+        JsonNode roleBinding = docs().stream().filter(d -> d.path("kind").asText().equals("RoleBinding")
+                && d.at("/roleRef/name").asText().equals("ferry-operator-leader-election")).findFirst().orElseThrow();
+        assertEquals(sa, roleBinding.at("/subjects/0/name").asText());
+        if (args.contains("--metrics")) {
+            String port = args.get(args.indexOf("--metrics") + 1).split(":")[1];
+            Set<String> declared = new HashSet<>();
+            c.path("ports").forEach(p -> declared.add(p.path("containerPort").asText()));
+            assertTrue(declared.contains(port), "metrics port declared");
+        }
     }
 
     /**

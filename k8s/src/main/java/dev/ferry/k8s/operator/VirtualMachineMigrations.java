@@ -20,6 +20,11 @@ final class VirtualMachineMigrations {
     static final ResourceDefinitionContext CONTEXT = new ResourceDefinitionContext.Builder()
             .withGroup("ferry.dev").withVersion("v1alpha1").withKind("VirtualMachineMigration")
             .withPlural("virtualmachinemigrations").withNamespaced(true).build();
+    /**
+     * The operator's own phase before the agent has the migration: waiting for a slot under the per-node
+     * or per-cluster limit (the Running condition's reason says which). Uppercase like the agent's phases.
+     */
+    static final String PENDING = "PENDING";
     private static final Pattern DURATION = Pattern.compile("(\\d+(?:\\.\\d+)?)(ns|us|µs|ms|s|m|h)");
 
     private VirtualMachineMigrations() {}
@@ -70,6 +75,22 @@ final class VirtualMachineMigrations {
         }
         if (p.get("verifyMemory") instanceof Boolean v) {
             b.setVerifyMemory(v);
+        }
+        if (p.get("autoConverge") instanceof Map<?, ?> ac) {
+            dev.ferry.v1.AutoConverge.Builder a = dev.ferry.v1.AutoConverge.newBuilder();
+            if (ac.get("enabled") instanceof Boolean e) {
+                a.setEnabled(e);
+            }
+            if (ac.get("initialPercent") instanceof Number n) {
+                a.setInitialPercent(n.intValue());
+            }
+            if (ac.get("incrementPercent") instanceof Number n) {
+                a.setIncrementPercent(n.intValue());
+            }
+            if (ac.get("maxPercent") instanceof Number n) {
+                a.setMaxPercent(n.intValue());
+            }
+            b.setAutoConverge(a);
         }
         return b.build();
     }

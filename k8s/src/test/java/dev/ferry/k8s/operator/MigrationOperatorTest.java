@@ -59,11 +59,14 @@ class MigrationOperatorTest {
     @BeforeEach
     void crd() throws Exception {
         apiServer = new PruningApiServer(Map.of("virtualmachinemigrations",
-                StructuralSchema.ofCrd(Path.of("manifests/crd-virtualmachinemigration.yaml"))));
+                StructuralSchema.ofCrd(Path.of("manifests/crd-virtualmachinemigration.yaml")),
+                "migrationpolicies", StructuralSchema.ofCrd(Path.of("manifests/crd-migrationpolicy.yaml"))));
         client = apiServer.client();
         open.add(apiServer);
-        try (InputStream in = new FileInputStream("manifests/crd-virtualmachinemigration.yaml")) {
-            client.apiextensions().v1().customResourceDefinitions().load(in).create();
+        for (String crd : List.of("manifests/crd-virtualmachinemigration.yaml", "manifests/crd-migrationpolicy.yaml")) {
+            try (InputStream in = new FileInputStream(crd)) {
+                client.apiextensions().v1().customResourceDefinitions().load(in).create();
+            }
         }
     }
 
@@ -92,16 +95,48 @@ class MigrationOperatorTest {
         return ch;
     }
 
-    private void startOperator() throws Exception {
-        open.add(0, new MigrationOperator(client, 1, TransportSecurity.mutualTls(TlsFiles.in(certs, "operator")))
-                .start()); // closed first
+    private MigrationOperator startOperator() throws Exception {
+        return startOperator(MigrationOperator.Settings.DEFAULT);
+    }
+
+    private MigrationOperator startOperator(MigrationOperator.Settings settings) throws Exception {
+        MigrationOperator o = newOperator(settings).start();
+        open.add(0, o); // closed first
+        return o;
+    }
+
+    private MigrationOperator newOperator(MigrationOperator.Settings settings) throws Exception {
+        return new MigrationOperator(client, 1, TransportSecurity.mutualTls(TlsFiles.in(certs, "operator")), settings);
+    }
+
+    /** The reasons of the Events about the resource {@code name}, oldest first. */
+    private List<String> eventReasons(String name) {
+        return client.v1().events().inNamespace("default").list().getItems().stream()
+                .filter(e -> name.equals(e.getInvolvedObject().getName()))
+                .sorted(java.util.Comparator.comparing(e -> e.getMetadata().getName()))
+                .map(io.fabric8.kubernetes.api.model.Event::getReason).toList();
+    }
+
+    private static Map<String, Object> condition(GenericKubernetesResource r, String type) {
+        return Conditions.find(status(r), type);
+    }
+
+    private void createVm(Agent a, String id, int memoryMiB, int workingSetMiB) throws Exception {
+        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId(id).setVm(Vm.newBuilder()
+                .setVcpuCount(1).setMemoryBytes((long) memoryMiB << 20).setWorkload(WorkloadSpec.newBuilder()
+                        .setWorkingSetBytes((long) workingSetMiB << 20).setDirtyRateBytesPerSecond(4 << 20))).build());
     }
 
     private Resource<GenericKubernetesResource> create(String name, Map<String, Object> spec) {
+        return create(name, Map.of(), spec);
+    }
+
+    private Resource<GenericKubernetesResource> create(String name, Map<String, String> labels, Map<String, Object> spec) {
         GenericKubernetesResource r = new GenericKubernetesResource();
         r.setApiVersion("ferry.dev/v1alpha1");
         r.setKind("VirtualMachineMigration");
-        r.setMetadata(new io.fabric8.kubernetes.api.model.ObjectMetaBuilder().withName(name).withNamespace("default").build());
+        r.setMetadata(new io.fabric8.kubernetes.api.model.ObjectMetaBuilder().withName(name).withNamespace("default")
+                .withLabels(labels).build());
         r.setAdditionalProperty("spec", spec);
         client.genericKubernetesResources(VirtualMachineMigrations.CONTEXT).inNamespace("default").resource(r).create();
         return client.genericKubernetesResources(VirtualMachineMigrations.CONTEXT).inNamespace("default").withName(name);
@@ -137,6 +172,32 @@ class MigrationOperatorTest {
         assertTrue(s.get("downtime").toString().endsWith("ms"), s.toString());
         assertEquals(Vm.State.RUNNING, VmServiceGrpc.newBlockingStub(channel(b))
                 .getVm(GetVmRequest.newBuilder().setName("vms/op").build()).getState(), "the VM runs on node-b");
+        // Kubernetes conditions and observedGeneration
+        assertEquals("True", condition(end, "Succeeded").get("status"), s.toString());
+        assertEquals("False", condition(end, "Running").get("status"), s.toString());
+        assertEquals("False", condition(end, "Failed").get("status"), s.toString());
+        assertEquals("Succeeded", condition(end, "Succeeded").get("reason"));
+        assertEquals(end.getMetadata().getGeneration(), ((Number) s.get("observedGeneration")).longValue());
+        // the finalizer is let go once nothing is left to cancel
+        GenericKubernetesResource released = client.genericKubernetesResources(VirtualMachineMigrations.CONTEXT)
+                .inNamespace("default").withName("move-op").waitUntilCondition(
+                        x -> !x.getMetadata().getFinalizers().contains(MigrationOperator.FINALIZER), 30, TimeUnit.SECONDS);
+        assertTrue(released.getMetadata().getFinalizers().isEmpty());
+        // an Event for each phase change, ending with the success
+        await(() -> eventReasons("move-op").contains("Succeeded"));
+        List<String> reasons = eventReasons("move-op");
+        assertTrue(reasons.contains("Migrating"), reasons.toString());
+    }
+
+    /** Polls the emulated API server (which has no watch for Events here) until {@code what} holds, 30 s at most. */
+    private static void await(java.util.function.BooleanSupplier what) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!what.getAsBoolean()) {
+            if (System.nanoTime() > end) {
+                throw new AssertionError("not reached in 30 s");
+            }
+            Thread.sleep(50);
+        }
     }
 
     @Test
@@ -172,9 +233,15 @@ class MigrationOperatorTest {
     void aVmNoAgentHasFailsTheResourceWithTheReason() throws Exception {
         agentOn("node-a");
         startOperator();
-        Map<String, Object> s = status(awaitEnd(create("ghost", Map.of("vm", "vms/ghost", "destinationNode", "node-a"))));
+        GenericKubernetesResource end = awaitEnd(create("ghost", Map.of("vm", "vms/ghost", "destinationNode", "node-a")));
+        Map<String, Object> s = status(end);
         assertEquals("FAILED", s.get("phase"));
         assertTrue(s.get("message").toString().contains("no agent has vms/ghost"), s.toString());
+        assertEquals("True", condition(end, "Failed").get("status"));
+        assertEquals("InvalidSpec", condition(end, "Failed").get("reason"));
+        await(() -> eventReasons("ghost").contains("InvalidSpec"));
+        assertEquals("Warning", client.v1().events().inNamespace("default").list().getItems().stream()
+                .filter(e -> e.getInvolvedObject().getName().equals("ghost")).findFirst().orElseThrow().getType());
     }
 
     @Test
@@ -201,5 +268,219 @@ class MigrationOperatorTest {
         Map<String, Object> s = status(awaitEnd(r));
         assertEquals("FAILED", s.get("phase"));
         assertTrue(s.get("message").toString().contains("no longer knows"), s.toString());
+    }
+
+    /** Runs until the agent's watch ends (bounded), returning the migration's last phase. */
+    private Migration.Phase lastPhase(Agent a, String migration) throws Exception {
+        var it = MigrationServiceGrpc.newBlockingStub(channel(a)).withDeadlineAfter(60, TimeUnit.SECONDS)
+                .watchMigration(WatchMigrationRequest.newBuilder().setName(migration).build());
+        Migration last = null;
+        while (it.hasNext()) {
+            last = it.next();
+        }
+        return last.getPhase();
+    }
+
+    private static boolean inPhase(GenericKubernetesResource x, String... phases) {
+        return x != null && List.of(phases).contains(VirtualMachineMigrations.string(status(x), "phase"));
+    }
+
+    @Test
+    void theFinalizerHoldsADeletedResourceUntilAnOperatorHasCancelledItsMigration() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        agentOn("node-b");
+        createVm(a, "held", 128, 64);
+        MigrationOperator first = startOperator();
+        var r = create("move-held", Map.of("vm", "vms/held", "sourceNode", "node-a", "destinationNode", "node-b",
+                "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20)));
+        GenericKubernetesResource running = r.waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS);
+        assertEquals(List.of(MigrationOperator.FINALIZER), running.getMetadata().getFinalizers());
+        assertEquals("True", condition(running, "Running").get("status"));
+        first.close(); // no operator runs when the resource is deleted
+        r.delete();
+        GenericKubernetesResource held = r.get();
+        assertTrue(held != null && held.getMetadata().getDeletionTimestamp() != null, "the finalizer holds it");
+        String migration = status(held).get("migration").toString();
+        startOperator();
+        assertEquals(Migration.Phase.CANCELLED, lastPhase(a, migration), "the next operator cancelled it");
+        r.waitUntilCondition(java.util.Objects::isNull, 30, TimeUnit.SECONDS); // then let it go
+        await(() -> eventReasons("move-held").contains("Cancelled"));
+    }
+
+    @Test
+    void aThirdMigrationOutOfANodeWaitsPendingUntilOneOfTwoEnds() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        agentOn("node-b");
+        for (String vm : List.of("q1", "q2", "q3")) {
+            createVm(a, vm, 64, 32);
+        }
+        var reader = io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader.create();
+        var telemetry = io.opentelemetry.sdk.OpenTelemetrySdk.builder().setMeterProvider(
+                io.opentelemetry.sdk.metrics.SdkMeterProvider.builder().registerMetricReader(reader).build()).build();
+        startOperator(new MigrationOperator.Settings(2, 5, "op-0", telemetry));
+        List<Resource<GenericKubernetesResource>> rs = new ArrayList<>();
+        for (String vm : List.of("q1", "q2", "q3")) { // created in this order: q3 is the one that waits
+            rs.add(create("move-" + vm, Map.of("vm", "vms/" + vm, "sourceNode", "node-a", "destinationNode", "node-b",
+                    "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20))));
+            rs.get(rs.size() - 1).waitUntilCondition(x -> inPhase(x, "PENDING", "QUEUED", "NEGOTIATING", "PRECOPY"),
+                    30, TimeUnit.SECONDS);
+        }
+        rs.get(0).waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS);
+        rs.get(1).waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS);
+        GenericKubernetesResource third = rs.get(2).waitUntilCondition(x -> inPhase(x, "PENDING"), 30, TimeUnit.SECONDS);
+        assertEquals("NodeLimitReached", condition(third, "Running").get("reason"), status(third).toString());
+        assertEquals("False", condition(third, "Running").get("status"));
+        assertTrue(status(third).get("message").toString().contains("node-a (limit 2)"), status(third).toString());
+        assertEquals(null, status(third).get("migration"), "the agent was not asked yet");
+        await(() -> eventReasons("move-q3").contains("NodeLimitReached"));
+        assertEquals(1L, gauge(reader, "ferry.operator.queue.depth"), "the queue's depth is a metric");
+        var metrics = reader.collectAllMetrics();
+        assertEquals(1L, metrics.stream().filter(m -> m.getName().equals("ferry.operator.migrations"))
+                .flatMap(m -> m.getLongGaugeData().getPoints().stream())
+                .filter(p -> "PENDING".equals(p.getAttributes().get(OperatorMetrics.PHASE)))
+                .mapToLong(p -> p.getValue()).sum(), "resources by phase");
+        assertTrue(metrics.stream().filter(m -> m.getName().equals("ferry.operator.reconciles"))
+                .flatMap(m -> m.getLongSumData().getPoints().stream())
+                .filter(p -> "queued".equals(p.getAttributes().get(OperatorMetrics.RESULT)))
+                .mapToLong(p -> p.getValue()).sum() >= 1, "reconciles by result");
+
+        rs.get(0).delete(); // the first one ends (cancelled): the third takes its slot
+        GenericKubernetesResource started = rs.get(2).waitUntilCondition(x -> inPhase(x, "QUEUED", "NEGOTIATING",
+                "PRECOPY", "STOP_AND_COPY", "COMPLETED"), 60, TimeUnit.SECONDS);
+        assertTrue(status(started).get("migration").toString().startsWith("migrations/vmm-"));
+        assertEquals("True", condition(rs.get(2).waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS),
+                "Running").get("status"), "running now");
+        assertEquals(0L, gauge(reader, "ferry.operator.queue.depth"));
+        assertTrue(gauge(reader, "ferry.operator.migrations.running") <= 2, "never more than 2 out of node-a");
+    }
+
+    @Test
+    void theClusterLimitHoldsAMigrationFromAnotherNodeUntilTheRunningOneEnds() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        Agent b = agentOn("node-b");
+        createVm(a, "c1", 64, 32);
+        createVm(b, "c2", 64, 32);
+        startOperator(new MigrationOperator.Settings(2, 1, "op-0", io.opentelemetry.api.OpenTelemetry.noop()));
+        var first = create("move-c1", Map.of("vm", "vms/c1", "sourceNode", "node-a", "destinationNode", "node-b",
+                "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20)));
+        first.waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS);
+        var second = create("move-c2", Map.of("vm", "vms/c2", "sourceNode", "node-b", "destinationNode", "node-a",
+                "policy", Map.of("bandwidthLimitBytesPerSecond", 1 << 20)));
+        GenericKubernetesResource held = second.waitUntilCondition(x -> inPhase(x, "PENDING"), 30, TimeUnit.SECONDS);
+        assertEquals("ClusterLimitReached", condition(held, "Running").get("reason"), status(held).toString());
+        first.delete();
+        assertEquals("True", condition(second.waitUntilCondition(x -> inPhase(x, "PRECOPY"), 60, TimeUnit.SECONDS),
+                "Running").get("status"));
+        second.delete();
+        second.waitUntilCondition(java.util.Objects::isNull, 30, TimeUnit.SECONDS);
+    }
+
+    private static long gauge(io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader reader, String name) {
+        return reader.collectAllMetrics().stream().filter(m -> m.getName().equals(name))
+                .flatMap(m -> m.getLongGaugeData().getPoints().stream()).mapToLong(p -> p.getValue()).sum();
+    }
+
+    private GenericKubernetesResource createPolicy(String name, Map<String, String> selector, Map<String, Object> settings) {
+        GenericKubernetesResource p = MigrationPoliciesTest.policy(name, selector, Map.of(), settings);
+        client.genericKubernetesResources(MigrationPolicies.CONTEXT).resource(p).create();
+        return p;
+    }
+
+    @Test
+    void theMostSpecificMatchingPolicyFillsInWhatTheSpecLeavesUnset() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        agentOn("node-b");
+        createVm(a, "pol", 64, 16);
+        createPolicy("team-a", Map.of("team", "a"), Map.of("maxDowntime", "40ms", "bandwidthLimitBytesPerSecond", 1 << 20));
+        createPolicy("team-a-gold", Map.of("team", "a", "tier", "gold"), Map.of("mode", "HYBRID",
+                "maxDowntime", "20ms", "completionTimeout", "10m", "allowAutoConverge", true));
+        startOperator();
+        GenericKubernetesResource end = awaitEnd(create("move-pol", Map.of("team", "a", "tier", "gold"),
+                Map.of("vm", "vms/pol", "destinationNode", "node-b", "policy", Map.of("maxDowntime", "50ms"))));
+        Map<String, Object> s = status(end);
+        assertEquals("COMPLETED", s.get("phase"), s.toString());
+        assertEquals("team-a-gold", s.get("migrationPolicy"), "two selector labels beat one");
+        Migration m = MigrationServiceGrpc.newBlockingStub(channel(a)).getMigration(GetMigrationRequest.newBuilder()
+                .setName(s.get("migration").toString()).build());
+        assertEquals(dev.ferry.v1.MigrationMode.HYBRID, m.getMode(), "the policy's mode: the spec has none");
+        assertEquals(50_000_000, m.getPolicy().getMaxDowntime().getNanos(), "the spec's own maxDowntime wins");
+        assertEquals(600, m.getPolicy().getMaxTotalTime().getSeconds(), "completionTimeout");
+        assertEquals(0, m.getPolicy().getBandwidthLimitBytesPerSecond(), "nothing from the policy that lost");
+        assertTrue(m.getPolicy().getAutoConverge().getEnabled(), "allowAutoConverge reached the agent");
+        GenericKubernetesResource accepted = client.genericKubernetesResources(MigrationPolicies.CONTEXT)
+                .withName("team-a-gold").waitUntilCondition(x -> "True".equals(Conditions.find(
+                        VirtualMachineMigrations.section(x, "status"), "Accepted").get("status")), 30, TimeUnit.SECONDS);
+        assertEquals(accepted.getMetadata().getGeneration(),
+                ((Number) VirtualMachineMigrations.section(accepted, "status").get("observedGeneration")).longValue());
+    }
+
+    @Test
+    void aPolicyTheOperatorCannotReadIsRefusedAndFailsTheMigrationsItWouldApplyTo() throws Exception {
+        agentOn("node-a");
+        createPolicy("converge", Map.of("app", "db"), Map.of("completionTimeout", "a while"));
+        startOperator();
+        GenericKubernetesResource refused = client.genericKubernetesResources(MigrationPolicies.CONTEXT)
+                .withName("converge").waitUntilCondition(x -> "False".equals(Conditions.find(
+                        VirtualMachineMigrations.section(x, "status"), "Accepted").get("status")), 30, TimeUnit.SECONDS);
+        Map<String, Object> c = Conditions.find(VirtualMachineMigrations.section(refused, "status"), "Accepted");
+        assertEquals("Invalid", c.get("reason"));
+        assertTrue(c.get("message").toString().contains("'a while' is not a duration"), c.toString());
+        GenericKubernetesResource end = awaitEnd(create("move-db", Map.of("app", "db"),
+                Map.of("vm", "vms/db", "sourceNode", "node-a", "destinationNode", "node-a")));
+        assertEquals("PolicyRefused", condition(end, "Failed").get("reason"), status(end).toString());
+        assertTrue(status(end).get("message").toString().contains("MigrationPolicy converge"), status(end).toString());
+    }
+
+    @Test
+    void twoReplicasElectOneLeaderThatActsAndTheOtherTakesOverWhenItStops() throws Exception {
+        agentOn("node-a");
+        var timing = new OperatorReplica.Timing(java.time.Duration.ofSeconds(2), java.time.Duration.ofMillis(1500),
+                java.time.Duration.ofMillis(200));
+        java.util.concurrent.atomic.AtomicInteger lost = new java.util.concurrent.atomic.AtomicInteger();
+        List<OperatorReplica> replicas = new ArrayList<>();
+        for (String id : List.of("op-0", "op-1")) {
+            OperatorReplica r = new OperatorReplica(client, "default", "ferry-operator", id, timing,
+                    () -> newOperatorUnchecked(new MigrationOperator.Settings(2, 5, id,
+                            io.opentelemetry.api.OpenTelemetry.noop())), lost::incrementAndGet);
+            replicas.add(r);
+            open.add(0, r);
+        }
+        await(() -> replicas.stream().anyMatch(OperatorReplica::leading));
+        OperatorReplica leader = replicas.stream().filter(OperatorReplica::leading).findFirst().orElseThrow();
+        OperatorReplica other = replicas.get(replicas.get(0) == leader ? 1 : 0);
+        assertEquals(leader.identity(), client.leases().inNamespace("default").withName("ferry-operator").get()
+                .getSpec().getHolderIdentity());
+        awaitEnd(create("ghost-1", Map.of("vm", "vms/ghost", "destinationNode", "node-a")));
+        await(() -> !eventReporters("ghost-1").isEmpty());
+        assertEquals(java.util.Set.of(leader.identity()), eventReporters("ghost-1"), "only the leader acted");
+        assertTrue(!other.leading());
+
+        leader.close(); // releases the Lease
+        await(other::leading);
+        assertEquals(other.identity(), client.leases().inNamespace("default").withName("ferry-operator").get()
+                .getSpec().getHolderIdentity());
+        awaitEnd(create("ghost-2", Map.of("vm", "vms/ghost", "destinationNode", "node-a")));
+        await(() -> !eventReporters("ghost-2").isEmpty());
+        assertEquals(java.util.Set.of(other.identity()), eventReporters("ghost-2"), "the new leader acts");
+        assertEquals(0, lost.get(), "a replica that closes does not report a lost lease");
+    }
+
+    private java.util.Set<String> eventReporters(String name) {
+        return client.v1().events().inNamespace("default").list().getItems().stream()
+                .filter(e -> name.equals(e.getInvolvedObject().getName()))
+                .map(io.fabric8.kubernetes.api.model.Event::getReportingInstance)
+                .collect(java.util.stream.Collectors.toSet());
+    }
+
+    private MigrationOperator newOperatorUnchecked(MigrationOperator.Settings settings) {
+        try {
+            return newOperator(settings);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
     }
 }

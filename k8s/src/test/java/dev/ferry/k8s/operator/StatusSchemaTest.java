@@ -46,4 +46,15 @@ class StatusSchemaTest {
     void aFailureStatusIsDeclared() throws Exception {
         assertSurvivesPruning(VirtualMachineMigrations.failed("no agent"));
     }
+
+    @Test
+    void conditionsPolicyAndObservedGenerationAreDeclared() throws Exception {
+        Map<String, Object> s = new java.util.LinkedHashMap<>(VirtualMachineMigrations.failed("refused"));
+        s.put("phase", VirtualMachineMigrations.PENDING);
+        s.put("migrationPolicy", "gold");
+        s.put("observedGeneration", 3L);
+        s.put("conditions", Conditions.merge(null, Conditions.forPhase("PENDING", "NodeLimitReached", "waiting"), 3L,
+                java.time.Instant.now()));
+        assertSurvivesPruning(s);
+    }
 }
