@@ -14,9 +14,17 @@ java_home="${JAVA_HOME_FOR_JLINK:-$(dirname "$(dirname "$(readlink -f "$(command
 rm -rf "$out"
 mkdir -p "$out/opt" "$out/bin" "$out/usr/local/bin" "$out/etc" "$out/tmp" "$out/root"
 # --strip-debug etc.: about a third of the runtime; no --compress, so class loading does not inflate
-# lib/modules at every start (the image layers are gzipped anyway).
-"$java_home/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages \
-    --output "$out/opt/jre"
+# lib/modules at every start (the image layers are gzipped anyway). jlink costs seconds of CPU, so both images
+# share one runtime per JDK and module list, in image/target.
+cache="$(cd "$(dirname "$0")" && pwd)/target/jre-$( (cat "$java_home/release"; echo "$modules") | sha256sum | cut -c1-16)"
+if [ ! -f "$cache/release" ]; then
+    mkdir -p "$(dirname "$cache")"
+    tmp="$(mktemp -d "$cache.XXXXXX")"
+    "$java_home/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages --output "$tmp/jre"
+    mv -T "$tmp/jre" "$cache" 2>/dev/null || true # another build made it meanwhile: the same runtime
+    rm -rf "$tmp"
+fi
+cp -a "$cache" "$out/opt/jre"
 
 cp -L "$(command -v dash)" "$out/bin/sh"
 
