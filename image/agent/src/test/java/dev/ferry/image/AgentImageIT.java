@@ -48,7 +48,9 @@ class AgentImageIT {
 
     @Test
     void theImageRunsAnAgentThatAnswersHealthOverMutualTls() throws Exception {
-        Path tar = Path.of(System.getProperty("ferry.image.tar"));
+        String tarProperty = System.getProperty("ferry.image.tar");
+        assertTrue(tarProperty != null, "ferry.image.tar unset: run by the pom's image-run execution, after package");
+        Path tar = Path.of(tarProperty);
         String ref = System.getProperty("ferry.image.ref");
         assertTrue(Files.isRegularFile(tar), "the build wrote " + tar);
         String runtime = runtime();
