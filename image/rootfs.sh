@@ -13,8 +13,7 @@ java_home="${JAVA_HOME_FOR_JLINK:-$(dirname "$(dirname "$(readlink -f "$(command
 
 rm -rf "$out"
 mkdir -p "$out/opt" "$out/bin" "$out/usr/local/bin" "$out/etc" "$out/tmp" "$out/root"
-# --strip-debug etc.: about a third of the runtime; no --compress, so class loading does not inflate
-# lib/modules at every start (the image layers are gzipped anyway). jlink costs seconds of CPU, so both images
+# No --compress: class loading would inflate lib/modules at every start, and the image layers are gzipped anyway. jlink costs seconds of CPU, so both images
 # share one runtime per JDK and module list, in image/target.
 cache="$(cd "$(dirname "$0")" && pwd)/target/jre-$( (cat "$java_home/release"; echo "$modules") | sha256sum | cut -c1-16)"
 if [ ! -f "$cache/release" ]; then
