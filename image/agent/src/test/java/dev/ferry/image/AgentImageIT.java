@@ -188,8 +188,10 @@ class AgentImageIT {
             throw new AssertionError(e.getCause());
         }
         if (control == null) {
-            fail("the agent in the container did not report ready within " + READY_TIMEOUT_S + " s (alive: "
-                    + container.isAlive() + "); its log:\n" + tail(log));
+            String what = container.waitFor(5, TimeUnit.SECONDS)
+                    ? "exited with " + container.exitValue() + " before reporting ready"
+                    : "did not report ready within " + READY_TIMEOUT_S + " s";
+            fail("the agent in the container " + what + "; its log:\n" + tail(log));
         }
         return control;
     }
