@@ -23,7 +23,10 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.stream.Stream;
+import javax.xml.parsers.DocumentBuilderFactory;
 import org.junit.jupiter.api.Test;
+import org.w3c.dom.Document;
+import org.w3c.dom.Element;
 import picocli.CommandLine;
 
 /** Offline checks of the manifests: well-formed, and in step with the ferry.v1 API they front. */
@@ -205,6 +208,41 @@ class ManifestsTest {
             c.path("ports").forEach(p -> declared.add(p.path("containerPort").asText()));
             assertTrue(declared.contains(port), "metrics port declared");
         }
+    }
+
+    @Test
+    void workloadsRunTheImagesTheBuildMakes() throws Exception {
+        JsonNode agent = kind("DaemonSet").at("/spec/template/spec/containers/0");
+        assertEquals(builtImage("agent"), agent.path("image").asText());
+        // The probes' `ferry` is the agent image's launcher on its PATH.
+        assertEquals(imageProperty("agent", "ferry.image.launcher"),
+                agent.at("/readinessProbe/exec/command/0").asText());
+        JsonNode operator = docs().stream().filter(d -> d.path("kind").asText().equals("Deployment")
+                && d.at("/metadata/name").asText().equals("ferry-operator")).findFirst().orElseThrow()
+                .at("/spec/template/spec/containers/0");
+        assertEquals(builtImage("operator"), operator.path("image").asText());
+        assertEquals(imageProperty("operator", "ferry.image.launcher"), operator.at("/command/0").asText());
+    }
+
+    /** The NAME:TAG that Jib's buildTar gives image/MODULE's tarball: image/pom.xml's to.image, expanded. */
+    private static String builtImage(String module) throws Exception {
+        Element to = (Element) pom(Path.of("..", "image", "pom.xml")).getElementsByTagName("to").item(0);
+        String pattern = to.getElementsByTagName("image").item(0).getTextContent().trim();
+        assertEquals("${ferry.image.name}:${project.version}", pattern, "image/pom.xml's naming");
+        Document modulePom = pom(Path.of("..", "image", module, "pom.xml"));
+        String version = ((Element) modulePom.getElementsByTagName("parent").item(0))
+                .getElementsByTagName("version").item(0).getTextContent().trim();
+        return imageProperty(module, "ferry.image.name") + ":" + version;
+    }
+
+    private static String imageProperty(String module, String name) throws Exception {
+        Element properties = (Element) pom(Path.of("..", "image", module, "pom.xml"))
+                .getElementsByTagName("properties").item(0);
+        return properties.getElementsByTagName(name).item(0).getTextContent().trim();
+    }
+
+    private static Document pom(Path file) throws Exception {
+        return DocumentBuilderFactory.newInstance().newDocumentBuilder().parse(file.toFile());
     }
 
     /**
