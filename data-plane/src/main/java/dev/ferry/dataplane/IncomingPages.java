@@ -40,4 +40,12 @@ public interface IncomingPages {
     default int streamCount() {
         return Integer.MAX_VALUE;
     }
+
+    /**
+     * Whether the session accepted the ZERO_PAGE_ELISION feature; without it a batch with zero_ranges fails with
+     * INVALID_ARGUMENT. Default: accepted.
+     */
+    default boolean acceptsZeroRanges() {
+        return true;
+    }
 }

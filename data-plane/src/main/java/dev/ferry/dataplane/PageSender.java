@@ -51,10 +51,21 @@ import java.util.function.BooleanSupplier;
  * (which then fails with CANCELLED). The {@code cancelled} supplier is polled from the worker threads and the caller.
  */
 public final class PageSender implements AutoCloseable {
-    /** Tuning knobs with their defaults in {@link #DEFAULT}. */
-    public record Options(int onReadyThresholdBytes) {
+    /**
+     * Tuning knobs with their defaults in {@link #DEFAULT}.
+     *
+     * @param onReadyThresholdBytes how much a stream may buffer before it counts as not ready
+     * @param zeroPageElision       whether all-zero pages go as zero ranges (the negotiated ZERO_PAGE_ELISION
+     *                              feature); without it they go as data
+     */
+    public record Options(int onReadyThresholdBytes, boolean zeroPageElision) {
         /** 4 MiB: a worker can serialize the next batch while Netty is still writing the previous ones. */
-        public static final Options DEFAULT = new Options(4 << 20);
+        public static final Options DEFAULT = new Options(4 << 20, true);
+
+        /** These options with zero-page elision as negotiated. */
+        public Options withZeroPageElision(boolean on) {
+            return new Options(onReadyThresholdBytes, on);
+        }
 
         public Options {
             if (onReadyThresholdBytes <= 0) {
@@ -77,6 +88,7 @@ public final class PageSender implements AutoCloseable {
     private final MemoryLayout layout;
     private final PageHashes hashes;
     private final BandwidthLimiter limiter;
+    private final boolean zeroPageElision;
     private final MemoryFence fence = new MemoryFence();
     /** Serialized bytes handed to gRPC (sendMessage) so far, for flow-control tests and metrics. */
     private final LongAdder bytesHandedToGrpc = new LongAdder();
@@ -120,6 +132,7 @@ public final class PageSender implements AutoCloseable {
         this.layout = new MemoryLayout(Objects.requireNonNull(memory, "memory"));
         this.hashes = Objects.requireNonNull(hashes, "hashes");
         this.limiter = Objects.requireNonNull(limiter, "limiter");
+        this.zeroPageElision = options.zeroPageElision();
         if (streams < 1) {
             throw new IllegalArgumentException("need at least one stream, got " + streams);
         }
@@ -426,7 +439,8 @@ public final class PageSender implements AutoCloseable {
             }
             try {
                 checkRunning(round, cancelled);
-                StreamPlanner planner = new StreamPlanner(layout, hashes, fence, cursor, index, round);
+                StreamPlanner planner = new StreamPlanner(layout, hashes, fence, cursor, index, round,
+                        zeroPageElision);
                 OutgoingBatch batch;
                 while ((batch = planner.next()) != null) {
                     checkRunning(round, cancelled);

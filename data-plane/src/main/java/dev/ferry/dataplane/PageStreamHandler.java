@@ -134,6 +134,9 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
                 return "page_runs cover more pages than a message can carry";
             }
         }
+        if (b.zeroCount > 0 && !sink.acceptsZeroRanges()) {
+            return "zero_ranges without the ZERO_PAGE_ELISION feature, which this session did not accept";
+        }
         for (int i = 0; i < b.zeroCount; i++) {
             String why = layout.checkRange(b.zeroGpa[i], b.zeroPages[i]);
             if (why != null) {

@@ -18,9 +18,11 @@ final class StreamPlanner {
     private final long[] pieceGpa = new long[RoundCursor.CHUNK_PAGES];
     private final int[] piecePages = new int[RoundCursor.CHUNK_PAGES];
     private boolean ended;
+    private final boolean zeroPageElision; // else zero pages go as data, as a peer without the feature expects
 
     StreamPlanner(MemoryLayout layout, PageHashes hashes, MemoryFence fence, RoundCursor cursor, int streamIndex,
-            int round) {
+            int round, boolean zeroPageElision) {
+        this.zeroPageElision = zeroPageElision;
         this.layout = layout;
         this.fence = fence;
         this.cursor = cursor;
@@ -72,7 +74,7 @@ final class StreamPlanner {
                 ByteBuffer v = views[ri];
                 int off = (int) (gpa - layout.region(ri).guestPhysAddr());
                 v.clear().position(off).limit(off + PageWire.PAGE_SIZE);
-                if (PageHashes.isZero(v)) {
+                if (zeroPageElision && PageHashes.isZero(v)) {
                     builder.addZeroPage(gpa);
                 } else {
                     builder.addDataPage(gpa);

@@ -194,4 +194,57 @@ class PageTransferRoundTripTest {
             other.close();
         }
     }
+
+    /** A session that did not accept ZERO_PAGE_ELISION. */
+    private IncomingPages withoutZeroRanges() {
+        return new IncomingPages() {
+            @Override
+            public GuestMemory memory() {
+                return writer.memory();
+            }
+
+            @Override
+            public PageHashes hashes() {
+                return writer.hashes();
+            }
+
+            @Override
+            public void writePages(long gpa, int pages, java.nio.ByteBuffer data) {
+                writer.writePages(gpa, pages, data);
+            }
+
+            @Override
+            public void zeroPages(long gpa, long pages) {
+                writer.zeroPages(gpa, pages);
+            }
+
+            @Override
+            public boolean acceptsZeroRanges() {
+                return false;
+            }
+        };
+    }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
+    void withoutZeroPageElisionZeroPagesGoAsDataAndZeroRangesAreRefused(Transport transport) throws Exception {
+        sessions.put(TOKEN, withoutZeroRanges());
+        start(transport);
+        long zeros = TestMemory.fillRandom(src, 1, 10);
+        assertTrue(zeros > 0);
+        try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel()), TOKEN, src, srcHashes, 2,
+                BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT.withZeroPageElision(false))) {
+            RoundStats r1 = sender.sendRound(1, DirtyBitmap.full(src), () -> false);
+            assertEquals(0, r1.zeroPages(), "no zero ranges without the feature");
+            assertEquals(src.totalPages(), r1.pagesSent());
+            assertConverged();
+        }
+        try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel()), TOKEN, src, srcHashes, 1,
+                BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT)) {
+            PageTransferException e = assertThrows(PageTransferException.class,
+                    () -> sender.sendRound(2, DirtyBitmap.full(src), () -> false));
+            assertEquals(Status.Code.INVALID_ARGUMENT, e.status().getCode());
+            assertTrue(e.status().getDescription().contains("ZERO_PAGE_ELISION"), e.status().getDescription());
+        }
+    }
 }

@@ -10,6 +10,7 @@ import dev.ferry.dataplane.postcopy.GrpcPageFetcher;
 import dev.ferry.dataplane.postcopy.PostcopyPager;
 import dev.ferry.memory.ChunkDigests;
 import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.v1.MigrationConfig;
 import dev.ferry.v1.VerifyIncomingMigrationResponse;
 import dev.ferry.v1.CompleteIncomingPostcopyRequest;
 import dev.ferry.v1.CompleteIncomingPostcopyResponse;
@@ -107,6 +108,11 @@ final class DestinationDriver implements IncomingPages {
     @Override
     public PageHashes hashes() {
         return live().hashes();
+    }
+
+    @Override
+    public boolean acceptsZeroRanges() {
+        return machine.accepted().getFeaturesList().contains(MigrationConfig.Feature.ZERO_PAGE_ELISION);
     }
 
     /** The page writer of a session that has not ended; a late stream gets the same refusal as any after the end. */

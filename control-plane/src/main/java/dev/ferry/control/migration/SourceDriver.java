@@ -323,6 +323,12 @@ final class SourceDriver implements Runnable {
         return perStream;
     }
 
+    /** Zero pages go as zero ranges only if the destination accepted ZERO_PAGE_ELISION. */
+    private PageSender.Options senderOptions() {
+        return PageSender.Options.DEFAULT.withZeroPageElision(
+                accepted.getFeaturesList().contains(MigrationConfig.Feature.ZERO_PAGE_ELISION));
+    }
+
     /** How long mode AUTO watches the guest's writes before round 1: short, so that few pages are written twice. */
     private static final long WRITE_SAMPLE_MILLIS = 200;
 
@@ -362,7 +368,7 @@ final class SourceDriver implements Runnable {
         DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
         try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
-                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT);
+                accepted.getDataStreamCount(), limiter(), senderOptions());
                 GuestThrottle throttle = new GuestThrottle(v, name)) {
             log.enable();
             log.fetchAndClear(); // from here on, every guest write shows up in the log
@@ -501,7 +507,7 @@ final class SourceDriver implements Runnable {
         GuestVm v = vm.vm();
         PageHashes hashes = new PageHashes(v.memory());
         try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
-                accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
+                accepted.getDataStreamCount(), limiter(), senderOptions())) {
             DirtyBitmap toPush = DirtyBitmap.populated(v.memory()); // most of it: what grows later is cheap to add
             boolean resumedThere;
             try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
@@ -973,7 +979,7 @@ final class SourceDriver implements Runnable {
             }
             LOG.log(System.Logger.Level.INFO, "{0}: postcopy resumed; {1} pages still missing", name, missing.count());
             try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), postcopyHashes,
-                    accepted.getDataStreamCount(), limiter(), PageSender.Options.DEFAULT)) {
+                    accepted.getDataStreamCount(), limiter(), senderOptions())) {
                 pushAndComplete(sender, missing);
             }
         } catch (Throwable t) {
