@@ -28,6 +28,19 @@ public final class Main implements Runnable {
         };
     }
 
+    /**
+     * A status's description, with the root cause's message when gRPC's own is generic: an unreachable agent is
+     * "io exception" to gRPC, and "... Connection refused: /127.0.0.1:7001" to the user.
+     */
+    static String describe(io.grpc.Status status) {
+        String d = status.getDescription();
+        Throwable cause = status.getCause(); // Netty's names the address; the ones below it do not
+        if (cause == null || cause.getMessage() == null || (d != null && d.contains(cause.getMessage()))) {
+            return d;
+        }
+        return (d == null ? "" : d + ": ") + cause.getMessage();
+    }
+
     public static void main(String[] args) {
         System.exit(execute(new java.io.PrintWriter(System.err, true), args));
     }
@@ -59,7 +72,7 @@ public final class Main implements Runnable {
                 return 2;
             }
             if (e instanceof io.grpc.StatusRuntimeException s) { // an agent refused: its status says why
-                cmd.getErr().println("ferry: " + s.getStatus().getCode() + ": " + s.getStatus().getDescription());
+                cmd.getErr().println("ferry: " + s.getStatus().getCode() + ": " + describe(s.getStatus()));
                 return 2;
             }
             throw e;
