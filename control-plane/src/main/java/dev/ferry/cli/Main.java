@@ -41,7 +41,15 @@ public final class Main implements Runnable {
         return (d == null ? "" : d + ": ") + cause.getMessage();
     }
 
+    /**
+     * Netty's OpenSSL probe logs an INFO line about TLS 1.3 cipher configuration at every start of every process:
+     * noise on a terminal. Held here, since java.util.logging keeps loggers weakly and would forget the level.
+     */
+    private static final java.util.logging.Logger OPENSSL_PROBE =
+            java.util.logging.Logger.getLogger("io.grpc.netty.shaded.io.netty.handler.ssl"); // the SSL contexts' loggers
+
     public static void main(String[] args) {
+        OPENSSL_PROBE.setLevel(java.util.logging.Level.WARNING);
         System.exit(execute(new java.io.PrintWriter(System.err, true), args));
     }
 
