@@ -386,6 +386,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
                     new DestinationStateMachine(accepted, m.peerTimeout, InstantSource.system()),
                     req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault);
+            if (!req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX)) {
+                s.reportTo(m.metrics);
+            }
             if (accepted.getMode() == MigrationMode.POSTCOPY) {
                 try {
                     s.armEarly();
