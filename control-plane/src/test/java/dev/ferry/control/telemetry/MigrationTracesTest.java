@@ -3,6 +3,7 @@ package dev.ferry.control.telemetry;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ferry.backends.BackendTestSupport;
 import dev.ferry.backends.Backends;
@@ -204,6 +205,54 @@ class MigrationTracesTest {
                     .filter(s -> s.instance().equals("trace-dst") && s.name().endsWith("/StreamPages")).toList();
             assertFalse(pageStreams.isEmpty(), "the page streams carry the trace too: " + spans);
             pageStreams.forEach(s -> assertEquals(root.spanId(), s.parentSpanId(), s.toString()));
+        }
+    }
+
+    /** Postcopy: the destination's fault latencies reach its metrics, and its pager calls join the trace. */
+    @Test
+    void postcopyFaultLatenciesShowOnTheDestinationAndItsFaultStreamIsTraced() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Backends backends = Backends.open(Backends.Choice.PROCESS);
+        assumeTrue(MigrationServices.modes(backends.require(Backend.PROCESS)).contains(MigrationMode.POSTCOPY),
+                "userfaultfd is not available here");
+        int metricsPort = freePort();
+        try (OtlpTestCollector collector = new OtlpTestCollector();
+                AgentTelemetry srcTelemetry = AgentTelemetry.start("pc-src", collector.endpoint(), null);
+                AgentTelemetry dstTelemetry = AgentTelemetry.start("pc-dst", collector.endpoint(),
+                        new InetSocketAddress("127.0.0.1", metricsPort));
+                Agent src = agent("pc-src", srcTelemetry, FaultHold.NONE);
+                Agent dst = agent("pc-dst", dstTelemetry, FaultHold.NONE)) {
+            ManagedChannel ch = controller(src);
+            try {
+                VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("pc").setVm(Vm
+                        .newBuilder().setVcpuCount(1).setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder()
+                                .setWorkingSetBytes(16 << 20).setDirtyRateBytesPerSecond(4 << 20))).build());
+                MigrationServiceGrpc.newBlockingStub(ch).createMigration(CreateMigrationRequest.newBuilder()
+                        .setMigrationId("pc").setMigration(Migration.newBuilder().setVm("vms/pc")
+                                .setMode(MigrationMode.POSTCOPY).setDestinationAddress(dst.controlAddress())).build());
+                Migration end = null;
+                var watch = MigrationServiceGrpc.newBlockingStub(ch).withDeadlineAfter(WAIT.toSeconds(),
+                        java.util.concurrent.TimeUnit.SECONDS).watchMigration(WatchMigrationRequest.newBuilder()
+                        .setName("migrations/pc").build());
+                while (watch.hasNext()) {
+                    end = watch.next();
+                }
+                assertEquals(Migration.Phase.COMPLETED, end.getPhase(), end.toString());
+                assertTrue(end.getStatistics().getPostcopy().getPageFaults() > 0, end.toString());
+            } finally {
+                ch.shutdownNow();
+            }
+            String metrics = scrape(metricsPort);
+            assertTrue(sample(metrics, "ferry_postcopy_fault_latency_milliseconds_count", "") > 0, metrics);
+
+            List<OtlpTestCollector.ReceivedSpan> spans = awaitSpans(collector, srcTelemetry, dstTelemetry, all ->
+                    has(all, "pc-src", "ferry.migration") && has(all, "pc-src", "/StreamPageFaults"));
+            OtlpTestCollector.ReceivedSpan root = only(spans, "pc-src", "ferry.migration");
+            assertEquals(Set.of(root.traceId()), spans.stream().map(OtlpTestCollector.ReceivedSpan::traceId)
+                    .collect(Collectors.toSet()), spans.toString());
+            only(spans, "pc-src", "ferry.postcopy.switchover");
+            only(spans, "pc-src", "ferry.postcopy");
+            only(spans, "pc-src", "ferry.verification");
         }
     }
 
