@@ -250,6 +250,10 @@ class MigrationTracesTest {
             OtlpTestCollector.ReceivedSpan root = only(spans, "pc-src", "ferry.migration");
             assertEquals(Set.of(root.traceId()), spans.stream().map(OtlpTestCollector.ReceivedSpan::traceId)
                     .collect(Collectors.toSet()), spans.toString());
+            // The destination opened its fault stream within one of its own calls: the source's pager span is under it.
+            String faultStreamParent = only(spans, "pc-src", "/StreamPageFaults").parentSpanId();
+            assertTrue(spans.stream().anyMatch(s -> s.spanId().equals(faultStreamParent) && s.instance().equals("pc-dst")),
+                    spans.toString());
             only(spans, "pc-src", "ferry.postcopy.switchover");
             only(spans, "pc-src", "ferry.postcopy");
             only(spans, "pc-src", "ferry.verification");
