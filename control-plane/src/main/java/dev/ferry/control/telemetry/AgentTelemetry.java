@@ -14,7 +14,6 @@ import io.opentelemetry.sdk.trace.export.SpanExporter;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.util.concurrent.TimeUnit;
-import java.util.logging.ConsoleHandler;
 import java.util.logging.Formatter;
 import java.util.logging.LogRecord;
 import java.util.logging.Logger;
@@ -40,13 +39,9 @@ public final class AgentTelemetry implements AutoCloseable {
     public static AgentTelemetry start(String agentName, URI otlpEndpoint, InetSocketAddress metricsAt) {
         Resource resource = Resource.getDefault().merge(Resource.create(Attributes.builder()
                 .put("service.name", SERVICE_NAME).put("service.instance.id", agentName).build()));
-        SpanExporter exporter;
-        if (otlpEndpoint == null) {
-            oneLinePerSpan();
-            exporter = LoggingSpanExporter.create();
-        } else {
-            exporter = OtlpGrpcSpanExporter.builder().setEndpoint(otlpEndpoint.toString()).build();
-        }
+        oneLinePerRecord();
+        SpanExporter exporter = otlpEndpoint == null ? LoggingSpanExporter.create()
+                : OtlpGrpcSpanExporter.builder().setEndpoint(otlpEndpoint.toString()).build();
         SdkTracerProvider traces = SdkTracerProvider.builder().setResource(resource)
                 .addSpanProcessor(BatchSpanProcessor.builder(exporter).build()).build();
         var sdk = OpenTelemetrySdk.builder().setTracerProvider(traces);
@@ -60,19 +55,37 @@ public final class AgentTelemetry implements AutoCloseable {
 
     private static final java.util.concurrent.atomic.AtomicBoolean LOG_FORMATTED = new java.util.concurrent.atomic.AtomicBoolean();
 
-    /** The logging exporter's lines to stderr as they are (JUL's default format takes two lines per record). */
-    private static void oneLinePerSpan() {
-        if (!LOG_FORMATTED.compareAndSet(false, true)) {
-            return; // one handler per JVM, however many agents (tests run several)
+    /**
+     * OpenTelemetry's own log records (a span from the logging exporter, a failed OTLP export) to stderr, one line
+     * each and without the exception's stack trace: JUL's default takes two lines per record and the OTLP exporter
+     * attaches the connect failure's whole trace to every failed export.
+     */
+    private static void oneLinePerRecord() {
+        if (LOG_FORMATTED.compareAndSet(false, true)) { // once per JVM, however many agents (tests run several)
+            logTo(System.err);
         }
-        Logger log = Logger.getLogger(LoggingSpanExporter.class.getName());
-        ConsoleHandler h = new ConsoleHandler();
-        h.setFormatter(new Formatter() {
+    }
+
+    /** Sends OpenTelemetry's log records to {@code out} (replacing where they went), one line each. */
+    static synchronized void logTo(java.io.OutputStream out) {
+        Logger log = Logger.getLogger("io.opentelemetry");
+        for (java.util.logging.Handler old : log.getHandlers()) {
+            log.removeHandler(old);
+        }
+        java.util.logging.StreamHandler h = new java.util.logging.StreamHandler(out, new Formatter() {
             @Override
             public String format(LogRecord r) {
-                return r.getInstant() + " span " + formatMessage(r) + System.lineSeparator();
+                String logger = r.getLoggerName();
+                return r.getInstant() + " " + r.getLevel() + " " + logger.substring(logger.lastIndexOf('.') + 1)
+                        + ": " + formatMessage(r) + System.lineSeparator();
             }
-        });
+        }) {
+            @Override
+            public synchronized void publish(LogRecord r) {
+                super.publish(r);
+                flush(); // as ConsoleHandler: a line shows when it is logged
+            }
+        };
         log.addHandler(h);
         log.setUseParentHandlers(false);
     }

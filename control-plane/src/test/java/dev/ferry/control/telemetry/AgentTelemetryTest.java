@@ -58,6 +58,29 @@ class AgentTelemetryTest {
         assertTrue(first.contains("ferry.precopy.round") && first.contains("ferry.round=1"), first);
     }
 
+    /** What the agent prints for OpenTelemetry's records: one line each, no stack trace. */
+    @Test
+    void anUnreachableCollectorIsOneLinePerFailedExportWithoutAStackTrace() throws Exception {
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        try (java.net.ServerSocket closed = new java.net.ServerSocket(0)) {
+            int port = closed.getLocalPort();
+            closed.close(); // nothing listens there now: the export's connection is refused
+            try (AgentTelemetry telemetry = AgentTelemetry.start("unreachable", URI.create("http://127.0.0.1:" + port),
+                    null)) {
+                AgentTelemetry.logTo(err); // after start, which installs the handler on stderr once per JVM
+                new OtelMigrationTracing(telemetry.openTelemetry()).startMigration("migrations/lost").end();
+                telemetry.flush();
+            }
+        } finally {
+            AgentTelemetry.logTo(System.err);
+        }
+        String out = err.toString(java.nio.charset.StandardCharsets.UTF_8);
+        List<String> lines = out.lines().filter(l -> l.contains("GrpcExporter")).toList();
+        assertEquals(1, lines.size(), out);
+        assertTrue(lines.get(0).contains("SEVERE GrpcExporter: Failed to export spans"), out);
+        assertFalse(out.contains("\tat "), "no stack trace: " + out);
+    }
+
     @Test
     void anOtlpEndpointIsAnHttpOrHttpsUrl() {
         assertEquals(URI.create("http://collector:4317"), AgentTelemetry.otlpEndpoint("http://collector:4317"));
