@@ -162,6 +162,7 @@ final class AgentCommand implements Callable<Integer> {
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
                 backends, a -> new MigrationServices(a, t, fault, version, migrationLimits, h, peerTimeout, state), limits);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            telemetry.flush(); // first, while JUL's handlers are still likely open (its shutdown hook runs alongside)
             agent.close();
             telemetry.close(); // after the agent: the spans its migrations ended on the way out go too
         }, "agent-shutdown"));

@@ -42,8 +42,14 @@ public final class AgentTelemetry implements AutoCloseable {
         oneLinePerRecord();
         SpanExporter exporter = otlpEndpoint == null ? LoggingSpanExporter.create()
                 : OtlpGrpcSpanExporter.builder().setEndpoint(otlpEndpoint.toString()).build();
+        // To the log: lines show within 100 ms of a span's end (and few are lost when the JVM stops, where JUL's
+        // own shutdown hook closes the handlers while ours still flushes); to a collector: OTel's default 5 s batches.
+        var batches = BatchSpanProcessor.builder(exporter);
+        if (otlpEndpoint == null) {
+            batches.setScheduleDelay(java.time.Duration.ofMillis(100));
+        }
         SdkTracerProvider traces = SdkTracerProvider.builder().setResource(resource)
-                .addSpanProcessor(BatchSpanProcessor.builder(exporter).build()).build();
+                .addSpanProcessor(batches.build()).build();
         var sdk = OpenTelemetrySdk.builder().setTracerProvider(traces);
         if (metricsAt != null) {
             sdk.setMeterProvider(SdkMeterProvider.builder().setResource(resource)
