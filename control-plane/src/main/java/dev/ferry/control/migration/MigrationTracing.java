@@ -49,37 +49,7 @@ public interface MigrationTracing {
         void close();
     }
 
-    /** Records nothing, propagates nothing (warm-up migrations, agents without telemetry). */
-    MigrationTracing NONE = new MigrationTracing() {
-        @Override
-        public Span startMigration(String name) {
-            return NO_SPAN;
-        }
-
-        @Override
-        public ClientInterceptor clientInterceptor() {
-            return new ClientInterceptor() {
-                @Override
-                public <Q, R> io.grpc.ClientCall<Q, R> interceptCall(io.grpc.MethodDescriptor<Q, R> method,
-                        io.grpc.CallOptions options, io.grpc.Channel next) {
-                    return next.newCall(method, options);
-                }
-            };
-        }
-
-        @Override
-        public ServerInterceptor serverInterceptor() {
-            return new ServerInterceptor() {
-                @Override
-                public <Q, R> io.grpc.ServerCall.Listener<Q> interceptCall(io.grpc.ServerCall<Q, R> call,
-                        io.grpc.Metadata headers, io.grpc.ServerCallHandler<Q, R> next) {
-                    return next.startCall(call, headers);
-                }
-            };
-        }
-    };
-
-    /** The span of {@link #NONE}. */
+    /** Records nothing (warm-up migrations): its scope makes nothing current, so their calls carry no trace. */
     Span NO_SPAN = new Span() {
         @Override
         public Span child(String name) {
