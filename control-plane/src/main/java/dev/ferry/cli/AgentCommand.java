@@ -7,9 +7,7 @@ import dev.ferry.control.migration.MigrationLimiter;
 import dev.ferry.control.migration.MigrationServices;
 import dev.ferry.control.vm.GuestAdmission;
 import io.opentelemetry.api.OpenTelemetry;
-import io.opentelemetry.exporter.prometheus.PrometheusHttpServer;
-import io.opentelemetry.sdk.OpenTelemetrySdk;
-import io.opentelemetry.sdk.metrics.SdkMeterProvider;
+import dev.ferry.control.telemetry.AgentTelemetry;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -48,6 +46,10 @@ final class AgentCommand implements Callable<Integer> {
 
     @Option(names = "--metrics", description = "Serve Prometheus metrics (OpenTelemetry) at http://HOST:PORT/metrics.")
     String metrics;
+
+    @Option(names = "--otlp-endpoint", paramLabel = "URL", description = "Send traces over OTLP/gRPC to this collector,"
+            + " e.g. http://localhost:4317 (default: one line per span to the log, at INFO).")
+    String otlpEndpoint;
 
     @Option(names = "--no-warmup", description = "Skip the start-up self-migration that warms the JVM (first migration then pays for it).")
     boolean noWarmup;
@@ -147,14 +149,10 @@ final class AgentCommand implements Callable<Integer> {
         java.nio.file.Path state = "none".equals(stateDir) ? null
                 : stateDir != null ? java.nio.file.Path.of(stateDir) : java.nio.file.Path.of("/run/ferry", name);
         int version = dev.ferry.control.migration.ProtocolVersion.requireSpeakable(protocolVersion);
-        OpenTelemetry telemetry = OpenTelemetry.noop();
-        if (metrics != null) {
-            InetSocketAddress at = parseAddress(metrics);
-            SdkMeterProvider meters = SdkMeterProvider.builder().registerMetricReader(PrometheusHttpServer.builder()
-                    .setHost(at.getHostString()).setPort(at.getPort()).build()).build();
-            telemetry = OpenTelemetrySdk.builder().setMeterProvider(meters).build();
-        }
-        OpenTelemetry t = telemetry;
+        AgentTelemetry telemetry = AgentTelemetry.start(name,
+                otlpEndpoint == null ? null : AgentTelemetry.otlpEndpoint(otlpEndpoint),
+                metrics == null ? null : parseAddress(metrics));
+        OpenTelemetry t = telemetry.openTelemetry();
         GuestAdmission.Limits limits = new GuestAdmission.Limits(maxVms,
                 maxGuestMemory == null ? 0 : maxGuestMemory.bytes());
         MigrationLimiter.Limits migrationLimits = new MigrationLimiter.Limits(maxOutgoingMigrations,
@@ -163,7 +161,11 @@ final class AgentCommand implements Callable<Integer> {
         Agent agent = Agent.start(name, security, parseAddress(control), dataAt,
                 pager != null ? parseAddress(pager) : new InetSocketAddress(dataAt.getAddress(), 0), Console.sink(console),
                 backends, a -> new MigrationServices(a, t, fault, version, migrationLimits, h, peerTimeout, state), limits);
-        Runtime.getRuntime().addShutdownHook(new Thread(agent::close, "agent-shutdown"));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            telemetry.flush(); // first, while JUL's handlers are still likely open (its shutdown hook runs alongside)
+            agent.close();
+            telemetry.close(); // after the agent: the spans its migrations ended on the way out go too
+        }, "agent-shutdown"));
         if (!noWarmup) {
             dev.ferry.control.agent.Warmup.run(agent); // over the listen addresses, before any is advertised
         }

@@ -30,13 +30,16 @@ final class Channels implements AutoCloseable {
     // One event loop for all pager channels, used by nothing else: fault replies never queue behind pages.
     private final EventLoopGroup pagerLoop = FaultTransport.eventLoop("ferry-fault-loop");
     private final TransportSecurity security;
+    private final io.grpc.ClientInterceptor tracing;
 
-    Channels(TransportSecurity security) {
+    /** Channels made by {@code security}; every call on them goes through {@code tracing} (trace context). */
+    Channels(TransportSecurity security, io.grpc.ClientInterceptor tracing) {
         this.security = security;
+        this.tracing = tracing;
     }
 
     ManagedChannel get(String address) {
-        return channels.computeIfAbsent(address, a -> ReadRetries.apply(security.channelBuilder(a))
+        return channels.computeIfAbsent(address, a -> ReadRetries.apply(security.channelBuilder(a)).intercept(tracing)
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
@@ -44,7 +47,7 @@ final class Channels implements AutoCloseable {
 
     /** The {@code connection}-th page-stream connection to {@code address}; each is its own TCP connection. */
     ManagedChannel data(String address, int connection) {
-        return dataChannels.computeIfAbsent(new DataKey(address, connection), k -> security.channelBuilder(address)
+        return dataChannels.computeIfAbsent(new DataKey(address, connection), k -> security.channelBuilder(address).intercept(tracing)
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
@@ -130,7 +133,7 @@ final class Channels implements AutoCloseable {
 
     /** A channel to a peer's pager listener, on its own event loop, callbacks run on that loop. */
     ManagedChannel pager(String address) {
-        return pagerChannels.computeIfAbsent(address, a -> security.channelBuilder(a)
+        return pagerChannels.computeIfAbsent(address, a -> security.channelBuilder(a).intercept(tracing)
                 .eventLoopGroup(pagerLoop).channelType(FaultTransport.channelType()).directExecutor()
                 .maxInboundMessageSize(MAX_MESSAGE).build());
     }

@@ -79,6 +79,13 @@ final class DestinationDriver implements IncomingPages {
         this(name, token, sourceAddress, pagerAddress, channels, vms, vm, machine, FaultInjection.NONE);
     }
 
+    private volatile MigrationMetrics metrics = MigrationMetrics.NONE; // where the postcopy fault latencies go
+
+    /** Records this migration's postcopy fault latencies in {@code m} (the agent's, but for warm-ups). */
+    void reportTo(MigrationMetrics m) {
+        metrics = m;
+    }
+
     DestinationDriver(String name, String token, String sourceAddress, String pagerAddress, Channels channels,
             VmRegistry vms, ManagedVm vm, DestinationStateMachine machine, FaultInjection fault) {
         this.fault = fault;
@@ -319,6 +326,7 @@ final class DestinationDriver implements IncomingPages {
         try {
             if (p == null) {
                 p = new PostcopyPager(mem, v.trapMissingPages(), live().hashes(), present, faultStream());
+                p.onFaultServed(metrics::faultServed);
             } else {
                 p.replaceFetcher(faultStream()); // the source serves faults from now on
             }
@@ -410,6 +418,7 @@ final class DestinationDriver implements IncomingPages {
         channels.freshPager(pagerAddress).getState(true); // connect now
         armed = new PostcopyPager(live().memory(), vm.vm().trapMissingPages(), live().hashes(),
                 DirtyBitmap.empty(live().memory()), NOT_YET);
+        armed.onFaultServed(metrics::faultServed);
     }
 
     /** Fetches before the switchover: there are none (nothing runs); refuse, to be replaced at switchover. */

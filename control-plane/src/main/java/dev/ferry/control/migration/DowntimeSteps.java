@@ -57,4 +57,24 @@ final class DowntimeSteps {
         return b.setDestinationResume(r.getResumeDuration())
                 .setSwitchoverHops(VmProtos.duration(Math.max(0, roundTrip - resume - after))).build();
     }
+
+    /** The breakdown as an event "downtime" of {@code span}, in microseconds, and the total as an attribute. */
+    static void traceInto(MigrationTracing.Span span, DowntimeBreakdown d) {
+        java.util.Map<String, Long> us = new java.util.LinkedHashMap<>();
+        us.put("pause_us", micros(d.getPause()));
+        us.put("dirty_harvest_us", micros(d.getDirtyHarvest()));
+        us.put("last_pages_us", micros(d.getLastPages()));
+        us.put("last_pages_count", d.getLastPagesCount());
+        us.put("device_state_save_us", micros(d.getDeviceStateSave()));
+        us.put("device_state_transfer_us", micros(d.getDeviceStateTransfer()));
+        us.put("switchover_hops_us", micros(d.getSwitchoverHops()));
+        us.put("destination_resume_us", micros(d.getDestinationResume()));
+        span.event("downtime", us);
+        span.set("ferry.downtime_us", us.entrySet().stream().filter(e -> e.getKey().endsWith("_us"))
+                .mapToLong(java.util.Map.Entry::getValue).sum());
+    }
+
+    private static long micros(com.google.protobuf.Duration d) {
+        return d.getSeconds() * 1_000_000 + d.getNanos() / 1_000;
+    }
 }

@@ -11,10 +11,12 @@ import java.util.List;
 import java.util.function.LongSupplier;
 
 /**
- * OpenTelemetry metrics of the migrations this agent runs as source, recorded once each, when it
- * ends: how many ended in which phase, and what the completed ones cost (downtime, total time,
- * bytes, postcopy faults). Plus the number of migrations in flight, outgoing and incoming. The
- * agent's command line chooses the exporter (Prometheus); without one this records into no-ops.
+ * OpenTelemetry metrics of the migrations this agent runs as source: live, as each round ends (bytes sent,
+ * rounds, the dirty rate of the migrations in flight) and as postcopy faults are served (their latency, on the
+ * destination); and once each, when it ends: how many ended in which phase, and what the completed ones cost
+ * (downtime, total time, bytes, postcopy faults). Plus the number of migrations in flight, outgoing and incoming.
+ * The agent's command line chooses the exporter (Prometheus); without one this records into no-ops. The names
+ * as Prometheus shows them are listed in README.md (Observability).
  */
 public final class MigrationMetrics {
     static final AttributeKey<String> MODE = AttributeKey.stringKey("mode");
@@ -30,15 +32,23 @@ public final class MigrationMetrics {
     private final LongCounter transferred;
     private final LongCounter faults;
     private final DoubleHistogram vcpuBlocked;
+    private final LongCounter sent;
+    private final LongCounter rounds;
+    private final DoubleHistogram faultLatency;
+    /** Fault latencies: from 50 µs (a page over a LAN) to seconds (a stalled link). */
+    private static final List<Double> FAULT_MS_BUCKETS = List.of(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0,
+            50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0);
 
     /** Not recorded anywhere (the agent's own warm-up migrations). */
-    static final MigrationMetrics NONE = new MigrationMetrics(OpenTelemetry.noop(), () -> 0, () -> 0);
+    static final MigrationMetrics NONE = new MigrationMetrics(OpenTelemetry.noop(), () -> 0, () -> 0, () -> 0);
 
     /**
      * Records into {@code telemetry}'s meter "dev.ferry.migration"; {@code activeOutgoing} and
-     * {@code activeIncoming} count the migrations in flight whenever the exporter reads.
+     * {@code activeIncoming} count the migrations in flight whenever the exporter reads; {@code dirtyRate} sums the
+     * dirty rates (bytes/s) of the outgoing ones' latest rounds.
      */
-    public MigrationMetrics(OpenTelemetry telemetry, LongSupplier activeOutgoing, LongSupplier activeIncoming) {
+    public MigrationMetrics(OpenTelemetry telemetry, LongSupplier activeOutgoing, LongSupplier activeIncoming,
+            LongSupplier dirtyRate) {
         Meter meter = telemetry.getMeter("dev.ferry.migration");
         ended = meter.counterBuilder("ferry.migrations.ended")
                 .setDescription("Migrations this agent ran as source that ended, by mode, final phase and verification.")
@@ -56,6 +66,17 @@ public final class MigrationMetrics {
         vcpuBlocked = meter.histogramBuilder("ferry.postcopy.vcpu_blocked").setUnit("ms")
                 .setDescription("Completed postcopy migrations: time the vCPUs spent blocked on missing pages.")
                 .setExplicitBucketBoundariesAdvice(MS_BUCKETS).build();
+        sent = meter.counterBuilder("ferry.migration.sent").setUnit("By")
+                .setDescription("Page bytes sent so far by outgoing migrations, as each round ends.").build();
+        rounds = meter.counterBuilder("ferry.migration.rounds")
+                .setDescription("Page rounds outgoing migrations finished (precopy, the last pages, postcopy pushes).")
+                .build();
+        meter.gaugeBuilder("ferry.migration.dirty_rate").ofLongs().setUnit("By/s")
+                .setDescription("Outgoing migrations in flight: bytes/s the guests dirtied during their latest round.")
+                .buildWithCallback(m -> m.record(dirtyRate.getAsLong()));
+        faultLatency = meter.histogramBuilder("ferry.postcopy.fault_latency").setUnit("ms")
+                .setDescription("Incoming postcopy migrations: time from a vCPU's page fault to the page in place.")
+                .setExplicitBucketBoundariesAdvice(FAULT_MS_BUCKETS).build();
         AttributeKey<String> role = AttributeKey.stringKey("role");
         meter.upDownCounterBuilder("ferry.migrations.active")
                 .setDescription("Migrations in flight on this agent, by role.")
@@ -63,6 +84,18 @@ public final class MigrationMetrics {
                     m.record(activeOutgoing.getAsLong(), Attributes.of(role, "source"));
                     m.record(activeIncoming.getAsLong(), Attributes.of(role, "destination"));
                 });
+    }
+
+    /** An outgoing round of a {@code mode} migration ended, having sent {@code wireBytes}. */
+    void round(dev.ferry.v1.MigrationMode mode, long wireBytes) {
+        Attributes byMode = Attributes.of(MODE, mode.name());
+        sent.add(wireBytes, byMode);
+        rounds.add(1, byMode);
+    }
+
+    /** A vCPU of an incoming postcopy migration waited {@code nanos} for a missing page. */
+    void faultServed(long nanos) {
+        faultLatency.record(nanos / 1e6);
     }
 
     /** A source migration reached its final phase: {@code m} is its last snapshot. */

@@ -127,7 +127,8 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     m.agent.controlAddress(), m.agent.pagerAddress(), m.pagers, policy, m.channels,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault,
-                    m.protocolVersion, m.hold);
+                    m.protocolVersion, m.hold, id.startsWith(MigrationServices.WARMUP_ID_PREFIX)
+                            ? MigrationTracing.NO_SPAN : m.tracing.startMigration(name));
             job.limitedBy(ticket, m.limiter.limits().whenBusy() == MigrationLimiter.WhenBusy.QUEUE);
             m.outgoing.put(name, job);
             Runnable body;
@@ -385,6 +386,9 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     req.getPostcopyPagerAddress(), m.channels, m.agent.vms(), managed,
                     new DestinationStateMachine(accepted, m.peerTimeout, InstantSource.system()),
                     req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault);
+            if (!req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX)) {
+                s.reportTo(m.metrics);
+            }
             if (accepted.getMode() == MigrationMode.POSTCOPY) {
                 try {
                     s.armEarly();

@@ -40,6 +40,8 @@ public final class MigrationServices implements AgentServices {
     /** IDs of the migrations an agent runs to warm itself up (not counted in its metrics). */
     public static final String WARMUP_ID_PREFIX = "ferry-warmup-";
     final MigrationMetrics metrics;
+    /** Spans of the migrations (no-ops unless the agent's telemetry has a tracer), and their context across agents. */
+    final MigrationTracing tracing;
     /** Injected into every outgoing migration but the warm-up ones; NONE unless the agent was started for tests. */
     final FaultInjection fault;
     /** The protocol version this agent speaks: CURRENT, or the one before it to drill mixed-version migrations. */
@@ -109,11 +111,13 @@ public final class MigrationServices implements AgentServices {
         this.peerTimeout = peerTimeout;
         this.protocolVersion = ProtocolVersion.requireSpeakable(protocolVersion);
         this.agent = agent;
-        this.channels = new Channels(agent.security());
+        this.tracing = new dev.ferry.control.telemetry.OtelMigrationTracing(telemetry);
+        this.channels = new Channels(agent.security(), tracing.clientInterceptor());
         this.fault = java.util.Objects.requireNonNull(fault, "fault");
         this.metrics = new MigrationMetrics(telemetry,
                 () -> outgoing.values().stream().filter(o -> !o.isTerminal()).count(),
-                () -> incoming.values().stream().filter(i -> !i.isTerminal()).count());
+                () -> incoming.values().stream().filter(i -> !i.isTerminal()).count(),
+                () -> outgoing.values().stream().filter(o -> !o.isTerminal()).mapToLong(SourceDriver::dirtyRate).sum());
         // A few checks per timeout, at most every 5 s (each probe of a quiet peer is one health call).
         long every = Math.max(200, Math.min(5000, peerTimeout.toMillis() / 4));
         janitor.scheduleWithFixedDelay(this::checkSessions, every, every, TimeUnit.MILLISECONDS);
@@ -121,17 +125,20 @@ public final class MigrationServices implements AgentServices {
 
     @Override
     public List<ServerServiceDefinition> controlServices() {
-        return List.of(ServerInterceptors.intercept(new MigrationServiceImpl(this), SessionTokens.serverInterceptor()));
+        // The trace interceptor is outermost (last): the session-token check and the call both run in its span.
+        return List.of(ServerInterceptors.intercept(new MigrationServiceImpl(this), SessionTokens.serverInterceptor(),
+                tracing.serverInterceptor()));
     }
 
     @Override
     public List<ServerServiceDefinition> dataServices() {
-        return List.of(PageTransferServer.service(this::pagesFor));
+        return List.of(ServerInterceptors.intercept(PageTransferServer.service(this::pagesFor), tracing.serverInterceptor()));
     }
 
     @Override
     public List<ServerServiceDefinition> pagerServices() {
-        return List.of(PagerServer.service(token -> Optional.ofNullable(pagers.get(token))));
+        return List.of(ServerInterceptors.intercept(PagerServer.service(token -> Optional.ofNullable(pagers.get(token))),
+                tracing.serverInterceptor()));
     }
 
     private Optional<IncomingPages> pagesFor(String token) {

@@ -25,6 +25,7 @@ import dev.ferry.v1.AbortIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CompleteIncomingMigrationResponse;
 import dev.ferry.v1.CpuidEntry;
+import dev.ferry.v1.DowntimeBreakdown;
 import dev.ferry.v1.MemoryDigest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationConfig;
@@ -52,6 +53,7 @@ final class SourceDriver implements Runnable {
     private static final System.Logger LOG = System.getLogger(SourceDriver.class.getName());
     private static final long CALL_DEADLINE_SECONDS = 60;
     private static final int SWITCHOVER_ATTEMPTS = 3;
+    private static final long PAGE_BYTES = dev.ferry.memory.GuestMemory.PAGE_SIZE;
 
     final String name;
     private volatile String destination; // control-plane address; ResumeMigration may move it
@@ -87,11 +89,14 @@ final class SourceDriver implements Runnable {
     private static final long BUSY_RETRY_FIRST_MS = 200;
     private static final long BUSY_RETRY_MAX_MS = 5000;
     private final FaultHold hold; // tests only: where this migration waits for a fault to be injected
+    private final MigrationTracing.Span trace; // the migration's root span: ended once it settles, like the metrics
+    private volatile long dirtyRate; // bytes/s the guest dirtied during the latest precopy round, for the metrics
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
             ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault,
-            int protocolVersion, FaultHold hold) {
+            int protocolVersion, FaultHold hold, MigrationTracing.Span trace) {
+        this.trace = trace.set("ferry.role", "source").set("ferry.vm", vm.name()).set("ferry.destination", destination);
         this.protocolVersion = protocolVersion;
         this.hold = hold;
         this.name = name;
@@ -261,9 +266,11 @@ final class SourceDriver implements Runnable {
         NegotiateMigrationRequest req = ask.build();
         channels.fresh(destination);
         NegotiateMigrationResponse resp;
-        try {
+        MigrationTracing.Span span = trace.child("ferry.negotiation").set("ferry.mode", machine.mode().name());
+        try (MigrationTracing.Scope in = span.enter()) {
             resp = cancellable(() -> control().negotiateMigration(req));
         } catch (StatusRuntimeException e) {
+            span.failed(e.getStatus().getCode().name());
             synchronized (this) {
                 if (queueWhenDestinationBusy && !cancelRequested && MigrationLimiter.isIncomingLimit(e)) {
                     throw new DestinationBusy(e); // still NEGOTIATING: the caller queues it
@@ -272,6 +279,8 @@ final class SourceDriver implements Runnable {
             fail(e.getStatus().getCode(), "negotiation with " + destination + " failed: " + e.getStatus().getCode()
                     + ": " + e.getStatus().getDescription());
             throw e;
+        } finally {
+            span.end();
         }
         int peer = ProtocolVersion.ofWire(resp.hasProtocolVersion(), resp.getProtocolVersion());
         // A version-1 agent never read the field: it speaks 1 whatever the destination says.
@@ -349,6 +358,7 @@ final class SourceDriver implements Runnable {
     }
 
     private void pauseSource() {
+        dirtyRate = 0;
         try {
             vm.vm().pause();
         } catch (InterruptedException e) {
@@ -367,7 +377,8 @@ final class SourceDriver implements Runnable {
         GuestVm v = vm.vm();
         DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
-        try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
+        try (MigrationTracing.Scope traced = trace.enter(); // the page streams carry the migration's trace
+                PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter(), senderOptions());
                 GuestThrottle throttle = new GuestThrottle(v, name)) {
             log.enable();
@@ -380,17 +391,33 @@ final class SourceDriver implements Runnable {
             DirtyBitmap pages = DirtyBitmap.populated(v.memory());
             long holes = v.memory().totalPages() - pages.count();
             while (true) {
-                dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
-                DirtyBitmap next = log.fetchAndClear();
+                MigrationTracing.Span round = trace.child("ferry.precopy.round");
+                dev.ferry.dataplane.RoundStats rs;
+                DirtyBitmap next;
                 Decision d;
                 int throttlePercent;
-                synchronized (this) {
-                    machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages() + holes, next.count(),
-                            Duration.ofNanos(rs.nanos())));
-                    holes = 0;
-                    d = machine.decideAfterRound();
-                    throttlePercent = machine.estimates().throttlePercent();
-                    changed();
+                try {
+                    rs = sendRound(sender, pages);
+                    next = log.fetchAndClear();
+                    synchronized (this) {
+                        machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages() + holes, next.count(),
+                                Duration.ofNanos(rs.nanos())));
+                        holes = 0;
+                        d = machine.decideAfterRound();
+                        throttlePercent = machine.estimates().throttlePercent();
+                        changed();
+                    }
+                    round.set("ferry.round", rs.round()).set("ferry.pages_sent", rs.pagesSent())
+                            .set("ferry.zero_pages", rs.zeroPages()).set("ferry.wire_bytes", rs.wireBytes())
+                            .set("ferry.pages_dirtied", next.count()).set("ferry.decision", d.action().name())
+                            .set("ferry.throttle_percent", throttlePercent);
+                    metrics.round(machine.mode(), rs.wireBytes());
+                    dirtyRate = (long) (next.count() * PAGE_BYTES * 1e9 / Math.max(1, rs.nanos()));
+                } catch (Throwable t) {
+                    round.failed(describe(t));
+                    throw t;
+                } finally {
+                    round.end();
                 }
                 LOG.log(System.Logger.Level.INFO, "{0}: round {1}: {2} pages, {3} zero; {4} dirtied -> {5} in {6} ms{7}",
                         name, rs.round(), rs.pagesSent(), rs.zeroPages(), next.count(), d.action(),
@@ -437,7 +464,9 @@ final class SourceDriver implements Runnable {
                 }
             }
             // Stop and copy: the guest stops; what it wrote since the last harvest goes out last.
-            try (ThreadPriority.Raised downtime = ThreadPriority.raise()) {
+            MigrationTracing.Span stopAndCopy = trace.child("ferry.stop_and_copy");
+            try (ThreadPriority.Raised downtime = ThreadPriority.raise();
+                    MigrationTracing.Scope in = stopAndCopy.enter()) {
                 DowntimeSteps steps;
                 synchronized (this) {
                     checkCancelled();
@@ -455,6 +484,8 @@ final class SourceDriver implements Runnable {
                 }
                 dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
                 steps.lastPagesSent(rs.pagesSent() + rs.zeroPages());
+                stopAndCopy.set("ferry.pages_sent", rs.pagesSent()).set("ferry.wire_bytes", rs.wireBytes());
+                metrics.round(machine.mode(), rs.wireBytes());
                 synchronized (this) {
                     machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
                     machine.deviceStateStarted();
@@ -477,10 +508,17 @@ final class SourceDriver implements Runnable {
                 steps.switchoverRequested();
                 CompleteIncomingMigrationResponse resp = switchover(req.build());
                 synchronized (this) {
-                    machine.downtimeBreakdown(steps.switchedOver(resp));
+                    DowntimeBreakdown breakdown = steps.switchedOver(resp);
+                    DowntimeSteps.traceInto(stopAndCopy, breakdown);
+                    machine.downtimeBreakdown(breakdown);
                     machine.destinationResumed(digest, resp);
                     changed();
                 }
+            } catch (Throwable t) {
+                stopAndCopy.failed(describe(t));
+                throw t;
+            } finally {
+                stopAndCopy.end();
             }
             log.disable();
             // The guest lives on the destination now, once its memory there proves to be ours.
@@ -506,7 +544,8 @@ final class SourceDriver implements Runnable {
     private void runPostcopy() {
         GuestVm v = vm.vm();
         PageHashes hashes = new PageHashes(v.memory());
-        try (PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
+        try (MigrationTracing.Scope traced = trace.enter(); // the page streams carry the migration's trace
+                PageSender sender = new PageSender(dataChannels(dataAddresses), token, v.memory(), hashes,
                 accepted.getDataStreamCount(), limiter(), senderOptions())) {
             DirtyBitmap toPush = DirtyBitmap.populated(v.memory()); // most of it: what grows later is cheap to add
             boolean resumedThere;
@@ -548,6 +587,20 @@ final class SourceDriver implements Runnable {
      * runs again, as before the migration).
      */
     private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard, DowntimeSteps steps) {
+        MigrationTracing.Span span = trace.child("ferry.postcopy.switchover");
+        try (MigrationTracing.Scope in = span.enter()) {
+            boolean resumed = switchToPostcopy(hashes, toPush, discard, steps, span);
+            if (!resumed) {
+                span.failed("the destination did not resume the VM");
+            }
+            return resumed;
+        } finally {
+            span.end();
+        }
+    }
+
+    private boolean switchToPostcopy(PageHashes hashes, DirtyBitmap toPush, DirtyBitmap discard, DowntimeSteps steps,
+            MigrationTracing.Span span) {
         GuestVm v = vm.vm();
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
         MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
@@ -577,7 +630,9 @@ final class SourceDriver implements Runnable {
             steps.switchoverRequested();
             CompleteIncomingMigrationResponse resp = switchover(req.build());
             synchronized (this) {
-                machine.downtimeBreakdown(steps.switchedOver(resp));
+                DowntimeBreakdown breakdown = steps.switchedOver(resp);
+                DowntimeSteps.traceInto(span, breakdown);
+                machine.downtimeBreakdown(breakdown);
                 machine.destinationResumed(null, resp);
                 changed();
             }
@@ -595,9 +650,11 @@ final class SourceDriver implements Runnable {
      * both sides waiting for ResumeMigration: the guest's memory is split between the hosts.
      */
     private void pushAfterSwitchover(PageSender sender, DirtyBitmap toPush) {
-        try {
+        MigrationTracing.Span span = trace.child("ferry.postcopy");
+        try (MigrationTracing.Scope in = span.enter()) {
             pushAndComplete(sender, toPush);
         } catch (Throwable t) {
+            span.failed(describe(t));
             // The destination runs the guest and may still need pages from us: keep the paused copy and the
             // pager, and report the migration paused; the guest survives a cut link.
             synchronized (this) {
@@ -609,6 +666,8 @@ final class SourceDriver implements Runnable {
                 changed();
             }
             logFailure(name + ": postcopy interrupted: " + describe(t), t);
+        } finally {
+            span.end();
         }
     }
 
@@ -629,6 +688,7 @@ final class SourceDriver implements Runnable {
                 changed();
             }
             dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
+            metrics.round(machine.mode(), rs.wireBytes());
             synchronized (this) {
                 machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
                 changed();
@@ -690,6 +750,20 @@ final class SourceDriver implements Runnable {
                 return machine.phase() == Migration.Phase.COMPLETED;
             }
         }
+        MigrationTracing.Span span = trace.child("ferry.verification");
+        try (MigrationTracing.Scope in = span.enter()) {
+            boolean completed = compareWithDestination(release);
+            if (!completed) {
+                span.failed("not verified: " + snapshot().getPhase());
+            }
+            return completed;
+        } finally {
+            span.end();
+        }
+    }
+
+    /** {@link #verifyOnDestination} once in VERIFYING. */
+    private boolean compareWithDestination(Runnable release) {
         hold.reached(FaultHold.Point.COMPLETING, name);
         GuestVm v = vm.vm();
         dev.ferry.memory.GuestMemory mem = v.memory();
@@ -1038,13 +1112,22 @@ final class SourceDriver implements Runnable {
 
     /** Sends the state stream in its checksummed envelope, as a snapshot stores it; returns its size. */
     private long sendDeviceState(SectionSet state, DowntimeSteps steps) {
-        byte[] envelope = StateCodec.encode(state);
-        steps.deviceStateSaved();
-        TransferDeviceStateRequest req = TransferDeviceStateRequest.newBuilder().setMigration(name)
-                .setState(UnsafeByteOperations.unsafeWrap(envelope)).build(); // envelope is never written again
-        cancellable(() -> control().transferDeviceState(req));
-        steps.deviceStateTransferred();
-        return envelope.length;
+        MigrationTracing.Span span = trace.child("ferry.device_state");
+        try (MigrationTracing.Scope in = span.enter()) {
+            byte[] envelope = StateCodec.encode(state);
+            steps.deviceStateSaved();
+            span.set("ferry.device_state_bytes", envelope.length);
+            TransferDeviceStateRequest req = TransferDeviceStateRequest.newBuilder().setMigration(name)
+                    .setState(UnsafeByteOperations.unsafeWrap(envelope)).build(); // envelope is never written again
+            cancellable(() -> control().transferDeviceState(req));
+            steps.deviceStateTransferred();
+            return envelope.length;
+        } catch (RuntimeException e) {
+            span.failed(describe(e));
+            throw e;
+        } finally {
+            span.end();
+        }
     }
 
     /** CompleteIncomingMigration, retried when only the answer was lost (the call is idempotent). */
@@ -1293,8 +1376,19 @@ final class SourceDriver implements Runnable {
         }
         if (!counted && machine.isTerminal() && settled) {
             counted = true;
-            metrics.ended(snapshot());
+            Migration last = snapshot();
+            metrics.ended(last);
+            trace.set("ferry.phase", last.getPhase().name());
+            if (last.getPhase() != Migration.Phase.COMPLETED) {
+                trace.failed(last.getPhase() + (last.hasError() ? ": " + last.getError().getMessage() : ""));
+            }
+            trace.end();
         }
+    }
+
+    /** Bytes/s the guest dirtied during the latest precopy round (0 once paused). */
+    long dirtyRate() {
+        return dirtyRate;
     }
 
     /** A snapshot and whether it is the last one, taken together (a watcher must not miss the final phase). */

@@ -124,6 +124,16 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private java.util.function.Consumer<Status> failureListener = s -> { };
     private PageFetcher reportedBroken; // the fetcher whose failure was last reported to the listener
 
+    private volatile java.util.function.LongConsumer faultServed = nanos -> { };
+
+    /**
+     * Tells {@code listener} how long each vCPU waited (nanoseconds) whenever its missing page is placed; called on
+     * the pager's threads, so it must be quick (a metric).
+     */
+    public void onFaultServed(java.util.function.LongConsumer listener) {
+        faultServed = Objects.requireNonNull(listener, "listener");
+    }
+
     /** Fence around every copy into guest memory; see the class comment. */
     private final ReentrantReadWriteLock fence = new ReentrantReadWriteLock();
     private boolean fenceClosed; // written under the write lock
@@ -543,6 +553,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                 for (int i = 0; i < p.waiters; i++) {
                     long waited = now - p.faultedAt[i];
                     latency.record(TimeUnit.NANOSECONDS.toMicros(waited));
+                    faultServed.accept(waited);
                     blockedNanos += Math.max(0, waited);
                 }
             }
