@@ -17,10 +17,6 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.ClientCalls;
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -38,21 +34,7 @@ import org.junit.jupiter.api.Test;
  * stack trace logged and one log line for a hundred of them; an 8 MiB name is refused without being echoed.
  */
 class EdgeOverNettyTest {
-    private static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
-        @Override
-        public InputStream stream(byte[] value) {
-            return new ByteArrayInputStream(value);
-        }
-
-        @Override
-        public byte[] parse(InputStream stream) {
-            try {
-                return stream.readAllBytes();
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-        }
-    };
+    private static final MethodDescriptor.Marshaller<byte[]> BYTES = dev.ferry.control.RawBytes.MARSHALLER;
     /** Field 1 (name), length-delimited, with a length varint that never ends: not a protobuf message. */
     private static final byte[] MALFORMED = {0x0a, (byte) 0xff, (byte) 0xff, (byte) 0xff};
 
