@@ -51,14 +51,16 @@ final class RemoteVmCommands {
         System.out.println(JsonFormat.printer().omittingInsignificantWhitespace().print(m));
     }
 
-    /** One row per VM: name, state, backend, vCPUs, memory, migration or error. */
+    /** One row per VM: name, state, backend, vCPUs, memory, labels, migration or error. */
     static void table(List<Vm> vms) {
-        String fmt = "%-24s %-15s %-8s %5s %9s  %s%n";
-        System.out.printf(fmt, "NAME", "STATE", "BACKEND", "VCPUS", "MEMORY", "HELD BY / ERROR");
+        String fmt = "%-24s %-15s %-8s %5s %9s  %-24s %s%n";
+        System.out.printf(fmt, "NAME", "STATE", "BACKEND", "VCPUS", "MEMORY", "LABELS", "HELD BY / ERROR");
         for (Vm v : vms) {
             String note = !v.getError().getMessage().isEmpty() ? v.getError().getMessage() : v.getMigration();
+            String labels = new java.util.TreeMap<>(v.getLabelsMap()).entrySet().stream()
+                    .map(e -> e.getKey() + "=" + e.getValue()).collect(java.util.stream.Collectors.joining(","));
             System.out.printf(fmt, v.getName(), v.getState().name(), v.getBackend().name().toLowerCase(Locale.ROOT),
-                    v.getVcpuCount(), (v.getMemoryBytes() >> 20) + " MiB", note);
+                    v.getVcpuCount(), (v.getMemoryBytes() >> 20) + " MiB", labels.isEmpty() ? "-" : labels, note);
         }
     }
 
@@ -89,6 +91,10 @@ final class RemoteVmCommands {
                 description = "Bytes/s the guest dirties: e.g. 100m, 0 or unlimited (default ${DEFAULT-VALUE}).")
         Rate dirtyRate;
 
+        @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label (repeatable): what MigrationPolicies"
+                + " select VMs by; a migrated VM keeps its labels.")
+        java.util.Map<String, String> labels = new java.util.LinkedHashMap<>();
+
         @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
         String pattern;
 
@@ -108,7 +114,8 @@ final class RemoteVmCommands {
             } else {
                 w.setDirtyRateBytesPerSecond(dirtyRate.bytesPerSecond());
             }
-            Vm.Builder vm = Vm.newBuilder().setVcpuCount(vcpus).setMemoryBytes(memory.bytes()).setWorkload(w);
+            Vm.Builder vm = Vm.newBuilder().setVcpuCount(vcpus).setMemoryBytes(memory.bytes()).setWorkload(w)
+                    .putAllLabels(labels);
             switch (backend.toLowerCase(Locale.ROOT)) {
                 case "default" -> { }
                 case "kvm" -> vm.setBackend(dev.ferry.v1.Backend.KVM);

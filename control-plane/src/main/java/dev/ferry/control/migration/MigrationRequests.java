@@ -187,6 +187,7 @@ final class MigrationRequests {
         Fields.uint32("proposed.data_stream_count", c.getDataStreamCount(), 1, ConvergencePolicy.MAX_DATA_STREAMS);
         Fields.known("proposed.backend", c.getBackend(), c.getBackendValue());
         VmRequests.workload("workload", r.getWorkload(), memory);
+        VmRequests.labels("vm_labels", r.getVmLabelsMap());
         boolean postcopy = mode == MigrationMode.POSTCOPY || mode == MigrationMode.HYBRID
                 || c.getFeaturesList().contains(MigrationConfig.Feature.POSTCOPY);
         Fields.hostPort("postcopy_pager_address", r.getPostcopyPagerAddress(), postcopy);

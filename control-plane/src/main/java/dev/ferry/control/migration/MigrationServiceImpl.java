@@ -378,7 +378,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                 } catch (NativeException e) {
                     throw NativeFailures.status("creating the incoming VM " + vmName, e);
                 }
-                managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN);
+                managed = m.agent.vms().add(vmName, vm, Vm.State.MIGRATING_IN, req.getVmLabelsMap());
             }
             managed.hold(req.getMigration(), Vm.State.MIGRATING_IN);
             String token = SessionTokens.newToken();

@@ -259,7 +259,7 @@ final class SourceDriver implements Runnable {
         NegotiateMigrationRequest.Builder ask = NegotiateMigrationRequest.newBuilder().setMigration(name)
                 .setSourceVm(vm.name()).setDestinationVmId(destinationVmId).setSourceAddress(sourceAddress)
                 .setProposed(proposed).setWorkload(VmProtos.toProto(shape.config().workload()))
-                .setPostcopyPagerAddress(pagerAddress);
+                .setPostcopyPagerAddress(pagerAddress).putAllVmLabels(vm.labels());
         if (protocolVersion > 1) { // a version-1 agent did not know the field
             ask.setProtocolVersion(protocolVersion);
         }

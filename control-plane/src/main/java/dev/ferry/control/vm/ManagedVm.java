@@ -12,6 +12,7 @@ public final class ManagedVm {
     private final String name;
     private final GuestVm vm;
     private final Instant createTime;
+    private final java.util.Map<String, String> labels;
     // Guarded by this.
     private Vm.State state;
     private String migration = "";
@@ -19,7 +20,8 @@ public final class ManagedVm {
     private String busy = ""; // what else holds the VM: a snapshot being written, memory loading from one
     private AutoCloseable attachment; // closed before the VM: an on-demand restore's loader
 
-    ManagedVm(String name, GuestVm vm, Vm.State state) {
+    ManagedVm(String name, GuestVm vm, Vm.State state, java.util.Map<String, String> labels) {
+        this.labels = java.util.Map.copyOf(labels);
         this.name = name;
         this.vm = vm;
         this.state = state;
@@ -32,6 +34,11 @@ public final class ManagedVm {
 
     public GuestVm vm() {
         return vm;
+    }
+
+    /** Vm.labels, as created (a migrated VM's come from its source). */
+    public java.util.Map<String, String> labels() {
+        return labels;
     }
 
     public Instant createTime() {

@@ -93,7 +93,7 @@ public final class VmProtos {
         Vm.Builder b = Vm.newBuilder().setName(m.name()).setState(m.state()).setVcpuCount(config.vcpus())
                 .setMemoryBytes(config.memoryBytes()).setBackingPageSizeBytes(4096)
                 .setWorkload(toProto(config.workload())).setCreateTime(timestamp(m.createTime()))
-                .setMigration(m.migration()).setBackend(toProto(vm.backend()));
+                .setMigration(m.migration()).setBackend(toProto(vm.backend())).putAllLabels(m.labels());
         for (MemoryRegion r : vm.memory().regions()) {
             b.addMemorySlotSizesBytes(r.size());
             b.addMemoryRegions(dev.ferry.v1.MemoryRegion.newBuilder().setGuestPhysicalAddress(r.guestPhysAddr())

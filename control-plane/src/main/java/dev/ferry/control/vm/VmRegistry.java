@@ -54,7 +54,12 @@ public final class VmRegistry implements AutoCloseable {
 
     /** Registers {@code vm} under {@code name}; closes it and fails with ALREADY_EXISTS if taken. */
     public ManagedVm add(String name, GuestVm vm, Vm.State state) {
-        ManagedVm m = new ManagedVm(name, vm, state);
+        return add(name, vm, state, java.util.Map.of());
+    }
+
+    /** As {@link #add(String, GuestVm, Vm.State)}, with Vm.labels (already checked). */
+    public ManagedVm add(String name, GuestVm vm, Vm.State state, java.util.Map<String, String> labels) {
+        ManagedVm m = new ManagedVm(name, vm, state, labels);
         if (vms.putIfAbsent(name, m) != null) {
             vm.close();
             throw Status.ALREADY_EXISTS.withDescription(name + " already exists").asRuntimeException();

@@ -80,7 +80,37 @@ public final class VmRequests {
         }
         workload("vm.workload", vm.getWorkload(), memory);
         Fields.known("vm.backend", vm.getBackend(), vm.getBackendValue());
+        labels("vm.labels", vm.getLabelsMap());
         return name;
+    }
+
+    static final int MAX_LABELS = 32;
+    private static final java.util.regex.Pattern LABEL_KEY = java.util.regex.Pattern.compile(
+            "([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
+    private static final java.util.regex.Pattern LABEL_VALUE = java.util.regex.Pattern.compile(
+            "([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?");
+
+    /** Kubernetes label rules (Vm.labels): at most 32, keys and values as the proto says. */
+    public static java.util.Map<String, String> labels(String field, java.util.Map<String, String> labels) {
+        if (labels.size() > MAX_LABELS) {
+            throw Fields.invalid(field + " has " + labels.size() + " labels (at most " + MAX_LABELS + ")");
+        }
+        for (var e : labels.entrySet()) {
+            if (!LABEL_KEY.matcher(e.getKey()).matches()) {
+                throw Fields.invalid(field + " key '" + clip(e.getKey()) + "' is not a label key (1-63 of"
+                        + " [A-Za-z0-9._-], starting and ending alphanumeric, optionally after a DNS prefix and '/')");
+            }
+            if (!LABEL_VALUE.matcher(e.getValue()).matches()) {
+                throw Fields.invalid(field + "[" + e.getKey() + "] value '" + clip(e.getValue()) + "' is not a"
+                        + " label value (0-63 of [A-Za-z0-9._-], starting and ending alphanumeric)");
+            }
+        }
+        return java.util.Map.copyOf(labels);
+    }
+
+    /** At most 80 characters of untrusted text, for an error message. */
+    private static String clip(String s) {
+        return s.length() <= 80 ? s : s.substring(0, 77) + "...";
     }
 
     /** Guest memory size: 2 MiB units, 1 unit to 32 GiB. */

@@ -106,7 +106,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
             ManagedVm m;
             try (GuestAdmission.Reservation held = vms.admit(name, memory)) {
                 GuestVm vm = backend.create(config, console);
-                m = vms.add(name, vm, Vm.State.CREATING);
+                m = vms.add(name, vm, Vm.State.CREATING, spec.getLabelsMap());
             }
             try {
                 m.vm().start();

@@ -116,7 +116,8 @@ class ProtoFieldCoverageTest {
             return;
         }
         for (FieldDescriptor f : d.getFields()) {
-            if (f.getType() == FieldDescriptor.Type.MESSAGE) {
+            // A map's entries are its field's (putAllX / getXMap), not messages of their own.
+            if (f.getType() == FieldDescriptor.Type.MESSAGE && !f.isMapField()) {
                 reach(f.getMessageType(), into);
             }
         }

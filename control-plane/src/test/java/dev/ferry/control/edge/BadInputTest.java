@@ -217,6 +217,17 @@ class BadInputTest {
                 .addMemorySlotSizesBytes(2 * GIB).addMemorySlotSizesBytes(2 * GIB))), bad, "memory_slot_sizes_bytes[0]"));
         l.add(c("CreateVm unknown backend", () -> vms().createVm(create(vm().setBackendValue(99))), bad, "backend",
                 "99"));
+        l.add(c("CreateVm label key with a space", () -> vms().createVm(create(vm().putLabels("a b", "x"))), bad,
+                "vm.labels", "'a b'", "not a label key"));
+        l.add(c("CreateVm label value too long", () -> vms().createVm(create(vm().putLabels("app", "v".repeat(64)))),
+                bad, "vm.labels[app]", "not a label value"));
+        l.add(c("CreateVm 33 labels", () -> {
+            Vm.Builder many = vm();
+            for (int i = 0; i < 33; i++) {
+                many.putLabels("k" + i, "v");
+            }
+            vms().createVm(create(many));
+        }, bad, "vm.labels", "33 labels", "at most 32"));
         l.add(c("CreateVm unknown access pattern", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec
                 .newBuilder().setAccessPatternValue(7)))), bad, "access_pattern", "7"));
         l.add(c("CreateVm working set above memory", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec

@@ -207,8 +207,11 @@ public final class MigrationOperator implements AutoCloseable {
             sourceNode = string(spec, "sourceNode").isEmpty() ? findVm(string(spec, "vm")) : string(spec, "sourceNode");
             address(sourceNode);
             String destination = address(string(spec, "destinationNode"));
-            Optional<MigrationPolicies.Match> policy = MigrationPolicies.select(
-                    client.genericKubernetesResources(MigrationPolicies.CONTEXT).list().getItems(),
+            List<GenericKubernetesResource> policies = client.genericKubernetesResources(MigrationPolicies.CONTEXT)
+                    .list().getItems();
+            Map<String, String> vmLabels = MigrationPolicies.selectsByVmLabels(policies)
+                    ? vmLabels(sourceNode, string(spec, "vm")) : Map.of();
+            Optional<MigrationPolicies.Match> policy = MigrationPolicies.select(policies, vmLabels,
                     labels(r.getMetadata().getLabels()), namespaceLabels(r.getMetadata().getNamespace()));
             if (policy.isPresent()) {
                 Optional<String> refused = MigrationPolicies.refusal(policy.get().policy());
@@ -513,6 +516,18 @@ public final class MigrationOperator implements AutoCloseable {
             }
         }
         throw new IllegalArgumentException("no agent has " + vm + "; set spec.sourceNode");
+    }
+
+    /** Vm.labels of {@code vm} on {@code node}'s agent. */
+    private Map<String, String> vmLabels(String node, String vm) {
+        try {
+            return VmServiceGrpc.newBlockingStub(channel(address(node))).withDeadlineAfter(CALL_SECONDS, TimeUnit.SECONDS)
+                    .getVm(GetVmRequest.newBuilder().setName(vm).build()).getLabelsMap();
+        } catch (StatusRuntimeException e) {
+            throw new IllegalArgumentException("cannot read the labels of " + vm + " on node " + node + " (a"
+                    + " MigrationPolicy selects by them): " + e.getStatus().getCode() + " "
+                    + e.getStatus().getDescription());
+        }
     }
 
     private String address(String node) {

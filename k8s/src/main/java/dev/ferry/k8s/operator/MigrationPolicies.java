@@ -49,23 +49,30 @@ final class MigrationPolicies {
         return Optional.empty();
     }
 
+    /** Whether any policy selects by VM labels (only then does the operator ask the agent for them). */
+    static boolean selectsByVmLabels(List<GenericKubernetesResource> policies) {
+        return policies.stream().anyMatch(p -> !map(map(VirtualMachineMigrations.section(p, "spec").get("selectors"))
+                .get("virtualMachineSelector")).isEmpty());
+    }
+
     /**
-     * The policy for a migration with {@code labels} in a namespace with {@code namespaceLabels}: among
-     * the policies whose every selector label matches, the one with the most selector labels; ties go to
-     * the name first in alphabetical order. A policy with no selector labels matches every migration,
-     * with score 0.
+     * The policy for a migration of a VM with {@code vmLabels} (Vm.labels, as its agent reports them), itself
+     * carrying {@code labels}, in a namespace with {@code namespaceLabels}: among the policies whose every selector
+     * label matches, the one with the most selector labels; ties go to the name first in alphabetical order. A
+     * policy with no selector labels matches every migration, with score 0.
      */
-    static Optional<Match> select(List<GenericKubernetesResource> policies, Map<String, String> labels,
-            Map<String, String> namespaceLabels) {
-        return policies.stream().map(p -> score(p, labels, namespaceLabels)).flatMap(Optional::stream)
+    static Optional<Match> select(List<GenericKubernetesResource> policies, Map<String, String> vmLabels,
+            Map<String, String> labels, Map<String, String> namespaceLabels) {
+        return policies.stream().map(p -> score(p, vmLabels, labels, namespaceLabels)).flatMap(Optional::stream)
                 .min(Comparator.comparingInt((Match m) -> -m.score()).thenComparing(Match::name));
     }
 
-    private static Optional<Match> score(GenericKubernetesResource p, Map<String, String> labels,
-            Map<String, String> namespaceLabels) {
+    private static Optional<Match> score(GenericKubernetesResource p, Map<String, String> vmLabels,
+            Map<String, String> labels, Map<String, String> namespaceLabels) {
         Map<String, Object> selectors = map(VirtualMachineMigrations.section(p, "spec").get("selectors"));
         int score = 0;
-        for (var sel : List.of(Map.entry("virtualMachineMigrationSelector", labels),
+        for (var sel : List.of(Map.entry("virtualMachineSelector", vmLabels),
+                Map.entry("virtualMachineMigrationSelector", labels),
                 Map.entry("namespaceSelector", namespaceLabels))) {
             for (Map.Entry<String, Object> want : map(selectors.get(sel.getKey())).entrySet()) {
                 if (!String.valueOf(want.getValue()).equals(sel.getValue().get(want.getKey()))) {

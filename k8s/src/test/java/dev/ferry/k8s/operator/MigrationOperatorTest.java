@@ -390,6 +390,34 @@ class MigrationOperatorTest {
     }
 
     @Test
+    void aPolicySelectsByTheVmsLabelsOnItsAgentAndTheMigratedVmKeepsThem() throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Agent a = agentOn("node-a");
+        Agent b = agentOn("node-b");
+        VmServiceGrpc.newBlockingStub(channel(a)).createVm(CreateVmRequest.newBuilder().setVmId("lab").setVm(Vm.newBuilder()
+                .setVcpuCount(1).setMemoryBytes(64L << 20).putLabels("app", "web").setWorkload(WorkloadSpec.newBuilder()
+                        .setWorkingSetBytes(16L << 20).setDirtyRateBytesPerSecond(4 << 20))).build());
+        GenericKubernetesResource web = MigrationPoliciesTest.policy("web-vms", Map.of(), Map.of(),
+                Map.of("maxDowntime", "40ms"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> spec = (Map<String, Object>) web.getAdditionalProperties().get("spec");
+        spec.put("selectors", Map.of("virtualMachineSelector", Map.of("app", "web")));
+        client.genericKubernetesResources(MigrationPolicies.CONTEXT).resource(web).create();
+        createPolicy("db-vms", Map.of("app", "db"), Map.of("maxDowntime", "90ms"));
+        startOperator();
+        GenericKubernetesResource end = awaitEnd(create("move-lab", Map.of("vm", "vms/lab", "destinationNode", "node-b")));
+        Map<String, Object> s = status(end);
+        assertEquals("COMPLETED", s.get("phase"), s.toString());
+        assertEquals("web-vms", s.get("migrationPolicy"), "selected by the VM's own labels");
+        Migration m = MigrationServiceGrpc.newBlockingStub(channel(a)).getMigration(GetMigrationRequest.newBuilder()
+                .setName(s.get("migration").toString()).build());
+        assertEquals(40_000_000, m.getPolicy().getMaxDowntime().getNanos());
+        Vm moved = VmServiceGrpc.newBlockingStub(channel(b)).getVm(dev.ferry.v1.GetVmRequest.newBuilder()
+                .setName(m.getDestinationVm()).build());
+        assertEquals(Map.of("app", "web"), moved.getLabelsMap(), "the destination VM took the labels");
+    }
+
+    @Test
     void theMostSpecificMatchingPolicyFillsInWhatTheSpecLeavesUnset() throws Exception {
         BackendTestSupport.assume(Backend.PROCESS);
         Agent a = agentOn("node-a");

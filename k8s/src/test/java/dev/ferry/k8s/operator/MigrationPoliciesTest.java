@@ -24,7 +24,7 @@ class MigrationPoliciesTest {
     }
 
     private static String selected(List<GenericKubernetesResource> ps, Map<String, String> labels, Map<String, String> ns) {
-        return MigrationPolicies.select(ps, labels, ns).map(MigrationPolicies.Match::name).orElse("none");
+        return MigrationPolicies.select(ps, Map.of(), labels, ns).map(MigrationPolicies.Match::name).orElse("none");
     }
 
     @Test
@@ -42,6 +42,25 @@ class MigrationPoliciesTest {
         assertEquals("gold", selected(ps, Map.of("team", "a", "tier", "gold"), Map.of("env", "prod")));
         assertEquals("ns-gold", selected(ps, Map.of("tier", "gold"), Map.of("env", "prod")));
         assertEquals("none", selected(List.of(broad, gold), Map.of("team", "b"), Map.of()));
+    }
+
+    @Test
+    void vmLabelsSelectLikeTheMigrationsOwnAndCountTowardsPrecedence() {
+        GenericKubernetesResource web = policy("web", Map.of(), Map.of(), Map.of());
+        @SuppressWarnings("unchecked")
+        Map<String, Object> spec = (Map<String, Object>) web.getAdditionalProperties().get("spec");
+        spec.put("selectors", Map.of("virtualMachineSelector", Map.of("app", "web")));
+        var team = policy("team", Map.of("team", "a"), Map.of(), Map.of());
+        List<GenericKubernetesResource> ps = List.of(web, team);
+        assertTrue(MigrationPolicies.selectsByVmLabels(ps));
+        assertTrue(!MigrationPolicies.selectsByVmLabels(List.of(team)));
+        assertEquals("web", MigrationPolicies.select(ps, Map.of("app", "web"), Map.of(), Map.of())
+                .map(MigrationPolicies.Match::name).orElse("none"));
+        assertEquals("none", MigrationPolicies.select(ps, Map.of("app", "db"), Map.of(), Map.of())
+                .map(MigrationPolicies.Match::name).orElse("none"));
+        // one label each: the tie goes by name
+        assertEquals("team", MigrationPolicies.select(ps, Map.of("app", "web"), Map.of("team", "a"), Map.of())
+                .map(MigrationPolicies.Match::name).orElse("none"));
     }
 
     @Test
