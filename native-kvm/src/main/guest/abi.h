@@ -67,7 +67,8 @@
 #define P_MAX_BACKLOG      96   /* pacing: most page writes a paced guest may owe after a pause */
 #define P_VCPUS            104  /* vCPUs running the workload; vCPU i owns working-set slice i */
 #define P_MEM_BYTES        112  /* guest memory size: the KVM guest bounds every address by it */
-#define P_END              120  /* size of the parameter block */
+#define P_WORD_STRIDE      120  /* data words: word i of a page is data when i % stride == 0, else 0 (1, 2, 4 .. 512); 0 = 1 */
+#define P_END              128  /* size of the parameter block */
 
 /* Status block of vCPU i at ABI_STATUS_GPA + i * ABI_STATUS_STRIDE; every field a u64. */
 #define S_COUNTER          0    /* rises on every loop iteration: proof the guest executes */

@@ -55,6 +55,12 @@ static inline u64 page_word(u64 base, u64 i)
     return (base + i * 0x9e3779b97f4a7c15UL) | 1;
 }
 
+/* With a word stride s > 1 only every s-th word carries data and the rest are 0, so pages compress (about s:1). */
+static inline u64 strided_word(u64 base, u64 i, u64 stride_mask)
+{
+    return (i & stride_mask) == 0 ? page_word(base, i) : 0;
+}
+
 static inline u64 page_base(u64 p, u64 g)
 {
     return mix64((p << 32) ^ g ^ 0x46455252UL);
@@ -78,6 +84,7 @@ struct wl {
     u64 cpu, ncpus, total;   /* total: pages in the whole working set */
     u64 first, npages;       /* this vCPU's slice [first, first + npages) */
     u64 tsc_per_page, tsc_per_report, quiet, pattern, hot_pages, hot_permille, max_backlog, seed;
+    u64 stride_mask;         /* word stride - 1 */
     u64 tsc_offset;
 
     u64 stage, resume, fill_pos, seq, rng, paced_from, owed_written, next_report, check_pos, check_wrong;
@@ -137,6 +144,12 @@ static int load_params(struct wl *w, u64 base, u64 mem_bytes, u64 cpu)
     w->hot_permille = PARAM(P_HOT_PERMILLE);
     w->max_backlog = PARAM(P_MAX_BACKLOG);
     w->seed = PARAM(P_SEED);
+    u64 stride = PARAM(P_WORD_STRIDE);
+    if (stride == 0) /* parameter blocks written before the stride existed */
+        stride = 1;
+    if (stride > WORDS_PER_PAGE || (stride & (stride - 1)) != 0)
+        return 0;
+    w->stride_mask = stride - 1;
 #undef PARAM
     return 1;
 }
@@ -243,8 +256,14 @@ static inline void write_page(struct wl *w, u64 p)
     w->gen[p] = (u32)g;
     u64 base = page_base(p, (u32)g);
     volatile u64 *pw = w->pages + p * WORDS_PER_PAGE;
-    for (u64 i = 0; i < WORDS_PER_PAGE; i++)
-        pw[i] = page_word(base, i);
+    u64 mask = w->stride_mask;
+    if (mask == 0) {
+        for (u64 i = 0; i < WORDS_PER_PAGE; i++)
+            pw[i] = page_word(base, i);
+    } else {
+        for (u64 i = 0; i < WORDS_PER_PAGE; i++)
+            pw[i] = strided_word(base, i, mask);
+    }
     STATUS(S_PAGES_WRITTEN) += 1;
 }
 
@@ -272,7 +291,7 @@ static long self_check(struct wl *w, const volatile int *stop)
         } else {
             u64 base = page_base(p, g);
             for (u64 i = 0; i < WORDS_PER_PAGE; i++)
-                bad |= pw[i] ^ page_word(base, i);
+                bad |= pw[i] ^ strided_word(base, i, w->stride_mask);
         }
         w->check_wrong += bad != 0;
     }

@@ -54,6 +54,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
     String pattern;
 
+    @Option(names = "--word-stride", defaultValue = "1", description = "Only every Nth word of a guest page is data,"
+            + " the rest 0: 1 (default, incompressible), 2, 4 .. 512 (pages compress about N:1).")
+    int wordStride;
+
     @Option(names = "--max-downtime", defaultValue = "50ms", description = "Policy: longest acceptable pause (default ${DEFAULT-VALUE}; the API default is 300ms).")
     String maxDowntime;
 
@@ -72,6 +76,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--auto-converge", description = "Policy: throttle the guest's vCPUs while it dirties memory"
             + " faster than precopy sends it.")
     boolean autoConverge;
+
+    @Option(names = "--compression", defaultValue = "auto", converter = CompressionFlag.class,
+            description = CompressionFlag.DESCRIPTION)
+    MigrationPolicy.PageCompression compression;
 
     @Option(names = "--json", description = "Print the result as one JSON object on the last line.")
     boolean json;
@@ -143,7 +151,8 @@ final class DemoCommand implements Callable<Integer> {
             dev.ferry.v1.WorkloadSpec.Builder w = dev.ferry.v1.WorkloadSpec.newBuilder()
                     .setWorkingSetBytes(workingSet.bytes())
                     .setAccessPattern(dev.ferry.v1.WorkloadSpec.AccessPattern.valueOf(
-                            pattern.toUpperCase(Locale.ROOT).replace('-', '_')));
+                            pattern.toUpperCase(Locale.ROOT).replace('-', '_')))
+                    .setWordStride(wordStride);
             if (dirtyRate.unlimited()) {
                 w.setUnlimitedDirtyRate(true);
             } else {
@@ -162,7 +171,8 @@ final class DemoCommand implements Callable<Integer> {
             MigrationPolicy policy = MigrationPolicy.newBuilder()
                     .setMaxDowntime(dev.ferry.control.vm.VmProtos.duration(Durations.parse(maxDowntime).toNanos()))
                     .setDataStreams(streams).setBandwidthLimitBytesPerSecond(bandwidth.bytes())
-                    .setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(autoConverge)).build();
+                    .setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(autoConverge))
+                    .setPageCompression(compression).build();
             Migration created = migrations.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("demo")
                     .setMigration(Migration.newBuilder().setVm(vm.getName()).setDestinationAddress(dst.controlAddress())
                             .setMode(m).setPolicy(policy)).build());
@@ -197,6 +207,9 @@ final class DemoCommand implements Callable<Integer> {
             o.put("zero_pages", result.getProgress().getZeroPages());
             o.put("rounds", st.getRounds());
             o.put("max_cpu_throttle_percent", st.getMaxCpuThrottlePercent());
+            o.put("compression", compression.name().toLowerCase(Locale.ROOT));
+            o.put("compressed_pages", st.getCompressedPages());
+            o.put("compressed_bytes", st.getCompressedBytes());
             if (result.hasModeChoice()) {
                 var c = result.getModeChoice();
                 o.put("chosen_mode", c.getMode().name().toLowerCase(Locale.ROOT)
@@ -264,6 +277,10 @@ final class DemoCommand implements Callable<Integer> {
                 say("downtime %.1f ms, guest pause %.1f ms, %d rounds, %.0f MiB/s, verified: %s",
                         o.get("downtime_ms").asDouble(), o.get("guest_pause_ms").asDouble(), st.getRounds(),
                         o.get("throughput_mib_s").asDouble(), verified);
+                if (st.getCompressedPages() > 0) {
+                    say("LZ4: %d pages (%d MiB) went as %d MiB", st.getCompressedPages(),
+                            st.getCompressedPages() >> 8, st.getCompressedBytes() >> 20);
+                }
             }
             Output.print(o, json);
             return verified ? 0 : 1;

@@ -200,10 +200,15 @@ final class MigrationCommand {
                 + " than precopy sends it (policy.auto_converge, the agent's default percentages).")
         boolean autoConverge;
 
+        @Option(names = "--compression", defaultValue = "auto", converter = CompressionFlag.class,
+                description = CompressionFlag.DESCRIPTION)
+        MigrationPolicy.PageCompression compression;
+
         @Override
         public Integer call() throws Exception {
             MigrationPolicy.Builder policy = MigrationPolicy.newBuilder()
-                    .setBandwidthLimitBytesPerSecond(bandwidth.bytes()).setDataStreams(streams);
+                    .setBandwidthLimitBytesPerSecond(bandwidth.bytes()).setDataStreams(streams)
+                    .setPageCompression(compression);
             if (autoConverge) {
                 policy.setAutoConverge(dev.ferry.v1.AutoConverge.newBuilder().setEnabled(true));
             }

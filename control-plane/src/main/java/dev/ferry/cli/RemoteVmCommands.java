@@ -98,6 +98,10 @@ final class RemoteVmCommands {
         @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
         String pattern;
 
+        @Option(names = "--word-stride", defaultValue = "1", description = "Only every Nth word of a page is data, the"
+                + " rest 0: 1 (default, incompressible), 2, 4 .. 512 (pages compress about N:1).")
+        int wordStride;
+
         @Option(names = "--backend", defaultValue = "default",
                 description = "kvm, process, or default: the agent's own choice (default ${DEFAULT-VALUE}).")
         String backend;
@@ -108,7 +112,8 @@ final class RemoteVmCommands {
         @Override
         public Integer call() throws Exception {
             WorkloadSpec.Builder w = WorkloadSpec.newBuilder().setWorkingSetBytes(workingSet.bytes())
-                    .setAccessPattern(WorkloadSpec.AccessPattern.valueOf(pattern.toUpperCase(Locale.ROOT).replace('-', '_')));
+                    .setAccessPattern(WorkloadSpec.AccessPattern.valueOf(pattern.toUpperCase(Locale.ROOT).replace('-', '_')))
+                    .setWordStride(wordStride);
             if (dirtyRate.unlimited()) {
                 w.setUnlimitedDirtyRate(true);
             } else {

@@ -65,6 +65,10 @@ final class VmCommand {
         @Option(names = "--pattern", defaultValue = "random", description = "sequential, random or hot-cold (default ${DEFAULT-VALUE}).")
         String pattern;
 
+        @Option(names = "--word-stride", defaultValue = "1", description = "Only every Nth word of a page is data, the"
+                + " rest 0: 1 (default, incompressible), 2, 4 .. 512 (pages compress about N:1).")
+        int wordStride;
+
         @Option(names = "--report-period", defaultValue = "1ms", description = "Guest progress report period, e.g. 1ms, 500us (default ${DEFAULT-VALUE}).")
         String reportPeriod;
 
@@ -77,7 +81,7 @@ final class VmCommand {
         @Override
         public Integer call() throws Exception {
             WorkloadSpec spec = new WorkloadSpec(workingSet.bytes(), dirtyRate.bytesPerSecond(), dirtyRate.unlimited(),
-                    AccessPattern.parse(pattern), Durations.parse(reportPeriod), 0x5eed, 100, 900);
+                    AccessPattern.parse(pattern), Durations.parse(reportPeriod), 0x5eed, 100, 900, wordStride);
             VmConfig config = slots == null ? VmConfig.of(vcpus, memory.bytes(), spec)
                     : new VmConfig(vcpus, memory.bytes(), slots, spec);
             try (GuestVm vm = run.backend.openOne().create(config, Console.sink(run.console))) {

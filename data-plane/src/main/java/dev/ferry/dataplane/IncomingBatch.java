@@ -18,6 +18,7 @@ import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.concurrent.atomic.LongAdder;
+import net.jpountz.lz4.LZ4Exception;
 
 /**
  * A PageBatch on the destination side: the parsed header, and the page data still in the transport's buffers.
@@ -43,7 +44,10 @@ final class IncomingBatch implements AutoCloseable {
     long[] zeroGpa = new long[4];
     long[] zeroPages = new long[4];
     int zeroCount;
+    /** Length of the data field; after {@link #decompress}, of the page bytes. */
     int dataLength;
+    /** PageBatch.DataCodec as received (unchecked). */
+    int codec;
 
     private final ChunkPool pool;
     private String error;
@@ -63,6 +67,42 @@ final class IncomingBatch implements AutoCloseable {
 
     boolean isDirect() {
         return direct != null;
+    }
+
+    /**
+     * Replaces an LZ4 data field by the {@code rawLength} page bytes it decompresses to (then in a heap chunk).
+     * Returns why it cannot, or null. The block is untrusted: the safe decompressor never writes past
+     * {@code rawLength}, and a block that makes fewer bytes is refused too.
+     */
+    String decompress(int rawLength) throws IOException {
+        byte[] block;
+        if (direct != null) {
+            block = pool.acquire(dataLength);
+            readFully(direct, block, 0, dataLength);
+            direct = null; // owned stays, released on close
+        } else {
+            block = heap;
+            heap = null;
+        }
+        byte[] out = pool.acquire(rawLength);
+        try {
+            int n = block == null ? -1 : Lz4.DECOMPRESSOR.decompress(block, 0, dataLength, out, 0, rawLength);
+            if (n != rawLength) {
+                pool.release(out);
+                return "LZ4 data decompresses to " + Math.max(n, 0) + " bytes, but page_runs cover " + rawLength;
+            }
+        } catch (LZ4Exception e) {
+            pool.release(out);
+            return "LZ4 data does not decompress to the " + rawLength + " bytes page_runs cover: " + e.getMessage();
+        } finally {
+            if (block != null) {
+                pool.release(block);
+            }
+        }
+        heap = out;
+        heapPos = 0;
+        dataLength = rawLength;
+        return null;
     }
 
     /**
@@ -217,7 +257,8 @@ final class IncomingBatch implements AutoCloseable {
                     throw new IOException("invalid tag " + tag);
                 }
                 switch (field) {
-                    case PageWire.STREAM_INDEX, PageWire.ROUND, PageWire.END_OF_ROUND, PageWire.POSTCOPY -> {
+                    case PageWire.STREAM_INDEX, PageWire.ROUND, PageWire.END_OF_ROUND, PageWire.POSTCOPY,
+                            PageWire.DATA_CODEC -> {
                         if (wireType != PageWire.WIRETYPE_VARINT) {
                             skipField(src, wireType);
                             continue;
@@ -227,6 +268,7 @@ final class IncomingBatch implements AutoCloseable {
                             case PageWire.STREAM_INDEX -> b.streamIndex = (int) v;
                             case PageWire.ROUND -> b.round = (int) v;
                             case PageWire.END_OF_ROUND -> b.endOfRound = v != 0;
+                            case PageWire.DATA_CODEC -> b.codec = (int) Math.min(v, Integer.MAX_VALUE);
                             default -> b.postcopy = v != 0;
                         }
                     }

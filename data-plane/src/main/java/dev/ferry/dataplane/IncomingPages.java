@@ -48,4 +48,12 @@ public interface IncomingPages {
     default boolean acceptsZeroRanges() {
         return true;
     }
+
+    /**
+     * Whether the session accepted the LZ4_PAGE_COMPRESSION feature; without it a batch with data_codec LZ4 fails
+     * with INVALID_ARGUMENT. Default: not accepted.
+     */
+    default boolean acceptsCompressedData() {
+        return false;
+    }
 }

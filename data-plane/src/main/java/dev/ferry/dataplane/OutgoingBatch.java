@@ -1,6 +1,7 @@
 package dev.ferry.dataplane;
 
 import com.google.protobuf.CodedOutputStream;
+import net.jpountz.lz4.LZ4Compressor;
 import dev.ferry.memory.MemoryRegion;
 import dev.ferry.memory.PageHashes;
 import io.grpc.MethodDescriptor;
@@ -18,6 +19,9 @@ import java.util.Arrays;
  *
  * <p>The encoding is exactly the generated PageBatch encoding (fields in number order, proto3 defaults omitted),
  * with {@code data} (field 15) last.
+ *
+ * <p>{@link #compressed} instead reads the pages at once and makes {@code data} an LZ4 block (data_codec LZ4):
+ * its length must be in the header, so that batch is not zero-copy.
  *
  * <p>Immutable once built; each {@link BatchStream} has its own read position.
  */
@@ -50,6 +54,10 @@ final class OutgoingBatch {
     private final int[] zeroPages;
     final int dataPages;
     final long zeroPageCount;
+    /** The data field when it was encoded up front ({@link #compressed}); null: copied from guest memory while sent. */
+    private final byte[] body;
+    /** PageBatch.DataCodec of {@link #body}. */
+    final int codec;
     private final byte[] header;
 
     private OutgoingBatch(Builder b, boolean endOfRound) {
@@ -65,16 +73,65 @@ final class OutgoingBatch {
         this.zeroPages = Arrays.copyOf(b.zeroPages, b.zeroCount);
         this.dataPages = b.dataPages;
         this.zeroPageCount = b.zeroPageCount;
+        this.body = null;
+        this.codec = PageWire.CODEC_RAW;
         this.header = encodeHeader();
     }
 
+    private OutgoingBatch(OutgoingBatch raw, byte[] body, int codec) {
+        this.layout = raw.layout;
+        this.hashes = raw.hashes;
+        this.fence = raw.fence;
+        this.streamIndex = raw.streamIndex;
+        this.round = raw.round;
+        this.endOfRound = raw.endOfRound;
+        this.runGpa = raw.runGpa;
+        this.runPages = raw.runPages;
+        this.zeroGpa = raw.zeroGpa;
+        this.zeroPages = raw.zeroPages;
+        this.dataPages = raw.dataPages;
+        this.zeroPageCount = raw.zeroPageCount;
+        this.body = body;
+        this.codec = codec;
+        this.header = encodeHeader();
+    }
+
+    /** Page bytes this batch carries: 4096 per data page. */
     int dataBytes() {
         return dataPages * PageWire.PAGE_SIZE;
     }
 
+    /** Length of the data field on the wire: {@link #dataBytes()}, or the LZ4 block's. */
+    int dataFieldBytes() {
+        return body != null ? body.length : dataBytes();
+    }
+
     /** The serialized size of the whole PageBatch message. */
     int serializedSize() {
-        return header.length + dataBytes();
+        return header.length + dataFieldBytes();
+    }
+
+    /**
+     * This batch with its pages read from guest memory now (their hashes recorded, as when sent raw) and compressed
+     * with {@code lz4}: data_codec LZ4, or raw bytes when the block would not be smaller. The caller sends the
+     * result instead of this batch.
+     */
+    OutgoingBatch compressed(LZ4Compressor lz4) throws IOException {
+        int n = dataBytes();
+        if (n == 0) {
+            return this;
+        }
+        Stage stage = STAGE.get();
+        byte[] raw = stage.batch(n);
+        BatchStream reader = new BatchStream();
+        int got = 0;
+        while (got < n) {
+            got += reader.readBody(raw, got, n - got);
+        }
+        byte[] block = stage.block(lz4.maxCompressedLength(n));
+        int len = lz4.compress(raw, 0, n, block, 0, block.length);
+        return len < n ? new OutgoingBatch(this, Arrays.copyOf(block, len), PageWire.CODEC_LZ4)
+                : new OutgoingBatch(this, Arrays.copyOf(raw, n), PageWire.CODEC_RAW);
     }
 
     int runCount() {
@@ -102,7 +159,10 @@ final class OutgoingBatch {
         if (endOfRound) {
             size += CodedOutputStream.computeBoolSize(PageWire.END_OF_ROUND, true);
         }
-        int data = dataBytes();
+        if (codec != PageWire.CODEC_RAW) {
+            size += CodedOutputStream.computeEnumSize(PageWire.DATA_CODEC, codec);
+        }
+        int data = dataFieldBytes();
         if (data > 0) {
             size += CodedOutputStream.computeTagSize(PageWire.DATA) + CodedOutputStream.computeUInt32SizeNoTag(data);
         }
@@ -123,6 +183,9 @@ final class OutgoingBatch {
             }
             if (endOfRound) {
                 c.writeBool(PageWire.END_OF_ROUND, true);
+            }
+            if (codec != PageWire.CODEC_RAW) {
+                c.writeEnum(PageWire.DATA_CODEC, codec);
             }
             if (data > 0) {
                 c.writeTag(PageWire.DATA, PageWire.WIRETYPE_LENGTH_DELIMITED);
@@ -160,6 +223,23 @@ final class OutgoingBatch {
     private static final class Stage {
         final byte[] bytes = new byte[STAGE_PAGES * PageWire.PAGE_SIZE];
         final ByteBuffer view = ByteBuffer.wrap(bytes);
+        private byte[] batch = new byte[0];
+        private byte[] block = new byte[0];
+
+        /** Room for a whole batch's pages, for {@link #compressed}; grown on first use only. */
+        byte[] batch(int n) {
+            if (batch.length < n) {
+                batch = new byte[Math.max(n, PageWire.MAX_DATA_PAGES_PER_BATCH * PageWire.PAGE_SIZE)];
+            }
+            return batch;
+        }
+
+        byte[] block(int n) {
+            if (block.length < n) {
+                block = new byte[n];
+            }
+            return block;
+        }
     }
 
     private static final ThreadLocal<Stage> STAGE = ThreadLocal.withInitial(Stage::new);
@@ -182,8 +262,16 @@ final class OutgoingBatch {
             super(header, serializedSize() - header.length);
         }
 
+        private int bodyPos; // read position in an encoded body
+
         @Override
         protected int drainBody(OutputStream target) throws IOException {
+            if (body != null) {
+                int n = body.length - bodyPos;
+                target.write(body, bodyPos, n);
+                bodyPos = body.length;
+                return n;
+            }
             int written = 0;
             if (page != null && pagePos < PageWire.PAGE_SIZE) {
                 target.write(page, pagePos, PageWire.PAGE_SIZE - pagePos);
@@ -208,6 +296,12 @@ final class OutgoingBatch {
 
         @Override
         protected int readBody(byte[] b, int off, int len) throws IOException {
+            if (body != null) {
+                int n = Math.min(len, body.length - bodyPos);
+                System.arraycopy(body, bodyPos, b, off, n);
+                bodyPos += n;
+                return n;
+            }
             if (pagePos == PageWire.PAGE_SIZE) {
                 stageNextPage();
             }

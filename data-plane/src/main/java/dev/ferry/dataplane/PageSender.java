@@ -57,20 +57,28 @@ public final class PageSender implements AutoCloseable {
      * @param onReadyThresholdBytes how much a stream may buffer before it counts as not ready
      * @param zeroPageElision       whether all-zero pages go as zero ranges (the negotiated ZERO_PAGE_ELISION
      *                              feature); without it they go as data
+     * @param compression           LZ4 compression of batches; anything but OFF only with the negotiated
+     *                              LZ4_PAGE_COMPRESSION feature
      */
-    public record Options(int onReadyThresholdBytes, boolean zeroPageElision) {
+    public record Options(int onReadyThresholdBytes, boolean zeroPageElision, PageCompression compression) {
         /** 4 MiB: a worker can serialize the next batch while Netty is still writing the previous ones. */
-        public static final Options DEFAULT = new Options(4 << 20, true);
+        public static final Options DEFAULT = new Options(4 << 20, true, PageCompression.OFF);
 
         /** These options with zero-page elision as negotiated. */
         public Options withZeroPageElision(boolean on) {
-            return new Options(onReadyThresholdBytes, on);
+            return new Options(onReadyThresholdBytes, on, compression);
+        }
+
+        /** These options with page compression as negotiated. */
+        public Options withCompression(PageCompression c) {
+            return new Options(onReadyThresholdBytes, zeroPageElision, c);
         }
 
         public Options {
             if (onReadyThresholdBytes <= 0) {
                 throw new IllegalArgumentException("onReadyThresholdBytes must be > 0");
             }
+            Objects.requireNonNull(compression, "compression");
         }
     }
 
@@ -89,6 +97,7 @@ public final class PageSender implements AutoCloseable {
     private final PageHashes hashes;
     private final BandwidthLimiter limiter;
     private final boolean zeroPageElision;
+    private final PageCompression compression;
     private final MemoryFence fence = new MemoryFence();
     /** Serialized bytes handed to gRPC (sendMessage) so far, for flow-control tests and metrics. */
     private final LongAdder bytesHandedToGrpc = new LongAdder();
@@ -133,6 +142,7 @@ public final class PageSender implements AutoCloseable {
         this.hashes = Objects.requireNonNull(hashes, "hashes");
         this.limiter = Objects.requireNonNull(limiter, "limiter");
         this.zeroPageElision = options.zeroPageElision();
+        this.compression = options.compression();
         if (streams < 1) {
             throw new IllegalArgumentException("need at least one stream, got " + streams);
         }
@@ -203,12 +213,16 @@ public final class PageSender implements AutoCloseable {
         long pagesSent = 0;
         long zeroPages = 0;
         long wireBytes = 0;
+        long compressedPages = 0;
+        long compressedBytes = 0;
         lock.lock();
         try {
             for (Stream s : streams) {
                 pagesSent += s.roundTotals.pages;
                 zeroPages += s.roundTotals.zeroPages;
                 wireBytes += s.roundTotals.wireBytes;
+                compressedPages += s.roundTotals.compressedPages;
+                compressedBytes += s.roundTotals.compressedBytes;
             }
             lastRound = round;
             if (state == State.SENDING) {
@@ -217,7 +231,8 @@ public final class PageSender implements AutoCloseable {
         } finally {
             lock.unlock();
         }
-        return new RoundStats(round, pagesSent, zeroPages, wireBytes, System.nanoTime() - start);
+        return new RoundStats(round, pagesSent, zeroPages, wireBytes, System.nanoTime() - start, compressedPages,
+                compressedBytes);
     }
 
     private void awaitRound(int round, BooleanSupplier cancelled) throws PageTransferException, InterruptedException {
@@ -357,7 +372,7 @@ public final class PageSender implements AutoCloseable {
         };
     }
 
-    private record Totals(long pages, long zeroPages, long wireBytes) {}
+    private record Totals(long pages, long zeroPages, long wireBytes, long compressedPages, long compressedBytes) {}
 
     /** One StreamPages call: its gRPC listener and its worker's round loop. */
     private final class Stream extends ClientCall.Listener<PageAck> {
@@ -373,6 +388,8 @@ public final class PageSender implements AutoCloseable {
         private Totals roundTotals;
         private Status roundError;
         private Thread worker; // the thread running runRound, so abort() interrupts nothing else
+        /** Worker only: kept across rounds, so what it learnt about the link and the pages carries over. */
+        private final CompressionGovernor governor = new CompressionGovernor(compression);
 
         Stream(int index, ClientCall<OutgoingBatch, PageAck> call) {
             this.index = index;
@@ -430,6 +447,8 @@ public final class PageSender implements AutoCloseable {
             long pages = 0;
             long zeroPages = 0;
             long wireBytes = 0;
+            long compressedPages = 0;
+            long compressedBytes = 0;
             Status error = null;
             lock.lock();
             try {
@@ -442,10 +461,19 @@ public final class PageSender implements AutoCloseable {
                 StreamPlanner planner = new StreamPlanner(layout, hashes, fence, cursor, index, round,
                         zeroPageElision);
                 OutgoingBatch batch;
+                long t0 = System.nanoTime();
                 while ((batch = planner.next()) != null) {
                     checkRunning(round, cancelled);
+                    long compressTime = 0;
+                    if (batch.dataPages > 0 && governor.compressNext()) {
+                        long c0 = System.nanoTime();
+                        batch = batch.compressed(Lz4.COMPRESSOR);
+                        compressTime = System.nanoTime() - c0;
+                    }
+                    long w0 = System.nanoTime();
                     awaitReady(round, cancelled);
                     limiter.acquire(batch.serializedSize());
+                    long waited = System.nanoTime() - w0;
                     synchronized (callLock) {
                         call.sendMessage(batch);
                     }
@@ -453,11 +481,21 @@ public final class PageSender implements AutoCloseable {
                     pages += batch.dataPages;
                     zeroPages += batch.zeroPageCount;
                     wireBytes += batch.serializedSize();
+                    if (batch.codec == PageWire.CODEC_LZ4) {
+                        compressedPages += batch.dataPages;
+                        compressedBytes += batch.dataFieldBytes();
+                    }
+                    long t1 = System.nanoTime();
+                    governor.sent(batch.dataFieldBytes(), compressTime > 0 ? batch.dataBytes() : 0,
+                            compressTime > 0 ? batch.dataFieldBytes() : 0, compressTime, waited, t1 - t0 - waited);
+                    t0 = t1;
                 }
             } catch (PageTransferException e) {
                 error = e.status();
             } catch (InterruptedException e) {
                 error = Status.CANCELLED.withDescription("stream " + index + " interrupted");
+            } catch (java.io.IOException e) { // reading guest memory for compression after close()
+                error = Status.CANCELLED.withDescription("stream " + index + ": " + e.getMessage());
             } catch (RuntimeException | Error e) {
                 error = Status.INTERNAL.withDescription("data-plane stream " + index + " failed: " + e).withCause(e);
             }
@@ -469,7 +507,7 @@ public final class PageSender implements AutoCloseable {
                 if (error != null) {
                     roundError = error;
                 } else {
-                    roundTotals = new Totals(pages, zeroPages, wireBytes);
+                    roundTotals = new Totals(pages, zeroPages, wireBytes, compressedPages, compressedBytes);
                 }
                 workersRunning--;
                 changed.signalAll();

@@ -24,6 +24,8 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
     static final int INITIAL_REQUESTS = 2;
     /** page_transfer_service.proto: acknowledge at least once per 64 MiB of data between round ends. */
     static final long ACK_EVERY_BYTES = 64L << 20;
+    /** An LZ4 batch may decompress to at most 4 MiB (the sender makes 1 MiB), so a tiny block cannot claim gigabytes. */
+    static final long MAX_LZ4_PAGES = 1024;
 
     private enum State { OPEN, COMPLETED, FAILED, CANCELLED }
 
@@ -61,6 +63,13 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
                 return;
             }
             try {
+                if (batch.codec == PageWire.CODEC_LZ4) {
+                    String lost = batch.decompress(rawLength(batch));
+                    if (lost != null) {
+                        fail(Status.DATA_LOSS.withDescription(lost));
+                        return;
+                    }
+                }
                 batch.copyData(sink, layout, scratch);
                 for (int i = 0; i < batch.zeroCount; i++) {
                     zero(batch.zeroGpa[i], batch.zeroPages[i]);
@@ -143,11 +152,37 @@ final class PageStreamHandler implements StreamObserver<IncomingBatch> {
                 return "zero_ranges[" + i + "]: " + why;
             }
         }
-        if (pages * PageWire.PAGE_SIZE != b.dataLength) {
-            return "data has " + b.dataLength + " bytes but page_runs cover " + pages + " pages ("
-                    + pages * PageWire.PAGE_SIZE + " bytes)";
+        switch (b.codec) {
+            case PageWire.CODEC_RAW -> {
+                if (pages * PageWire.PAGE_SIZE != b.dataLength) {
+                    return "data has " + b.dataLength + " bytes but page_runs cover " + pages + " pages ("
+                            + pages * PageWire.PAGE_SIZE + " bytes)";
+                }
+            }
+            case PageWire.CODEC_LZ4 -> {
+                if (!sink.acceptsCompressedData()) {
+                    return "LZ4 data without the LZ4_PAGE_COMPRESSION feature, which this session did not accept";
+                }
+                if (pages == 0 || pages > MAX_LZ4_PAGES) {
+                    return "LZ4 data must cover 1 to " + MAX_LZ4_PAGES + " pages, page_runs cover " + pages;
+                }
+                if (b.dataLength == 0) {
+                    return "LZ4 data is empty";
+                }
+            }
+            default -> {
+                return "data_codec " + Integer.toUnsignedString(b.codec) + " is unknown";
+            }
         }
         return null;
+    }
+
+    private static int rawLength(IncomingBatch b) {
+        long pages = 0;
+        for (int i = 0; i < b.runCount; i++) {
+            pages += b.runPages[i];
+        }
+        return (int) (pages * PageWire.PAGE_SIZE); // validated: at most MAX_LZ4_PAGES
     }
 
     private void zero(long gpa, long pages) {

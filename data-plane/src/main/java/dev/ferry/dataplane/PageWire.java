@@ -21,7 +21,11 @@ final class PageWire {
     static final int ZERO_RANGES = 4;
     static final int END_OF_ROUND = 5;
     static final int POSTCOPY = 6;
+    static final int DATA_CODEC = 7;
     static final int DATA = 15;
+    // PageBatch.DataCodec values.
+    static final int CODEC_RAW = 0;
+    static final int CODEC_LZ4 = 1;
     // PageRange field numbers (common.proto).
     static final int RANGE_GPA = 1;
     static final int RANGE_PAGE_COUNT = 2;

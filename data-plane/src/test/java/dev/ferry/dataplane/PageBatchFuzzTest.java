@@ -66,9 +66,15 @@ class PageBatchFuzzTest {
         hashes = new PageHashes(memory);
         hashes.refreshAll();
         writer = new MemoryPageWriter(memory, hashes);
+        IncomingPages session = new PageTransferErrorsTest.Delegating(writer) {
+            @Override
+            public boolean acceptsCompressedData() {
+                return true; // so LZ4 blocks reach the decompressor
+            }
+        };
         for (Transport t : Transport.values()) {
             endpoints.put(t, t.start(PageTransferServer.service(token -> Optional.ofNullable(
-                    TOKEN.equals(token) ? writer : null))));
+                    TOKEN.equals(token) ? session : null))));
         }
     }
 
@@ -152,13 +158,34 @@ class PageBatchFuzzTest {
                 return false;
             }
         }
-        if (pages * PAGE != b.getData().size()) {
+        byte[] data;
+        switch (b.getDataCodecValue()) {
+            case PageWire.CODEC_RAW -> data = b.getData().toByteArray();
+            case PageWire.CODEC_LZ4 -> {
+                if (pages == 0 || pages > PageStreamHandler.MAX_LZ4_PAGES || b.getData().isEmpty()) {
+                    return false;
+                }
+                data = new byte[(int) pages * PAGE];
+                try {
+                    byte[] block = b.getData().toByteArray();
+                    if (Lz4.DECOMPRESSOR.decompress(block, 0, block.length, data, 0, data.length) != data.length) {
+                        return false;
+                    }
+                } catch (net.jpountz.lz4.LZ4Exception e) {
+                    return false;
+                }
+            }
+            default -> {
+                return false;
+            }
+        }
+        if (pages * PAGE != data.length) {
             return false;
         }
         int off = 0;
         for (PageRange r : b.getPageRunsList()) {
             int len = r.getPageCount() * PAGE;
-            b.getData().copyTo(model, off, (int) r.getGuestPhysicalAddress(), len);
+            System.arraycopy(data, off, model, (int) r.getGuestPhysicalAddress(), len);
             off += len;
         }
         for (PageRange r : b.getZeroRangesList()) {

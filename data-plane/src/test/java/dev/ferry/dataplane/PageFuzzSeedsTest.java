@@ -43,6 +43,16 @@ class PageFuzzSeedsTest {
             end.addDataPage(40 * PAGE);
             byte[] round1End = encode(end.build(true));
             byte[] zerosOnly = encode(new OutgoingBatch.Builder(layout, hashes, new MemoryFence(), 0, 2).build(true));
+            for (long p : new long[] {10, 11, 12}) { // compressible pages: one word in four is data
+                for (int w = 0; w < PAGE / 8; w++) {
+                    src.putLong(p * PAGE + w * 8L, w % 4 == 0 ? rnd.nextLong() : 0);
+                }
+            }
+            OutgoingBatch.Builder lz4 = new OutgoingBatch.Builder(layout, hashes, new MemoryFence(), 0, 3);
+            for (long p : new long[] {10, 11, 12}) {
+                lz4.addDataPage(p * PAGE);
+            }
+            byte[] compressed = encode(lz4.build(true).compressed(Lz4.COMPRESSOR));
 
             seeds.put("in-process-one-batch", RawBytes.join(new byte[] {0}, List.of(round1)));
             seeds.put("netty-one-batch", RawBytes.join(new byte[] {1}, List.of(round1)));
@@ -50,6 +60,9 @@ class PageFuzzSeedsTest {
             byte[] cut = java.util.Arrays.copyOf(round1, round1.length - 100);
             seeds.put("in-process-truncated-data", RawBytes.join(new byte[] {0}, List.of(round1End, cut)));
             seeds.put("in-process-empty-message", RawBytes.join(new byte[] {0}, List.of(new byte[0])));
+            seeds.put("netty-lz4-batch", RawBytes.join(new byte[] {1}, List.of(round1, compressed)));
+            seeds.put("in-process-lz4-batch-cut", RawBytes.join(new byte[] {0},
+                    List.of(java.util.Arrays.copyOf(compressed, compressed.length - 5))));
         }
         return seeds;
     }

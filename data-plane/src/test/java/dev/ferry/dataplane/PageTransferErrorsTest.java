@@ -169,6 +169,10 @@ class PageTransferErrorsTest {
                     "round must be at least 1"));
             cases.add(Arguments.of(t, "round 2^32 - 1", ok.clone().setRound(-1).setData(filled(2, 1)).build(),
                     "round 4294967295 is too large"));
+            cases.add(Arguments.of(t, "unknown data_codec", ok.clone().setDataCodecValue(7).setData(filled(2, 1))
+                    .build(), "data_codec 7 is unknown"));
+            cases.add(Arguments.of(t, "LZ4 without the feature", ok.clone().setDataCodec(PageBatch.DataCodec.LZ4)
+                    .setData(lz4(filled(2, 1))).build(), "without the LZ4_PAGE_COMPRESSION feature"));
             cases.add(Arguments.of(t, "stream_index 2^32 - 1", ok.clone().setStreamIndex(-1).setData(filled(2, 1))
                     .build(), "stream_index 4294967295 is out of range"));
         }
@@ -188,6 +192,69 @@ class PageTransferErrorsTest {
         assertTrue(s.getDescription().contains(why), s.getDescription());
         assertTrue(TestMemory.allZero(dst), "nothing of the batch written, not even its valid run");
         assertEquals(0, writer.pagesWritten());
+    }
+
+    private static ByteString lz4(ByteString raw) {
+        byte[] in = raw.toByteArray();
+        byte[] out = new byte[Lz4.COMPRESSOR.maxCompressedLength(in.length)];
+        int n = Lz4.COMPRESSOR.compress(in, 0, in.length, out, 0, out.length);
+        return ByteString.copyFrom(out, 0, n);
+    }
+
+    static Stream<Arguments> lostLz4Blocks() {
+        PageBatch.Builder ok = PageBatch.newBuilder().setRound(1).addPageRuns(range(8 * PAGE, 2))
+                .setDataCodec(PageBatch.DataCodec.LZ4);
+        ByteString block = lz4(filled(2, 0x33));
+        List<Arguments> cases = new ArrayList<>();
+        for (Transport t : Transport.values()) {
+            cases.add(Arguments.of(t, "garbage", ok.clone().setData(filled(1, 0xff).substring(0, 100)).build()));
+            cases.add(Arguments.of(t, "one page short", ok.clone().setData(lz4(filled(1, 0x33))).build()));
+            cases.add(Arguments.of(t, "cut off", ok.clone().setData(block.substring(0, block.size() - 3)).build()));
+            cases.add(Arguments.of(t, "one page long", ok.clone().setData(lz4(filled(3, 0x33))).build()));
+        }
+        return cases.stream();
+    }
+
+    @ParameterizedTest(name = "{0}: {1}")
+    @MethodSource("lostLz4Blocks")
+    void anLz4BlockThatDoesNotMakeItsPagesIsDataLossAndWritesNothing(Transport transport, String what, PageBatch bad)
+            throws Exception {
+        sessions.put(TOKEN, new Delegating(writer) {
+            @Override
+            public boolean acceptsCompressedData() {
+                return true;
+            }
+        });
+        start(transport);
+        Reply reply = new Reply();
+        StreamObserver<PageBatch> requests = generatedStream(reply);
+        requests.onNext(bad);
+        Status s = reply.awaitError();
+        assertEquals(Status.Code.DATA_LOSS, s.getCode(), what + ": " + s);
+        assertTrue(s.getDescription().contains("LZ4 data"), s.getDescription());
+        assertTrue(TestMemory.allZero(dst), "nothing of the batch written");
+        assertEquals(0, writer.pagesWritten());
+    }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
+    void aGeneratedLz4BatchLands(Transport transport) throws Exception {
+        sessions.put(TOKEN, new Delegating(writer) {
+            @Override
+            public boolean acceptsCompressedData() {
+                return true;
+            }
+        });
+        start(transport);
+        Reply reply = new Reply();
+        StreamObserver<PageBatch> requests = generatedStream(reply);
+        requests.onNext(PageBatch.newBuilder().setRound(1).addPageRuns(range(8 * PAGE, 2)).setEndOfRound(true)
+                .setDataCodec(PageBatch.DataCodec.LZ4).setData(lz4(filled(2, 0x44))).build());
+        requests.onCompleted();
+        reply.awaitCompleted();
+        assertEquals(2L * PAGE, reply.acks.get(0).getBytesReceived());
+        assertEquals(0x4444444444444444L, dst.getLong(9 * PAGE + 4088));
+        assertEquals(dst.digest(), dstHashes.digest());
     }
 
     @ParameterizedTest

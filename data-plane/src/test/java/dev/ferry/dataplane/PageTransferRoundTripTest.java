@@ -225,6 +225,72 @@ class PageTransferRoundTripTest {
         };
     }
 
+    /** A session that accepted LZ4_PAGE_COMPRESSION. */
+    private IncomingPages withCompression() {
+        return new PageTransferErrorsTest.Delegating(writer) {
+            @Override
+            public boolean acceptsCompressedData() {
+                return true;
+            }
+        };
+    }
+
+    /** Random pages, a tenth zero, then three pages in four made compressible (one random word in four, zeros between). */
+    private void fillMostlyCompressible() {
+        SplittableRandom rnd = new SplittableRandom(4);
+        TestMemory.fillRandom(src, 5, 10);
+        for (long gpa = 0; gpa < MEMORY; gpa += PAGE) {
+            if (gpa / PAGE % 4 == 0) {
+                continue;
+            }
+            for (int w = 0; w < PAGE / 8; w++) {
+                src.putLong(gpa + w * 8L, w % 4 == 0 ? rnd.nextLong() : 0);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
+    void lz4BatchesLandAsTheirPagesAndIncompressibleOnesGoRaw(Transport transport) throws Exception {
+        sessions.put(TOKEN, withCompression());
+        start(transport);
+        fillMostlyCompressible();
+        try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel()), TOKEN, src, srcHashes, 3,
+                BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT.withCompression(PageCompression.ALWAYS))) {
+            RoundStats r1 = sender.sendRound(1, DirtyBitmap.full(src), () -> false);
+            assertConverged();
+            assertTrue(r1.compressedPages() > 0 && r1.compressedPages() <= r1.pagesSent(), "" + r1);
+            assertTrue(r1.compressedBytes() < r1.compressedPages() * PAGE * 0.7, "compressed: " + r1);
+            assertTrue(r1.wireBytes() < r1.dataBytes() * 0.8, "fewer bytes on the wire: " + r1);
+            assertEquals(r1.pagesSent() * PAGE, writer.bytesReceived(), "page bytes counted after decompression");
+
+            // A round of random pages only: blocks that would not shrink go raw.
+            SplittableRandom rnd = new SplittableRandom(6);
+            DirtyBitmap dirty = DirtyBitmap.empty(src);
+            for (long gpa = 0; gpa < MEMORY / 4; gpa += PAGE) {
+                TestMemory.randomPage(src, gpa, rnd);
+                dirty.markDirty(gpa);
+            }
+            RoundStats r2 = sender.sendRound(2, dirty, () -> false);
+            assertEquals(0, r2.compressedPages(), "" + r2);
+            assertConverged();
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
+    void lz4BatchesWithoutTheFeatureAreRefused(Transport transport) throws Exception {
+        start(transport); // the plain writer: LZ4_PAGE_COMPRESSION not accepted
+        fillMostlyCompressible();
+        try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel()), TOKEN, src, srcHashes, 1,
+                BandwidthLimiter.unlimited(), PageSender.Options.DEFAULT.withCompression(PageCompression.ALWAYS))) {
+            PageTransferException e = assertThrows(PageTransferException.class,
+                    () -> sender.sendRound(1, DirtyBitmap.full(src), () -> false));
+            assertEquals(Status.Code.INVALID_ARGUMENT, e.status().getCode());
+            assertTrue(e.status().getDescription().contains("LZ4_PAGE_COMPRESSION"), e.status().getDescription());
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(Transport.class)
     void withoutZeroPageElisionZeroPagesGoAsDataAndZeroRangesAreRefused(Transport transport) throws Exception {

@@ -110,6 +110,40 @@ class WireFormatTest {
     }
 
     @Test
+    void aCompressedBatchIsTheGeneratedEncodingWithAnLz4BlockOfItsPages() throws IOException {
+        OutgoingBatch raw = sampleBatch(2, 4, false);
+        for (long p : new long[] {0, 1, 2, 511, 512}) { // compressible: one word in eight is data
+            for (int w = 0; w < PAGE / 8; w++) {
+                memory.putLong(p * PAGE + w * 8L, w % 8 == 0 ? 0x1234567890abcdefL * (p + w) : 0);
+            }
+        }
+        OutgoingBatch batch = raw.compressed(Lz4.COMPRESSOR);
+        assertEquals(PageWire.CODEC_LZ4, batch.codec);
+        byte[] wire = drain(batch);
+        PageBatch parsed = PageBatch.parseFrom(wire);
+        assertEquals(PageBatch.DataCodec.LZ4, parsed.getDataCodec());
+        assertEquals(raw.dataBytes(), batch.dataBytes());
+        assertTrue(parsed.getData().size() < raw.dataBytes() / 4, "LZ4 block of " + parsed.getData().size());
+        byte[] pages = Lz4.DECOMPRESSOR.decompress(parsed.getData().toByteArray(), raw.dataBytes());
+        assertArrayEquals(pages(0, 1, 2, 511, 512), pages);
+        assertArrayEquals(parsed.toByteArray(), wire, "same bytes as the generated serializer");
+        assertEquals(wire.length, batch.serializedSize());
+        assertEquals(PageHashes.hashPage(java.nio.ByteBuffer.wrap(pages(511)), 511 * PAGE), hashes.get(511 * PAGE),
+                "hashes are those of the pages compressed");
+
+        // Pages that do not shrink go raw, already read.
+        SplittableRandom rnd = new SplittableRandom(9);
+        for (long p : new long[] {0, 1, 2, 511, 512}) {
+            TestMemory.randomPage(memory, p * PAGE, rnd);
+        }
+        OutgoingBatch incompressible = sampleBatch(2, 5, false).compressed(Lz4.COMPRESSOR);
+        assertEquals(PageWire.CODEC_RAW, incompressible.codec);
+        PageBatch rawParsed = PageBatch.parseFrom(drain(incompressible));
+        assertEquals(PageBatch.DataCodec.DATA_CODEC_UNSPECIFIED, rawParsed.getDataCodec());
+        assertArrayEquals(pages(0, 1, 2, 511, 512), rawParsed.getData().toByteArray());
+    }
+
+    @Test
     void readPathGivesTheSameBytesAsDrainTo() throws IOException {
         byte[] drained = drain(sampleBatch(1, 2, false));
         InputStream s = OutgoingBatch.MARSHALLER.stream(sampleBatch(1, 2, false));

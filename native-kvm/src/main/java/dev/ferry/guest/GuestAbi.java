@@ -66,7 +66,8 @@ public final class GuestAbi {
     public static final int P_MAX_BACKLOG = 96;
     public static final int P_VCPUS = 104;
     public static final int P_MEM_BYTES = 112;
-    public static final int P_END = 120;
+    public static final int P_WORD_STRIDE = 120;
+    public static final int P_END = 128;
 
     // Status block offsets (u64 each), per vCPU.
     public static final int S_COUNTER = 0;
@@ -140,7 +141,12 @@ public final class GuestAbi {
      * the guest writes it ({@code page_word} in workload_core.c); generation 0 means an all-zero page.
      */
     public static long pageWord(long page, int gen, int i) {
-        if (gen == 0) {
+        return pageWord(page, gen, i, 1);
+    }
+
+    /** {@link #pageWord(long, int, int)} of a workload with word stride {@code stride}: only every stride-th word is data. */
+    public static long pageWord(long page, int gen, int i, int stride) {
+        if (gen == 0 || i % stride != 0) {
             return 0;
         }
         long base = mix64((page << 32) ^ Integer.toUnsignedLong(gen) ^ 0x46455252L);

@@ -169,6 +169,7 @@ public final class GuestLayout {
         mem.putLong(p + GuestAbi.P_MAX_BACKLOG, backlog);
         mem.putLong(p + GuestAbi.P_VCPUS, vcpus);
         mem.putLong(p + GuestAbi.P_MEM_BYTES, memoryBytes);
+        mem.putLong(p + GuestAbi.P_WORD_STRIDE, workload.wordStride());
     }
 
     private static long alignUp(long v, long a) {

@@ -65,7 +65,8 @@ public final class VmConfigSection implements Stateful<VmConfigState> {
         b.setWorkload(WorkloadConfig.newBuilder().setWorkingSetBytes(w.workingSetBytes())
                 .setDirtyRateBytesPerSecond(w.dirtyRateBytesPerSecond()).setUnlimited(w.unlimited())
                 .setPattern(w.pattern().cliName()).setReportPeriodUs(w.reportPeriod().toNanos() / 1000)
-                .setSeed(w.seed()));
+                .setSeed(w.seed())
+                .setWordStride(w.wordStride()));
         return b.build();
     }
 
@@ -124,7 +125,8 @@ public final class VmConfigSection implements Stateful<VmConfigState> {
                     .withPattern(AccessPattern.parse(w.getPattern()))
                     .withReportPeriod(Duration.ofNanos(w.getReportPeriodUs() * 1000));
             spec = new WorkloadSpec(spec.workingSetBytes(), spec.dirtyRateBytesPerSecond(), spec.unlimited(),
-                    spec.pattern(), spec.reportPeriod(), w.getSeed(), spec.hotPermille(), spec.hotWritePermille());
+                    spec.pattern(), spec.reportPeriod(), w.getSeed(), spec.hotPermille(), spec.hotWritePermille(),
+                    w.getWordStride() == 0 ? 1 : w.getWordStride()); // 0: saved before the stride existed
             VmConfig config = new VmConfig(s.getVcpuCount(), gpa, layout.size(), spec);
             if (!config.memoryLayout().equals(layout)) {
                 throw new StateException(SCHEMA.name(), "", "memory regions are not an even split this build can rebuild");

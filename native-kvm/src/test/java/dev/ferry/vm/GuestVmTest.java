@@ -180,6 +180,25 @@ class GuestVmTest {
     }
 
     @Test
+    void aWordStrideWritesDataInEveryNthWordAndTheCheckCoversTheZerosBetween() throws Exception {
+        WorkloadSpec quiet = WorkloadSpec.of(4 * MIB, 0, false).withWordStride(4);
+        try (GuestVm vm = started(new VmConfig(1, 64 * MIB, 2, quiet))) {
+            assertEquals(0, probe(vm).selfCheck(T));
+            vm.pause();
+            long page = workingSetBase(vm) + 9 * GuestAbi.PAGE_SIZE;
+            int gen = vm.memory().getInt(GuestAbi.GEN_GPA + 9 * 4);
+            for (int i = 0; i < 8; i++) {
+                assertEquals(GuestAbi.pageWord(9, gen, i, 4), vm.memory().getLong(page + i * 8L), "word " + i);
+            }
+            assertEquals(0, vm.memory().getLong(page + 8), "word 1 is empty");
+            assertTrue(vm.memory().getLong(page) != 0, "word 0 is data");
+            vm.memory().putLong(page + 8, 1); // an empty word that is not empty is a wrong page
+            vm.resume();
+            assertEquals(1, probe(vm).selfCheck(T));
+        }
+    }
+
+    @Test
     void aCorruptedPageIsCaughtByTheGuestsOwnCheck() throws Exception {
         // A quiet guest (fill once, then no writes), so nothing rewrites the page before the check.
         try (GuestVm vm = started(config(2, 16 * MIB, 0))) {

@@ -24,7 +24,8 @@ public final class Compatibility {
     public static final int MAX_VCPUS = 64;
     public static final int MAX_DATA_STREAMS = 16;
     static final Set<MigrationConfig.Feature> SUPPORTED_FEATURES = Set.of(MigrationConfig.Feature.ZERO_PAGE_ELISION,
-            MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT, MigrationConfig.Feature.MEMORY_DIGEST);
+            MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT, MigrationConfig.Feature.MEMORY_DIGEST,
+            MigrationConfig.Feature.LZ4_PAGE_COMPRESSION);
 
     /** What this destination host offers for guests of {@code backend}. */
     public record Local(Backend backend, List<CpuidLeaf> supportedCpuid, Collection<SectionSchema<?>> schemas,

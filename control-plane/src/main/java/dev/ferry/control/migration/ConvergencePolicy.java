@@ -30,6 +30,7 @@ import java.util.Objects;
  * @param autoConverge                  CPU throttling of a guest that outpaces precopy; default off
  * @param autoMode                      the caller asked for mode AUTO: {@code mode} is HYBRID, and the planner picks
  *                                      after round 1 ({@link ModePredictor})
+ * @param pageCompression               AUTO, OFF or LZ4 (never UNSPECIFIED: that resolves to AUTO)
  */
 public record ConvergencePolicy(
         MigrationMode mode,
@@ -41,7 +42,8 @@ public record ConvergencePolicy(
         NoConvergenceAction onNoConvergence,
         boolean verifyMemory,
         AutoConverge autoConverge,
-        boolean autoMode) {
+        boolean autoMode,
+        MigrationPolicy.PageCompression pageCompression) {
 
     /**
      * Auto-converge with its defaults filled in (see the proto's AutoConverge).
@@ -109,6 +111,12 @@ public record ConvergencePolicy(
         Objects.requireNonNull(maxTotalTime, "maxTotalTime");
         Objects.requireNonNull(onNoConvergence, "onNoConvergence");
         Objects.requireNonNull(autoConverge, "autoConverge");
+        Objects.requireNonNull(pageCompression, "pageCompression");
+        switch (pageCompression) {
+            case AUTO, OFF, LZ4 -> { }
+            default -> throw new IllegalArgumentException("page_compression must be AUTO, OFF or LZ4, not "
+                    + pageCompression);
+        }
         if (autoConverge.enabled() && mode == MigrationMode.POSTCOPY) {
             throw new IllegalArgumentException("auto_converge throttles precopy; mode POSTCOPY has none");
         }
@@ -189,8 +197,11 @@ public record ConvergencePolicy(
             action = m == MigrationMode.HYBRID ? NoConvergenceAction.SWITCH_TO_POSTCOPY : NoConvergenceAction.FAIL;
         }
         boolean verify = !p.hasVerifyMemory() || p.getVerifyMemory();
+        MigrationPolicy.PageCompression compression =
+                p.getPageCompression() == MigrationPolicy.PageCompression.PAGE_COMPRESSION_UNSPECIFIED
+                        ? MigrationPolicy.PageCompression.AUTO : p.getPageCompression();
         return new ConvergencePolicy(m, maxDowntime, p.getBandwidthLimitBytesPerSecond(), maxRounds, maxTotalTime,
-                dataStreams, action, verify, AutoConverge.of(p.getAutoConverge()), auto);
+                dataStreams, action, verify, AutoConverge.of(p.getAutoConverge()), auto, compression);
     }
 
     /** The mode as the caller asked for it (AUTO for mode AUTO). */
@@ -224,7 +235,8 @@ public record ConvergencePolicy(
                 .setMaxRounds(maxRounds)
                 .setDataStreams(dataStreams)
                 .setOnNoConvergence(onNoConvergence)
-                .setVerifyMemory(verifyMemory);
+                .setVerifyMemory(verifyMemory)
+                .setPageCompression(pageCompression);
         if (hasTotalTimeLimit()) {
             b.setMaxTotalTime(ProtoTime.toProto(maxTotalTime));
         }

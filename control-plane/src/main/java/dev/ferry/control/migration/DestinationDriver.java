@@ -122,6 +122,11 @@ final class DestinationDriver implements IncomingPages {
         return machine.accepted().getFeaturesList().contains(MigrationConfig.Feature.ZERO_PAGE_ELISION);
     }
 
+    @Override
+    public boolean acceptsCompressedData() {
+        return machine.accepted().getFeaturesList().contains(MigrationConfig.Feature.LZ4_PAGE_COMPRESSION);
+    }
+
     /** The page writer of a session that has not ended; a late stream gets the same refusal as any after the end. */
     private MemoryPageWriter live() {
         MemoryPageWriter w = writer;

@@ -88,6 +88,7 @@ final class MigrationRequests {
         }
         Fields.uint32(field + ".data_streams", p.getDataStreams(), 0, ConvergencePolicy.MAX_DATA_STREAMS);
         Fields.known(field + ".on_no_convergence", p.getOnNoConvergence(), p.getOnNoConvergenceValue());
+        Fields.known(field + ".page_compression", p.getPageCompression(), p.getPageCompressionValue());
     }
 
     static String check(GetMigrationRequest r) {

@@ -34,6 +34,8 @@ public final class ProgressTracker {
     private Duration expectedDowntime;
     private int throttle; // auto-converge's, percent
     private int maxThrottle;
+    private long compressedPages;
+    private long compressedBytes;
     private long faults;
     private Instant lastPageAt;
     private long memoryBytes; // the guest's, once negotiated
@@ -150,6 +152,12 @@ public final class ProgressTracker {
         throttle = 0;
     }
 
+    /** Pages a round sent in LZ4 blocks, and the blocks' bytes. */
+    public void compressed(long pages, long bytes) {
+        compressedPages += pages;
+        compressedBytes += bytes;
+    }
+
     /** Sets the estimated bytes still to send (all memory before round 1; missing pages in postcopy). */
     public void bytesRemaining(long bytes) {
         if (bytes < 0) {
@@ -240,7 +248,9 @@ public final class ProgressTracker {
         MigrationStatistics.Builder b = MigrationStatistics.newBuilder()
                 .setTransferredBytes(bytesSent())
                 .setRounds(round)
-                .setMaxCpuThrottlePercent(maxThrottle);
+                .setMaxCpuThrottlePercent(maxThrottle)
+                .setCompressedPages(compressedPages)
+                .setCompressedBytes(compressedBytes);
         if (startTime != null && lastPageAt != null) {
             long nanos = ProtoTime.between(startTime, lastPageAt).toNanos();
             if (nanos > 0) {

@@ -5,6 +5,7 @@ import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.VmProtos;
 import dev.ferry.control.vm.VmRegistry;
 import dev.ferry.dataplane.BandwidthLimiter;
+import dev.ferry.dataplane.PageCompression;
 import dev.ferry.dataplane.PageSender;
 import dev.ferry.dataplane.PageTransferException;
 import dev.ferry.dataplane.postcopy.MemoryPageSource;
@@ -29,6 +30,7 @@ import dev.ferry.v1.DowntimeBreakdown;
 import dev.ferry.v1.MemoryDigest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationConfig;
+import dev.ferry.v1.MigrationPolicy;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.NegotiateMigrationRequest;
 import dev.ferry.v1.NegotiateMigrationResponse;
@@ -241,6 +243,9 @@ final class SourceDriver implements Runnable {
         if (v.backend() == Backend.KVM) {
             proposed.addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT); // how this source tracks pages
         }
+        if (machine.policy().pageCompression() != MigrationPolicy.PageCompression.OFF) {
+            proposed.addFeatures(MigrationConfig.Feature.LZ4_PAGE_COMPRESSION);
+        }
         if (machine.mode() != dev.ferry.v1.MigrationMode.PRECOPY) {
             proposed.addFeatures(MigrationConfig.Feature.POSTCOPY);
         }
@@ -332,10 +337,16 @@ final class SourceDriver implements Runnable {
         return perStream;
     }
 
-    /** Zero pages go as zero ranges only if the destination accepted ZERO_PAGE_ELISION. */
+    /** Zero ranges and LZ4 blocks only if the destination accepted ZERO_PAGE_ELISION and LZ4_PAGE_COMPRESSION. */
     private PageSender.Options senderOptions() {
+        PageCompression compression = PageCompression.OFF;
+        if (accepted.getFeaturesList().contains(MigrationConfig.Feature.LZ4_PAGE_COMPRESSION)) {
+            compression = machine.policy().pageCompression() == MigrationPolicy.PageCompression.LZ4
+                    ? PageCompression.ALWAYS : PageCompression.AUTO;
+        }
         return PageSender.Options.DEFAULT.withZeroPageElision(
-                accepted.getFeaturesList().contains(MigrationConfig.Feature.ZERO_PAGE_ELISION));
+                accepted.getFeaturesList().contains(MigrationConfig.Feature.ZERO_PAGE_ELISION))
+                .withCompression(compression);
     }
 
     /** How long mode AUTO watches the guest's writes before round 1: short, so that few pages are written twice. */
@@ -690,6 +701,7 @@ final class SourceDriver implements Runnable {
             dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
             metrics.round(machine.mode(), rs.wireBytes());
             synchronized (this) {
+                machine.pagesCompressed(rs.compressedPages(), rs.compressedBytes());
                 machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
                 changed();
             }
@@ -1106,6 +1118,9 @@ final class SourceDriver implements Runnable {
             changed();
         }
         dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, pages, () -> cancelRequested);
+        synchronized (this) {
+            machine.pagesCompressed(rs.compressedPages(), rs.compressedBytes());
+        }
         checkCancelled();
         return rs;
     }

@@ -416,6 +416,11 @@ public final class SourceStateMachine {
         return progress.roundStarted();
     }
 
+    /** Pages a finished round sent LZ4-compressed and the bytes of their blocks, for the statistics. */
+    public void pagesCompressed(long pages, long bytes) {
+        progress.compressed(pages, bytes);
+    }
+
     /** Live counts of pages sent in the running round (batches acknowledged), for progress snapshots. */
     public void batchSent(long dataPages, long zeroPages) {
         require(Event.BATCH_SENT);

@@ -39,7 +39,8 @@ public final class VmProtos {
                 })
                 .setHotSetBytes(w.workingSetBytes() * w.hotPermille() / 1000)
                 .setHotWritePermille(w.hotWritePermille())
-                .setProgressReportPeriod(duration(w.reportPeriod().toNanos()));
+                .setProgressReportPeriod(duration(w.reportPeriod().toNanos()))
+                .setWordStride(w.wordStride());
         if (w.unlimited()) {
             b.setUnlimitedDirtyRate(true);
         } else {
@@ -64,7 +65,7 @@ public final class VmProtos {
         int hotWrite = p.getHotWritePermille() == 0 ? 900 : p.getHotWritePermille();
         try {
             return new WorkloadSpec(ws, p.getDirtyRateBytesPerSecond(), p.getUnlimitedDirtyRate(), pattern, period,
-                    0x5eed, hotPermille, hotWrite);
+                    0x5eed, hotPermille, hotWrite, p.getWordStride() == 0 ? 1 : p.getWordStride());
         } catch (IllegalArgumentException e) {
             throw Status.INVALID_ARGUMENT.withDescription("workload: " + e.getMessage()).asRuntimeException();
         }

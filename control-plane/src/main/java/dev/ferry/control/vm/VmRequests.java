@@ -133,6 +133,12 @@ public final class VmRequests {
                     + " is larger than working_set_bytes " + ws);
         }
         Fields.uint32(field + ".hot_write_permille", w.getHotWritePermille(), 0, 1000);
+        if (w.getWordStride() != 0) {
+            long stride = Fields.uint32(field + ".word_stride", w.getWordStride(), 1, 512);
+            if (Long.bitCount(stride) != 1) {
+                throw Fields.invalid(field + ".word_stride " + stride + " is not a power of two from 1 to 512");
+            }
+        }
         if (w.hasProgressReportPeriod() && !w.getProgressReportPeriod().equals(com.google.protobuf.Duration
                 .getDefaultInstance())) {
             Fields.duration(field + ".progress_report_period", w.getProgressReportPeriod(), MIN_REPORT_PERIOD,

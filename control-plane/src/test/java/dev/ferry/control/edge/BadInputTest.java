@@ -236,6 +236,10 @@ class BadInputTest {
                 .newBuilder().setWorkingSetBytes(1 << 20).setHotSetBytes(2 << 20)))), bad, "hot_set_bytes"));
         l.add(c("CreateVm hot_write_permille 1001", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec
                 .newBuilder().setHotWritePermille(1001)))), bad, "hot_write_permille", "1001"));
+        l.add(c("CreateVm word_stride 3", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec
+                .newBuilder().setWordStride(3)))), bad, "word_stride", "3", "power of two"));
+        l.add(c("CreateVm word_stride 1024", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec
+                .newBuilder().setWordStride(1024)))), bad, "word_stride", "1024"));
         l.add(c("CreateVm dirty rate 2^64-1", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec.newBuilder()
                 .setDirtyRateBytesPerSecond(-1)))), bad, "dirty_rate_bytes_per_second", "18446744073709551615"));
         l.add(c("CreateVm negative report period", () -> vms().createVm(create(vm().setWorkload(WorkloadSpec
@@ -268,6 +272,8 @@ class BadInputTest {
                 bad, "mode", "42"));
         l.add(c("CreateMigration unknown on_no_convergence", () -> migrations().createMigration(createMig(mig()
                 .setPolicy(MigrationPolicy.newBuilder().setOnNoConvergenceValue(9)))), bad, "on_no_convergence", "9"));
+        l.add(c("CreateMigration unknown page_compression", () -> migrations().createMigration(createMig(mig()
+                .setPolicy(MigrationPolicy.newBuilder().setPageCompressionValue(9)))), bad, "page_compression", "9"));
         l.add(c("CreateMigration data_streams 2^32-1", () -> migrations().createMigration(createMig(mig()
                 .setPolicy(MigrationPolicy.newBuilder().setDataStreams(-1)))), bad, "data_streams", "4294967295"));
         l.add(c("CreateMigration negative max_downtime", () -> migrations().createMigration(createMig(mig()

@@ -52,6 +52,7 @@ class ConvergencePolicyTest {
         assertEquals(NoConvergenceAction.SWITCH_TO_POSTCOPY, filled.getOnNoConvergence());
         assertTrue(filled.hasVerifyMemory() && filled.getVerifyMemory());
         assertFalse(filled.hasMaxTotalTime(), "no limit stays unset");
+        assertEquals(MigrationPolicy.PageCompression.AUTO, filled.getPageCompression());
 
         MigrationPolicy custom = MigrationPolicy.newBuilder()
                 .setMaxDowntime(Duration.newBuilder().setSeconds(1).setNanos(500_000_000))
@@ -61,6 +62,7 @@ class ConvergencePolicyTest {
                 .setDataStreams(64)
                 .setOnNoConvergence(NoConvergenceAction.CONTINUE)
                 .setVerifyMemory(false)
+                .setPageCompression(MigrationPolicy.PageCompression.LZ4)
                 .build();
         ConvergencePolicy p = ConvergencePolicy.of(MigrationMode.PRECOPY, custom);
         assertEquals(java.time.Duration.ofMillis(1500), p.maxDowntime());
@@ -72,6 +74,7 @@ class ConvergencePolicyTest {
 
     @Test
     void badFieldsAreRefused() {
+        assertBad(MigrationPolicy.newBuilder().setPageCompressionValue(9), "page_compression");
         assertBad(MigrationPolicy.newBuilder().setDataStreams(65), "data_streams");
         assertBad(MigrationPolicy.newBuilder().setDataStreams(-1), "data_streams"); // uint32 4294967295
         assertBad(MigrationPolicy.newBuilder().setMaxDowntime(Duration.newBuilder().setSeconds(-1)), "max_downtime");
