@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.ferry.guest.AccessPattern;
 import dev.ferry.guest.WorkloadSpec;
@@ -158,10 +159,12 @@ final class VmCommand {
             if (onDemand) {
                 return restoreOnDemand(this);
             }
+            JsonNode labels = labelsOf(dir);
             try (GuestVm vm = Snapshot.restore(dir, backendFor(dir, run.backend), Console.sink(run.console))) {
                 long before = vm.probe().orElseThrow().guestCounter();
                 ObjectNode out = VmRunner.runAndMeasure(vm, run.seconds, false);
                 out.put("restored_from", dir.toAbsolutePath().toString());
+                out.set("labels", labels);
                 out.put("guest_counter_at_restore", before);
                 Output.print(out, run.json);
                 return out.get("wrong_pages").asLong() == 0 && vm.probe().orElseThrow().guestCounter() > before ? 0 : 1;
@@ -181,13 +184,20 @@ final class VmCommand {
         return Backends.open(Backends.Choice.valueOf(saved.name())).preferred();
     }
 
+    /** The snapshot's labels (from the agent's VM it was taken of), read before any guest runs. */
+    static JsonNode labelsOf(Path dir) throws java.io.IOException {
+        return Output.JSON.valueToTree(Snapshot.labelsOf(dir));
+    }
+
     static int restoreOnDemand(Restore r) throws Exception {
+        JsonNode labels = labelsOf(r.dir);
         try (OnDemandRestore od = OnDemandRestore.start(r.dir, backendFor(r.dir, r.run.backend),
                 Console.sink(r.run.console))) {
             GuestVm vm = od.vm();
             ObjectNode out = VmRunner.runAndMeasure(vm, r.run.seconds, false);
             PostcopyPager.Stats st = od.pager().stats();
             out.put("restored_from", r.dir.toAbsolutePath().toString());
+            out.set("labels", labels);
             out.put("on_demand", true);
             out.put("restore_ms", od.restoreNanos() / 1e6);
             out.put("postcopy_faults", st.faults());

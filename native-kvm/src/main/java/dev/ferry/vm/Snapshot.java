@@ -13,18 +13,26 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Map;
 import java.util.Properties;
+import java.util.TreeMap;
 import java.util.function.Consumer;
 
 /**
  * A snapshot on disk: {@code memory.bin} (guest RAM in guest-physical order), {@code state.bin}
  * (the device-state sections, see state-serializers) and {@code snapshot.properties} (sizes and a
- * digest of the memory, checked before anything is restored).
+ * digest of the memory, checked before anything is restored, and the VM's labels).
+ *
+ * <p>The manifest is at {@code format=1}. Readers ignore keys they do not know, so an optional key (as the
+ * {@code label.KEY=VALUE} entries) is added without a new format: a snapshot without it reads as having none, and an
+ * older build still restores a newer snapshot, without what it does not know. The format changes only for what an
+ * older reader would get wrong.
  */
 public final class Snapshot {
     public static final String MEMORY_FILE = "memory.bin";
     public static final String STATE_FILE = "state.bin";
     public static final String MANIFEST_FILE = "snapshot.properties";
+    private static final String LABEL_PREFIX = "label.";
     private static final int CHUNK = 64 << 20;
 
     private Snapshot() {}
@@ -36,6 +44,11 @@ public final class Snapshot {
      * so old and new files never mix into something that loads.
      */
     public static void write(GuestVm vm, Path dir) throws IOException {
+        write(vm, dir, Map.of());
+    }
+
+    /** As {@link #write(GuestVm, Path)}, recording {@code labels} (the VM's, taken as they are) in the manifest. */
+    public static void write(GuestVm vm, Path dir, Map<String, String> labels) throws IOException {
         Files.createDirectories(dir);
         Files.deleteIfExists(dir.resolve(MANIFEST_FILE));
         Path manifestTmp = dir.resolve(MANIFEST_FILE + ".tmp");
@@ -59,6 +72,7 @@ public final class Snapshot {
             p.setProperty("format", "1");
             p.setProperty("memory_bytes", Long.toString(mem.totalBytes()));
             p.setProperty("memory_digest", Long.toHexString(mem.digest()));
+            labels.forEach((k, v) -> p.setProperty(LABEL_PREFIX + k, v));
             try (OutputStream out = Files.newOutputStream(manifestTmp)) {
                 p.store(out, "Ferry snapshot");
             }
@@ -79,6 +93,18 @@ public final class Snapshot {
     /** Reads and checks the state sections of the snapshot in {@code dir}. */
     public static SectionSet readState(Path dir) throws IOException, StateException {
         return StateCodec.decode(Files.readAllBytes(dir.resolve(STATE_FILE)));
+    }
+
+    /** The labels recorded with the snapshot in {@code dir}: none in one written before snapshots kept them. */
+    public static Map<String, String> labelsOf(Path dir) throws IOException {
+        Properties p = readManifest(dir);
+        Map<String, String> labels = new TreeMap<>();
+        for (String key : p.stringPropertyNames()) {
+            if (key.startsWith(LABEL_PREFIX)) {
+                labels.put(key.substring(LABEL_PREFIX.length()), p.getProperty(key));
+            }
+        }
+        return labels;
     }
 
     /** The backend that saved the snapshot in {@code dir}. */

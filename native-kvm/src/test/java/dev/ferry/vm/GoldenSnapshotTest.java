@@ -94,6 +94,8 @@ class GoldenSnapshotTest {
 
             assertEquals(Files.readString(golden.resolve(EXPECTED_JSON)), decodedJson(Snapshot.readState(dir)),
                     release + "/" + kind + ": the sections no longer decode to " + EXPECTED_JSON);
+            assertEquals(java.util.Map.of(), Snapshot.labelsOf(dir), release + "/" + kind
+                    + ": written before snapshots kept labels, it has none");
             try (GuestVm vm = Snapshot.restore(dir, backend, l -> { })) {
                 GuestProbe probe = vm.probe().orElseThrow();
                 assertEquals(Long.parseLong(saved.getProperty("guest_counter")), probe.guestCounter(),

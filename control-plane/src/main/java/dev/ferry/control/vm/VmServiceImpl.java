@@ -36,9 +36,11 @@ import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
 import io.grpc.Context;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
@@ -244,7 +246,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
         }
         try {
             Files.createDirectories(dir.getParent());
-            Snapshot.write(m.vm(), partial);
+            Snapshot.write(m.vm(), partial, m.labels());
             try (var files = Files.list(partial)) {
                 for (Path f : files.toList()) {
                     size += Files.size(f);
@@ -312,11 +314,12 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                     throw Status.FAILED_PRECONDITION.withDescription("the snapshot in " + dir + " was saved by a backend "
                             + "this agent cannot run: " + e.getMessage()).asRuntimeException();
                 }
+                Map<String, String> labels = snapshotLabels(dir);
                 ManagedVm m;
                 try (GuestAdmission.Reservation held = vms.admit(name, memory)) {
                     if (req.getOnDemand()) {
                         OnDemandRestore od = OnDemandRestore.start(dir, backend, console);
-                        m = vms.add(name, od.vm(), Vm.State.RUNNING);
+                        m = vms.add(name, od.vm(), Vm.State.RUNNING, labels);
                         m.tryBusy("a restore loading from " + dir);
                         m.attach(od.loadRestInBackground(dir, m::notBusy, e -> {
                             m.setError("loading from " + dir + " failed: " + e.getMessage());
@@ -324,7 +327,7 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                                     e.getMessage());
                         }));
                     } else {
-                        m = vms.add(name, Snapshot.restore(dir, backend, console), Vm.State.CREATING);
+                        m = vms.add(name, Snapshot.restore(dir, backend, console), Vm.State.CREATING, labels);
                         m.vm().start();
                         m.setState(Vm.State.RUNNING);
                     }
@@ -341,6 +344,16 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
                 throw Status.DATA_LOSS.withDescription("cannot restore " + dir + ": " + e.getMessage()).asRuntimeException();
             }
         });
+    }
+
+    /** The labels SnapshotVm recorded: none in a snapshot from before it did. */
+    private static Map<String, String> snapshotLabels(Path dir) throws IOException {
+        try {
+            return VmRequests.labels(Snapshot.MANIFEST_FILE + " labels", Snapshot.labelsOf(dir));
+        } catch (StatusRuntimeException e) { // SnapshotVm wrote checked labels: these were changed on disk
+            throw Status.DATA_LOSS.withDescription("cannot restore " + dir + ": " + e.getStatus().getDescription())
+                    .asRuntimeException();
+        }
     }
 
     private ManagedVm requireIdle(String name, String what) {
