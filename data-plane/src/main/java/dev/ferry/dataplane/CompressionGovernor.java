@@ -18,7 +18,7 @@ package dev.ferry.dataplane;
  *       trial doubles the raw windows before the next, up to {@link #MAX_BACKOFF_WINDOWS}, so incompressible pages
  *       cost at most one compressed window in that many. Raw and not link-bound: stay raw.</li>
  * </ul>
- * The first window is a trial: it costs little and learns {@code c} and {@code r} for this guest's pages.
+ * A stream starts raw: on a CPU-bound stream (loopback, a fast link) AUTO then costs nothing.
  *
  * <p>{@link PageCompression#ALWAYS} compresses every batch; {@link PageCompression#OFF} none. Not thread-safe: one
  * per stream worker.
@@ -35,7 +35,7 @@ final class CompressionGovernor {
 
     private final PageCompression mode;
     private boolean compressing;
-    private boolean trial = true;
+    private boolean trial;
     private int backoffWindows = 1;
     private int windowsUntilTrial;
     /** Wire bytes/s of the last link-bound raw window; 0 before one was seen. */

@@ -123,10 +123,11 @@ final class OutgoingBatch {
         }
         Stage stage = STAGE.get();
         byte[] raw = stage.batch(n);
-        BatchStream reader = new BatchStream();
-        int got = 0;
-        while (got < n) {
-            got += reader.readBody(raw, got, n - got);
+        int pos = 0;
+        for (int i = 0; i < runGpa.length; i++) {
+            int len = runPages[i] * PageWire.PAGE_SIZE;
+            stageFromMemory(runGpa[i], raw, stage.batchView, pos, len);
+            pos += len;
         }
         byte[] block = stage.block(lz4.maxCompressedLength(n));
         int len = lz4.compress(raw, 0, n, block, 0, block.length);
@@ -224,12 +225,14 @@ final class OutgoingBatch {
         final byte[] bytes = new byte[STAGE_PAGES * PageWire.PAGE_SIZE];
         final ByteBuffer view = ByteBuffer.wrap(bytes);
         private byte[] batch = new byte[0];
+        private ByteBuffer batchView;
         private byte[] block = new byte[0];
 
         /** Room for a whole batch's pages, for {@link #compressed}; grown on first use only. */
         byte[] batch(int n) {
             if (batch.length < n) {
                 batch = new byte[Math.max(n, PageWire.MAX_DATA_PAGES_PER_BATCH * PageWire.PAGE_SIZE)];
+                batchView = ByteBuffer.wrap(batch);
             }
             return batch;
         }
@@ -283,7 +286,7 @@ final class OutgoingBatch {
                 int runBytes = runPages[run] * PageWire.PAGE_SIZE;
                 while (runOffset < runBytes) {
                     int n = Math.min(stage.bytes.length, runBytes - runOffset);
-                    stageFromMemory(runGpa[run] + runOffset, stage.bytes, stage.view, n);
+                    stageFromMemory(runGpa[run] + runOffset, stage.bytes, stage.view, 0, n);
                     target.write(stage.bytes, 0, n);
                     runOffset += n;
                     written += n;
@@ -320,26 +323,30 @@ final class OutgoingBatch {
                 run++;
                 runOffset = 0;
             }
-            stageFromMemory(runGpa[run] + runOffset, page, pageView, PageWire.PAGE_SIZE);
+            stageFromMemory(runGpa[run] + runOffset, page, pageView, 0, PageWire.PAGE_SIZE);
             runOffset += PageWire.PAGE_SIZE;
             pagePos = 0;
         }
 
-        /** Copies {@code n} bytes (whole pages, one region) at {@code gpa} into {@code dst} and records each page's hash. */
-        private void stageFromMemory(long gpa, byte[] dst, ByteBuffer dstView, int n) throws IOException {
-            if (!fence.enter()) {
-                throw new IOException("page sender closed: guest memory may no longer be read");
-            }
-            try {
-                MemoryRegion r = layout.regionAt(gpa);
-                r.view().get((int) (gpa - r.guestPhysAddr()), dst, 0, n);
-            } finally {
-                fence.exit();
-            }
-            for (int o = 0; o < n; o += PageWire.PAGE_SIZE) {
-                dstView.clear().position(o).limit(o + PageWire.PAGE_SIZE);
-                hashes.set(gpa + o, PageHashes.hashPage(dstView, gpa + o));
-            }
+    }
+
+    /**
+     * Copies {@code n} bytes (whole pages, one region) at {@code gpa} into {@code dst} at {@code off} ({@code dstView}
+     * wraps {@code dst}) and records each page's hash.
+     */
+    private void stageFromMemory(long gpa, byte[] dst, ByteBuffer dstView, int off, int n) throws IOException {
+        if (!fence.enter()) {
+            throw new IOException("page sender closed: guest memory may no longer be read");
+        }
+        try {
+            MemoryRegion r = layout.regionAt(gpa);
+            r.view().get((int) (gpa - r.guestPhysAddr()), dst, off, n);
+        } finally {
+            fence.exit();
+        }
+        for (int o = 0; o < n; o += PageWire.PAGE_SIZE) {
+            dstView.clear().position(off + o).limit(off + o + PageWire.PAGE_SIZE);
+            hashes.set(gpa + o, PageHashes.hashPage(dstView, gpa + o));
         }
     }
 
