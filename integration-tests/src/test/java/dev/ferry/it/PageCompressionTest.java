@@ -25,7 +25,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * LZ4 page compression between real agents: AUTO compresses a compressible guest on a capped link, LZ4 sends
- * incompressible pages raw, OFF never compresses; every guest lands whole and keeps its page shape.
+ * incompressible pages raw, NONE never compresses; every guest lands whole and keeps its page shape.
  */
 @ParameterizedClass(name = "on {0}")
 @EnumSource(Backend.class)
@@ -90,9 +90,9 @@ class PageCompressionTest {
     }
 
     @Test
-    void offNeverCompresses() {
-        MigrationStatistics st = migrate("lz4-off", vm("lz4-off", 4), MigrationPolicy.newBuilder()
-                .setBandwidthLimitBytesPerSecond(16 * MIB).setPageCompression(PageCompression.OFF).build(), 4);
+    void noneNeverCompresses() {
+        MigrationStatistics st = migrate("lz4-none", vm("lz4-none", 4), MigrationPolicy.newBuilder()
+                .setBandwidthLimitBytesPerSecond(16 * MIB).setPageCompression(PageCompression.NONE).build(), 4);
         assertEquals(0, st.getCompressedPages(), st.toString());
     }
 }

@@ -90,6 +90,8 @@ class ManifestsTest {
         assertEquals(protoValues(MigrationMode.values()), enumValues(schema.at("/spec/properties/mode")));
         assertEquals(protoValues(MigrationPolicy.NoConvergenceAction.values()),
                 enumValues(schema.at("/spec/properties/policy/properties/onNoConvergence")));
+        assertEquals(protoValues(MigrationPolicy.PageCompression.values()),
+                enumValues(schema.at("/spec/properties/policy/properties/pageCompression")));
         Set<String> phases = protoValues(Migration.Phase.values());
         phases.add("PENDING"); // the operator's own, before the agent has the migration
         assertEquals(phases, enumValues(schema.at("/status/properties/phase")));
@@ -122,6 +124,8 @@ class ManifestsTest {
             assertEquals(policy.path(f[0]).path("type"), vmm.at(f[1]).path("type"), f[0]);
         }
         assertEquals("boolean", policy.at("/allowAutoConverge/type").asText());
+        assertEquals(enumValues(vmm.at("/properties/policy/properties/pageCompression")),
+                enumValues(policy.at("/pageCompression")));
         assertEquals("boolean", vmm.at("/properties/policy/properties/autoConverge/properties/enabled/type").asText());
         Set<String> autoConverge = new HashSet<>();
         vmm.at("/properties/policy/properties/autoConverge/properties").fieldNames().forEachRemaining(autoConverge::add);

@@ -30,7 +30,7 @@ import java.util.Objects;
  * @param autoConverge                  CPU throttling of a guest that outpaces precopy; default off
  * @param autoMode                      the caller asked for mode AUTO: {@code mode} is HYBRID, and the planner picks
  *                                      after round 1 ({@link ModePredictor})
- * @param pageCompression               AUTO, OFF or LZ4 (never UNSPECIFIED: that resolves to AUTO)
+ * @param pageCompression               AUTO, NONE or LZ4 (never UNSPECIFIED: that resolves to AUTO)
  */
 public record ConvergencePolicy(
         MigrationMode mode,
@@ -113,8 +113,8 @@ public record ConvergencePolicy(
         Objects.requireNonNull(autoConverge, "autoConverge");
         Objects.requireNonNull(pageCompression, "pageCompression");
         switch (pageCompression) {
-            case AUTO, OFF, LZ4 -> { }
-            default -> throw new IllegalArgumentException("page_compression must be AUTO, OFF or LZ4, not "
+            case AUTO, NONE, LZ4 -> { }
+            default -> throw new IllegalArgumentException("page_compression must be AUTO, NONE or LZ4, not "
                     + pageCompression);
         }
         if (autoConverge.enabled() && mode == MigrationMode.POSTCOPY) {

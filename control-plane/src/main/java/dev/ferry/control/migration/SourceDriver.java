@@ -243,7 +243,7 @@ final class SourceDriver implements Runnable {
         if (v.backend() == Backend.KVM) {
             proposed.addFeatures(MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT); // how this source tracks pages
         }
-        if (machine.policy().pageCompression() != MigrationPolicy.PageCompression.OFF) {
+        if (machine.policy().pageCompression() != MigrationPolicy.PageCompression.NONE) {
             proposed.addFeatures(MigrationConfig.Feature.LZ4_PAGE_COMPRESSION);
         }
         if (machine.mode() != dev.ferry.v1.MigrationMode.PRECOPY) {

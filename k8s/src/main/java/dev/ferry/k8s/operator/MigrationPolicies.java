@@ -97,7 +97,8 @@ final class MigrationPolicies {
         Map<String, Object> own = new LinkedHashMap<>(map(spec.get("policy")));
         for (var field : List.of(Map.entry("maxDowntime", "maxDowntime"),
                 Map.entry("bandwidthLimitBytesPerSecond", "bandwidthLimitBytesPerSecond"),
-                Map.entry("completionTimeout", "maxTotalTime"))) {
+                Map.entry("completionTimeout", "maxTotalTime"),
+                Map.entry("pageCompression", "pageCompression"))) {
             if (p.containsKey(field.getKey()) && !own.containsKey(field.getValue())) {
                 own.put(field.getValue(), p.get(field.getKey()));
             }

@@ -76,6 +76,9 @@ final class VirtualMachineMigrations {
         if (p.get("verifyMemory") instanceof Boolean v) {
             b.setVerifyMemory(v);
         }
+        if (p.containsKey("pageCompression")) {
+            b.setPageCompression(MigrationPolicy.PageCompression.valueOf(string(p, "pageCompression")));
+        }
         if (p.get("autoConverge") instanceof Map<?, ?> ac) {
             dev.ferry.v1.AutoConverge.Builder a = dev.ferry.v1.AutoConverge.newBuilder();
             if (ac.get("enabled") instanceof Boolean e) {

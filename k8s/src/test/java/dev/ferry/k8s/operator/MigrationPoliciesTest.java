@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import java.util.List;
@@ -66,7 +67,7 @@ class MigrationPoliciesTest {
     @Test
     void theMigrationsOwnSpecWinsOverThePolicyFieldByField() {
         var p = policy("p", Map.of(), Map.of(), Map.of("mode", "POSTCOPY", "maxDowntime", "40ms",
-                "bandwidthLimitBytesPerSecond", 1000, "completionTimeout", "10m"));
+                "bandwidthLimitBytesPerSecond", 1000, "completionTimeout", "10m", "pageCompression", "NONE"));
         Map<String, Object> own = Map.of("vm", "vms/x", "destinationNode", "b", "policy", Map.of("maxDowntime", "50ms"));
         Map<String, Object> spec = MigrationPolicies.effectiveSpec(own, p);
         assertEquals(MigrationMode.POSTCOPY, VirtualMachineMigrations.mode(spec));
@@ -74,6 +75,10 @@ class MigrationPoliciesTest {
         assertEquals(50_000_000, policy.getMaxDowntime().getNanos(), "the spec's maxDowntime wins");
         assertEquals(1000, policy.getBandwidthLimitBytesPerSecond());
         assertEquals(600, policy.getMaxTotalTime().getSeconds(), "completionTimeout is maxTotalTime");
+        assertEquals(MigrationPolicy.PageCompression.NONE, policy.getPageCompression());
+        var ownCompression = VirtualMachineMigrations.policy(MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x",
+                "policy", Map.of("pageCompression", "LZ4")), p));
+        assertEquals(MigrationPolicy.PageCompression.LZ4, ownCompression.getPageCompression(), "the spec's wins");
         Map<String, Object> withMode = MigrationPolicies.effectiveSpec(Map.of("vm", "vms/x", "mode", "PRECOPY"), p);
         assertEquals(MigrationMode.PRECOPY, VirtualMachineMigrations.mode(withMode), "the spec's mode wins");
     }
