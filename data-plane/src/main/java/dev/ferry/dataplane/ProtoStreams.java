@@ -36,6 +36,11 @@ public final class ProtoStreams {
             if (shift == 63 && (b & 0x7e) != 0) {
                 throw new IOException("malformed varint: over 64 bits");
             }
+            // A 10th byte holds bit 63 alone, so it is 1. protobuf-java's fast path assumes so and reads a 10th
+            // byte of 0 as 1 (its slow path reads 0): a varint read two ways is refused.
+            if (shift == 63 && (b & 0x7f) == 0) {
+                throw new IOException("malformed varint: a 10th byte of 0");
+            }
             result |= (long) (b & 0x7f) << shift;
         }
         return result;

@@ -39,4 +39,16 @@ class ProtoStreamsTest {
         assertThrows(IOException.class,
                 () -> varint(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00));
     }
+
+    /**
+     * Found by PagerReplyFuzzTest: protobuf-java 3.25.8 reads 81 d9 e0 b6 b6 b6 b6 b6 9d 00 as -7103063147722298239
+     * from a byte array (its fast path takes the 10th byte for 1) and as 2120308889132477569 from a short stream.
+     */
+    @Test
+    void refusesATenthByteOfZero() throws IOException {
+        IOException e = assertThrows(IOException.class,
+                () -> varint(0x81, 0xd9, 0xe0, 0xb6, 0xb6, 0xb6, 0xb6, 0xb6, 0x9d, 0x00));
+        assertTrue(e.getMessage().contains("10th byte of 0"), e.getMessage());
+        assertEquals(1, varint(0x81, 0x00), "shorter overlong forms mean one thing and stay accepted");
+    }
 }
