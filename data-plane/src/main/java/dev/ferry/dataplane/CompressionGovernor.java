@@ -13,7 +13,7 @@ package dev.ferry.dataplane;
  *   <li>Compressing and no longer link-bound: the CPU is now the limit. Raw, a byte costs {@code 1/L} on a link
  *       moving {@code L} bytes/s; compressed, {@code 1/c + r/L} with compressor speed {@code c} and ratio {@code r}.
  *       So keep on only while {@code c (1 - r) > L} (with a {@link #MARGIN}), {@code L} being the wire rate of the
- *       last link-bound raw window. Without one, send a raw window to measure it.</li>
+ *       last link-bound raw window; else go raw, which measures the link again.</li>
  *   <li>Raw and link-bound: try compressing the next window (a trial), unless a trial failed lately: each failed
  *       trial doubles the raw windows before the next, up to {@link #MAX_BACKOFF_WINDOWS}, so incompressible pages
  *       cost at most one compressed window in that many. Raw and not link-bound: stay raw.</li>
@@ -119,11 +119,11 @@ final class CompressionGovernor {
         compressing = shrinks && (linkBound || (linkRate > 0 && speed * (1 - ratio) > MARGIN * linkRate));
         if (compressing) {
             backoffWindows = 1;
-        } else if (!shrinks || (wasTrial && linkRate > 0)) {
+        } else if (wasTrial || !shrinks) {
             windowsUntilTrial = backoffWindows; // it did not pay: not again for a while
             backoffWindows = Math.min(MAX_BACKOFF_WINDOWS, backoffWindows * 2);
         } else {
-            windowsUntilTrial = 0; // the CPU became the limit and the link rate is unknown: measure it raw
+            windowsUntilTrial = 0; // it stopped paying: measure the link raw, and try again if it is the limit
         }
     }
 
