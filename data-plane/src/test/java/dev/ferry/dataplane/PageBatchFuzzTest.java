@@ -66,12 +66,7 @@ class PageBatchFuzzTest {
         hashes = new PageHashes(memory);
         hashes.refreshAll();
         writer = new MemoryPageWriter(memory, hashes);
-        IncomingPages session = new PageTransferErrorsTest.Delegating(writer) {
-            @Override
-            public boolean acceptsCompressedData() {
-                return true; // so LZ4 blocks reach the decompressor
-            }
-        };
+        IncomingPages session = PageTransferErrorsTest.Delegating.acceptingLz4(writer); // LZ4 blocks reach the decompressor
         for (Transport t : Transport.values()) {
             endpoints.put(t, t.start(PageTransferServer.service(token -> Optional.ofNullable(
                     TOKEN.equals(token) ? session : null))));

@@ -219,12 +219,7 @@ class PageTransferErrorsTest {
     @MethodSource("lostLz4Blocks")
     void anLz4BlockThatDoesNotMakeItsPagesIsDataLossAndWritesNothing(Transport transport, String what, PageBatch bad)
             throws Exception {
-        sessions.put(TOKEN, new Delegating(writer) {
-            @Override
-            public boolean acceptsCompressedData() {
-                return true;
-            }
-        });
+        sessions.put(TOKEN, Delegating.acceptingLz4(writer));
         start(transport);
         Reply reply = new Reply();
         StreamObserver<PageBatch> requests = generatedStream(reply);
@@ -239,12 +234,7 @@ class PageTransferErrorsTest {
     @ParameterizedTest
     @EnumSource(Transport.class)
     void aGeneratedLz4BatchLands(Transport transport) throws Exception {
-        sessions.put(TOKEN, new Delegating(writer) {
-            @Override
-            public boolean acceptsCompressedData() {
-                return true;
-            }
-        });
+        sessions.put(TOKEN, Delegating.acceptingLz4(writer));
         start(transport);
         Reply reply = new Reply();
         StreamObserver<PageBatch> requests = generatedStream(reply);
@@ -412,6 +402,16 @@ class PageTransferErrorsTest {
 
         Delegating(IncomingPages to) {
             this.to = to;
+        }
+
+        /** {@code to} in a session that accepted LZ4_PAGE_COMPRESSION. */
+        static IncomingPages acceptingLz4(IncomingPages to) {
+            return new Delegating(to) {
+                @Override
+                public boolean acceptsCompressedData() {
+                    return true;
+                }
+            };
         }
 
         @Override

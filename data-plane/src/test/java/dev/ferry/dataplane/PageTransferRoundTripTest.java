@@ -225,16 +225,6 @@ class PageTransferRoundTripTest {
         };
     }
 
-    /** A session that accepted LZ4_PAGE_COMPRESSION. */
-    private IncomingPages withCompression() {
-        return new PageTransferErrorsTest.Delegating(writer) {
-            @Override
-            public boolean acceptsCompressedData() {
-                return true;
-            }
-        };
-    }
-
     /** Random pages, a tenth zero, then three pages in four made compressible (one random word in four, zeros between). */
     private void fillMostlyCompressible() {
         SplittableRandom rnd = new SplittableRandom(4);
@@ -252,7 +242,7 @@ class PageTransferRoundTripTest {
     @ParameterizedTest
     @EnumSource(Transport.class)
     void lz4BatchesLandAsTheirPagesAndIncompressibleOnesGoRaw(Transport transport) throws Exception {
-        sessions.put(TOKEN, withCompression());
+        sessions.put(TOKEN, PageTransferErrorsTest.Delegating.acceptingLz4(writer));
         start(transport);
         fillMostlyCompressible();
         try (PageSender sender = new PageSender(java.util.List.of(endpoint.channel()), TOKEN, src, srcHashes, 3,
