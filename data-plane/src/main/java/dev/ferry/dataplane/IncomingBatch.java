@@ -54,6 +54,7 @@ final class IncomingBatch implements AutoCloseable {
     private InputStream owned;   // detached transport stream, released on close
     private InputStream direct;  // == owned when the data is read from its ByteBuffers
     private byte[] heap;
+    private boolean heapPooled; // heap came from the pool and goes back to it
     private int heapPos;
 
     private IncomingBatch(ChunkPool pool) {
@@ -76,29 +77,31 @@ final class IncomingBatch implements AutoCloseable {
      */
     String decompress(int rawLength) throws IOException {
         byte[] block;
+        boolean blockPooled = heapPooled;
         if (direct != null) {
-            block = pool.acquire(dataLength);
+            block = new byte[dataLength];
             readFully(direct, block, 0, dataLength);
             direct = null; // owned stays, released on close
         } else {
             block = heap;
             heap = null;
         }
-        byte[] out = pool.acquire(rawLength);
+        // Not from the pool: the pool only keeps what the rare heap path needs, and compressed batches would keep
+        // it full for good (16 MiB an agent holds on to after one compressed migration).
+        byte[] out = new byte[rawLength];
         try {
             int n = block == null ? -1 : Lz4.DECOMPRESSOR.decompress(block, 0, dataLength, out, 0, rawLength);
             if (n != rawLength) {
-                pool.release(out);
                 return "LZ4 data decompresses to " + Math.max(n, 0) + " bytes, but page_runs cover " + rawLength;
             }
         } catch (LZ4Exception e) {
-            pool.release(out);
             return "LZ4 data does not decompress to the " + rawLength + " bytes page_runs cover: " + e.getMessage();
         } finally {
-            if (block != null) {
+            if (block != null && blockPooled) {
                 pool.release(block);
             }
         }
+        heapPooled = false;
         heap = out;
         heapPos = 0;
         dataLength = rawLength;
@@ -179,7 +182,9 @@ final class IncomingBatch implements AutoCloseable {
             direct = null;
         }
         if (heap != null) {
-            pool.release(heap);
+            if (heapPooled) {
+                pool.release(heap);
+            }
             heap = null;
         }
     }
@@ -288,7 +293,7 @@ final class IncomingBatch implements AutoCloseable {
                             continue;
                         }
                         int len = readLength(src);
-                        if (b.heap != null) { // a repeated data field: the last one wins
+                        if (b.heap != null) { // a repeated data field: the last one wins (parse: always pooled)
                             pool.release(b.heap);
                             b.heap = null;
                         }
@@ -300,6 +305,7 @@ final class IncomingBatch implements AutoCloseable {
                         }
                         if (len > 0) {
                             b.heap = pool.acquire(len);
+                            b.heapPooled = true;
                             b.heapPos = 0;
                             readFully(src, b.heap, 0, len);
                         }
