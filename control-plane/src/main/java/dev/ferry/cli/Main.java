@@ -75,7 +75,8 @@ public final class Main implements Runnable {
             if (e instanceof IllegalArgumentException || e instanceof IllegalStateException
                     || e instanceof dev.ferry.state.StateException || e instanceof java.io.IOException
                     || e instanceof dev.ferry.backends.BackendUnavailableException
-                    || e instanceof dev.ferry.vm.VmFailure || e instanceof dev.ferry.linux.NativeException) {
+                    || e instanceof dev.ferry.vm.VmFailure || e instanceof dev.ferry.linux.NativeException
+                    || e instanceof dev.ferry.vm.IncompatibleShapeException) {
                 cmd.getErr().println("ferry: " + e.getMessage());
                 return 2;
             }

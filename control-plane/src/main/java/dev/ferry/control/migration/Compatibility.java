@@ -61,8 +61,7 @@ public final class Compatibility {
             m.add(mismatch("mode", mode, local.modes(), "this agent does not offer " + mode + " migration"));
         }
         checkCpuid(p.getCpuidEntriesList(), local.supportedCpuid(), m);
-        if (p.getTscKhz() != 0 && local.tsc().khz() != 0 && !HostTsc.sameRate(p.getTscKhz(), local.tsc().khz())
-                && !local.tsc().scalable()) {
+        if (!local.tsc().keepsRate(p.getTscKhz())) {
             m.add(mismatch("tsc_khz", p.getTscKhz(), local.tsc().khz(), "the guest's TSC would tick at another rate "
                     + "here, and this host cannot scale it (" + (local.backend() == Backend.KVM
                             ? "no KVM_CAP_TSC_CONTROL" : "a process guest reads the host's TSC") + ")"));

@@ -9,6 +9,7 @@ import dev.ferry.guest.WorkloadSpec;
 import dev.ferry.vm.GuestBackend;
 import dev.ferry.vm.GuestProbe;
 import dev.ferry.vm.GuestVm;
+import dev.ferry.vm.IncompatibleShapeException;
 import dev.ferry.vm.VmConfig;
 import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CheckVmMemoryResponse;
@@ -340,6 +341,9 @@ public final class VmServiceImpl extends VmServiceGrpc.VmServiceImplBase {
             } catch (UnsupportedStateFormatException e) {
                 throw Status.FAILED_PRECONDITION.withDescription("cannot restore " + dir + ": " + e.getMessage())
                         .asRuntimeException();
+            } catch (IncompatibleShapeException e) { // the guest cannot run here as it ran where it was saved
+                throw Status.FAILED_PRECONDITION.withDescription("cannot restore " + dir + " on this host ("
+                        + e.field() + "): " + e.getMessage()).asRuntimeException();
             } catch (StateException | IOException e) {
                 throw Status.DATA_LOSS.withDescription("cannot restore " + dir + ": " + e.getMessage()).asRuntimeException();
             }

@@ -151,15 +151,17 @@ public final class MicroVm implements GuestVm {
             cpuid.add(KvmCpuidEntry2.of(l.function(), l.index(), l.flags(), l.eax(), l.ebx(), l.ecx(), l.edx()));
         }
         MicroVm vm = new MicroVm(shape.config(), cpuid, console, false);
+        int hostKhz = 0;
         try {
-            if (shape.tscKhz() > 0 && !HostTsc.sameRate(shape.tscKhz(), vm.tscKhz())) {
+            hostKhz = vm.tscKhz();
+            if (shape.tscKhz() > 0 && !HostTsc.sameRate(shape.tscKhz(), hostKhz)) {
                 for (KvmVcpu c : vm.vcpus) {
                     c.setTscKhz(shape.tscKhz());
                 }
             }
         } catch (NativeException e) {
             vm.close();
-            throw new IncompatibleShapeException("tsc_khz", "scaling the guest's TSC from " + vm.tscKhz() + " to "
+            throw new IncompatibleShapeException("tsc_khz", "scaling the guest's TSC from " + hostKhz + " to "
                     + shape.tscKhz() + " kHz failed: " + e.getMessage(), e);
         } catch (RuntimeException e) {
             vm.close();
