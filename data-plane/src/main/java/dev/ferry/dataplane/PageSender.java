@@ -29,14 +29,15 @@ import java.util.function.BooleanSupplier;
  * constructor and kept open across rounds until {@link #close()}.
  *
  * <h2>A round</h2>
- * {@link #sendRound} hands the round's dirty pages to the streams in 64-page chunks from one shared cursor
- * ({@link RoundCursor}); each stream has a worker thread that turns its chunks into batches ({@link StreamPlanner}:
- * non-zero pages as data runs, zero pages as zero ranges, at most 1 MiB of data per batch), waits until its call
- * {@code isReady()} (woken by {@code onReady}), takes the batch's wire bytes from the shared {@link BandwidthLimiter}
- * and sends it. gRPC serializes the batch in that same {@code sendMessage} call ({@link OutgoingBatch}), copying the
- * pages from guest memory into gRPC's buffers and recording the hash of the copied bytes. Each stream's last batch of
- * the round carries end_of_round; the round is done when every stream's destination has acknowledged it (PageAck
- * completed_round), so every page is in destination memory when this returns.
+ * {@link #sendRound} hands the round's pages to the streams in 64-page chunks from one shared {@link PageCursor}
+ * (a {@link RoundCursor} over a dirty bitmap, or the caller's own); each stream has a worker thread that turns its
+ * chunks into batches ({@link StreamPlanner}: non-zero pages as data runs, zero pages as zero ranges, at most 1 MiB
+ * of data per batch), waits until its call {@code isReady()} (woken by {@code onReady}), takes the batch's wire bytes
+ * from the shared {@link BandwidthLimiter} and sends it. gRPC serializes the batch in that same {@code sendMessage}
+ * call ({@link OutgoingBatch}), copying the pages from guest memory into gRPC's buffers and recording the hash of the
+ * copied bytes. Each stream's last batch of the round carries end_of_round; the round is done when every stream's
+ * destination has acknowledged it (PageAck completed_round), so every page is in destination memory when this
+ * returns.
  *
  * <h2>Flow control</h2>
  * A worker never sends while its call is not ready, so what is queued per stream is bounded by the call's on-ready
@@ -172,9 +173,18 @@ public final class PageSender implements AutoCloseable {
     public RoundStats sendRound(int round, DirtyBitmap pages, BooleanSupplier cancelled)
             throws PageTransferException, InterruptedException {
         Objects.requireNonNull(pages, "pages");
+        return sendRound(round, new RoundCursor(pages.ranges()), cancelled);
+    }
+
+    /**
+     * Sends every page {@code cursor} hands out as round {@code round}, as {@link #sendRound(int, DirtyBitmap,
+     * BooleanSupplier)} does: one round however many pages, so the streams never drain between parts of it.
+     */
+    public RoundStats sendRound(int round, PageCursor cursor, BooleanSupplier cancelled)
+            throws PageTransferException, InterruptedException {
+        Objects.requireNonNull(cursor, "cursor");
         Objects.requireNonNull(cancelled, "cancelled");
         long start = System.nanoTime();
-        RoundCursor cursor = new RoundCursor(pages.ranges());
         lock.lock();
         try {
             switch (state) {
@@ -443,7 +453,7 @@ public final class PageSender implements AutoCloseable {
         }
 
         /** Worker: sends this stream's share of the round, then records the outcome. */
-        void runRound(int round, RoundCursor cursor, BooleanSupplier cancelled) {
+        void runRound(int round, PageCursor cursor, BooleanSupplier cancelled) {
             long pages = 0;
             long zeroPages = 0;
             long wireBytes = 0;

@@ -6,12 +6,10 @@ import java.util.List;
 /**
  * The pages of one round, handed out in chunks to whichever stream asks next. Sharing one cursor (rather than
  * splitting the round into N fixed parts up front) balances the streams: a stream that is slower gets fewer chunks.
- * Thread-safe; contended only once per chunk (at most 64 pages).
+ * Thread-safe; contended only once per chunk (at most {@link #CHUNK_PAGES} pages, small enough that batches fill to
+ * exactly 256 data pages whatever the zero pages do).
  */
-final class RoundCursor {
-    /** Pages per chunk. Small enough that batches fill to exactly 256 data pages whatever the zero pages do. */
-    static final int CHUNK_PAGES = 64;
-
+final class RoundCursor implements PageCursor {
     private final List<PageRange> ranges;
     // Guarded by this.
     private int range;
@@ -21,11 +19,8 @@ final class RoundCursor {
         this.ranges = ranges;
     }
 
-    /**
-     * Hands out up to {@code maxPages} pages as pieces of consecutive pages ({@code gpa[i]}, {@code pages[i]}).
-     * Returns the number of pieces, 0 when the round has no pages left. The arrays must hold {@code maxPages} entries.
-     */
-    synchronized int next(int maxPages, long[] gpa, int[] pages) {
+    @Override
+    public synchronized int next(int maxPages, long[] gpa, int[] pages) {
         int pieces = 0;
         int left = maxPages;
         while (left > 0 && range < ranges.size()) {

@@ -4,7 +4,7 @@ import dev.ferry.memory.PageHashes;
 import java.nio.ByteBuffer;
 
 /**
- * Builds one stream's batches of one round from the shared {@link RoundCursor}: pulls chunks, sorts their pages
+ * Builds one stream's batches of one round from the round's shared {@link PageCursor}: pulls chunks, sorts their pages
  * into data runs and zero ranges (a page that is all zero now is sent as a zero range and its hash set to 0), and
  * cuts a batch at 256 data pages (1 MiB), 512 ranges or 16384 pages. The last batch, when the cursor is empty, carries
  * end_of_round (and may carry no pages). Not thread-safe: used by one stream worker.
@@ -12,15 +12,15 @@ import java.nio.ByteBuffer;
 final class StreamPlanner {
     private final MemoryLayout layout;
     private final MemoryFence fence;
-    private final RoundCursor cursor;
+    private final PageCursor cursor;
     private final OutgoingBatch.Builder builder;
     private final ByteBuffer[] views; // one duplicate per region: position/limit are ours
-    private final long[] pieceGpa = new long[RoundCursor.CHUNK_PAGES];
-    private final int[] piecePages = new int[RoundCursor.CHUNK_PAGES];
+    private final long[] pieceGpa = new long[PageCursor.CHUNK_PAGES];
+    private final int[] piecePages = new int[PageCursor.CHUNK_PAGES];
     private boolean ended;
     private final boolean zeroPageElision; // else zero pages go as data, as a peer without the feature expects
 
-    StreamPlanner(MemoryLayout layout, PageHashes hashes, MemoryFence fence, RoundCursor cursor, int streamIndex,
+    StreamPlanner(MemoryLayout layout, PageHashes hashes, MemoryFence fence, PageCursor cursor, int streamIndex,
             int round, boolean zeroPageElision) {
         this.zeroPageElision = zeroPageElision;
         this.layout = layout;
@@ -43,9 +43,9 @@ final class StreamPlanner {
             return null;
         }
         while (builder.dataPages() < PageWire.MAX_DATA_PAGES_PER_BATCH
-                && builder.rangeCount() <= PageWire.MAX_RANGES_PER_BATCH - RoundCursor.CHUNK_PAGES
+                && builder.rangeCount() <= PageWire.MAX_RANGES_PER_BATCH - PageCursor.CHUNK_PAGES
                 && builder.totalPages() < PageWire.MAX_PAGES_PER_BATCH) {
-            int want = (int) Math.min(RoundCursor.CHUNK_PAGES, Math.min(
+            int want = (int) Math.min(PageCursor.CHUNK_PAGES, Math.min(
                     PageWire.MAX_DATA_PAGES_PER_BATCH - builder.dataPages(),
                     PageWire.MAX_PAGES_PER_BATCH - builder.totalPages()));
             int pieces = cursor.next(want, pieceGpa, piecePages);

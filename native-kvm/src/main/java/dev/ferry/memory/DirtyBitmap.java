@@ -174,6 +174,33 @@ public final class DirtyBitmap {
         throw new IllegalArgumentException(String.format("0x%x is outside guest memory", gpa));
     }
 
+    /**
+     * Removes and returns the first run of dirty pages at or after {@code fromGpa}, at most {@code maxPages} long and
+     * inside one region; null when no page at or after it is dirty.
+     */
+    public PageRange takeRun(long fromGpa, long maxPages) {
+        if (maxPages <= 0) {
+            throw new IllegalArgumentException("maxPages must be > 0, got " + maxPages);
+        }
+        for (int i = 0; i < bits.length; i++) {
+            MemoryRegion r = regions.get(i);
+            if (r.endGpa() <= fromGpa) {
+                continue;
+            }
+            long from = fromGpa <= r.guestPhysAddr() ? 0 : (fromGpa - r.guestPhysAddr()) / GuestMemory.PAGE_SIZE;
+            long first = nextBit(bits[i], from, r.pages(), true);
+            if (first == r.pages()) {
+                continue;
+            }
+            long end = nextBit(bits[i], first, Math.min(r.pages(), first + maxPages), false);
+            for (long p = first; p < end; p++) {
+                bits[i][(int) (p >>> 6)] &= ~(1L << (p & 63));
+            }
+            return new PageRange(r.guestPhysAddr() + first * GuestMemory.PAGE_SIZE, end - first);
+        }
+        return null;
+    }
+
     /** Sets bits [from, to) of {@code words}. */
     private static void setBits(long[] words, long from, long to) {
         if (from >= to) {

@@ -160,6 +160,28 @@ class DirtyBitmapTest {
         }
     }
 
+    /** takeRun from the case's address: the model's next dirty page, its run capped at the region end and the limit. */
+    @Property
+    void takeRunRemovesTheFirstRunAtOrAfterTheAddress(@ForAll("cases") Case c,
+            @ForAll @net.jqwik.api.constraints.IntRange(min = 1, max = 100) int max) {
+        try (GuestMemory m = GuestMemory.allocate(c.layout())) {
+            DirtyBitmap d = DirtyBitmap.of(m, c.a());
+            BitSet expected = model(c.layout(), c.a());
+            int first = expected.nextSetBit((int) (c.gpa() / PAGE));
+            PageRange run = d.takeRun(c.gpa(), max);
+            if (first < 0) {
+                assertEquals(null, run);
+                assertEquals(expected, pages(d));
+                return;
+            }
+            MemoryRegion region = m.regionOf(first * PAGE);
+            int end = Math.min(expected.nextClearBit(first), (int) Math.min(region.endGpa() / PAGE, (long) first + max));
+            assertEquals(new PageRange(first * PAGE, end - first), run);
+            expected.clear(first, end);
+            assertEquals(expected, pages(d));
+        }
+    }
+
     /** Writes the pages of {@code a}, punches holes at the pages of {@code b}: the data is what remains. */
     @Property(tries = 30)
     void populatedIsExactlyThePagesHoldingData(@ForAll("cases") Case c) {

@@ -1,59 +1,100 @@
 package dev.ferry.control.migration;
 
+import dev.ferry.dataplane.PageCursor;
 import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.memory.GuestMemory;
 import dev.ferry.memory.PageRange;
-import java.util.List;
+import java.util.function.LongConsumer;
+import java.util.function.LongSupplier;
 
 /**
- * The order of postcopy's background push: chunks of the pages still to send, starting near the
- * destination's latest fault (a guest that touched one page will soon touch its neighbours), else
- * in address order. Plain code: no I/O.
+ * The order of postcopy's background push, as the cursor of one data-plane round: the streams pull the pages still to
+ * send from here, so the push runs at the data plane's full rate with no pause between parts. Every pull first looks
+ * at the destination's latest fault and, if there is a new one, moves on from it (a guest that touched one page will
+ * soon touch its neighbours); otherwise it goes on in address order, wrapping around once the end is reached. A page
+ * the pager served meanwhile is taken off the list ({@link #served}): the destination already has it. Plain code: no
+ * I/O; thread-safe.
  */
-final class PostcopyPush {
-    /** Pages per chunk: 8 MiB, enough to amortise a round's acknowledgement, small enough to re-aim often. */
-    static final int CHUNK_PAGES = 2048;
+final class PostcopyPush implements PageCursor {
+    /** How often (in pages handed out) the progress listener hears of them: 8 MiB. */
+    static final long PROGRESS_PAGES = 2048;
 
     private final GuestMemory memory;
-    private final DirtyBitmap remaining;
-    private long cursor; // next address in address order
+    private final DirtyBitmap remaining; // guarded by this
+    private final DirtyBitmap handedOut; // guarded by this
+    private final LongSupplier latestFault;
+    private final LongConsumer progress;
+    private long cursor; // guarded by this: where the next pull starts
+    private long unreported; // guarded by this: pages handed out since progress last heard
 
-    PostcopyPush(GuestMemory memory, DirtyBitmap toSend) {
+    /**
+     * @param toSend      the pages to push (copied)
+     * @param latestFault the address of the latest fault since the last call, or -1 when there was none
+     * @param progress    told the number of pages handed out since it was last told, every {@link #PROGRESS_PAGES}
+     *                    and at the end; called outside this object's lock
+     */
+    PostcopyPush(GuestMemory memory, DirtyBitmap toSend, LongSupplier latestFault, LongConsumer progress) {
         this.memory = memory;
         this.remaining = DirtyBitmap.empty(memory);
         this.remaining.or(toSend);
+        this.handedOut = DirtyBitmap.empty(memory);
+        this.latestFault = latestFault;
+        this.progress = progress;
     }
 
-    long remainingPages() {
+    synchronized long remainingPages() {
         return remaining.count();
     }
 
-    /** The next chunk (removed from what remains), starting at or after {@code hint} if it is >= 0; null when done. */
-    DirtyBitmap next(long hint) {
-        List<PageRange> ranges = remaining.ranges();
-        if (ranges.isEmpty()) {
-            return null;
+    /** The pages handed out so far (a copy). */
+    synchronized DirtyBitmap handedOut() {
+        DirtyBitmap copy = DirtyBitmap.empty(memory);
+        copy.or(handedOut);
+        return copy;
+    }
+
+    /** The pager sent these pages to the destination: do not push them again. */
+    synchronized void served(long gpa, long pages) {
+        for (long i = 0; i < pages; i++) {
+            remaining.clear(gpa + i * GuestMemory.PAGE_SIZE);
         }
-        long start = hint >= 0 ? hint & ~(GuestMemory.PAGE_SIZE - 1) : cursor;
-        int first = 0;
-        while (first < ranges.size() && ranges.get(first).endGpa() <= start) {
-            first++;
-        }
-        if (first == ranges.size()) {
-            first = 0; // wrap around: what is left lies below the start
-            start = 0;
-        }
-        DirtyBitmap chunk = DirtyBitmap.empty(memory);
-        int taken = 0;
-        for (int i = first; i < ranges.size() && taken < CHUNK_PAGES; i++) {
-            PageRange r = ranges.get(i);
-            for (long gpa = Math.max(r.gpa(), start); gpa < r.endGpa() && taken < CHUNK_PAGES; gpa += GuestMemory.PAGE_SIZE) {
-                chunk.markDirty(gpa);
-                remaining.clear(gpa);
-                taken++;
-                cursor = gpa + GuestMemory.PAGE_SIZE;
+    }
+
+    @Override
+    public int next(int maxPages, long[] gpa, int[] pages) {
+        int pieces = 0;
+        long report = 0;
+        synchronized (this) {
+            long fault = latestFault.getAsLong();
+            if (fault >= 0) {
+                cursor = fault & ~(GuestMemory.PAGE_SIZE - 1);
+            }
+            int left = maxPages;
+            while (left > 0) {
+                PageRange run = remaining.takeRun(cursor, left);
+                if (run == null && cursor > 0) {
+                    cursor = 0; // what is left lies below: wrap around
+                    run = remaining.takeRun(0, left);
+                }
+                if (run == null) {
+                    break;
+                }
+                handedOut.markRange(run.gpa(), run.pages());
+                gpa[pieces] = run.gpa();
+                pages[pieces] = (int) run.pages();
+                pieces++;
+                left -= (int) run.pages();
+                cursor = run.endGpa();
+            }
+            unreported += maxPages - left;
+            if (unreported >= PROGRESS_PAGES || (pieces == 0 && unreported > 0)) {
+                report = unreported;
+                unreported = 0;
             }
         }
-        return chunk;
+        if (report > 0) {
+            progress.accept(report);
+        }
+        return pieces;
     }
 }

@@ -81,6 +81,7 @@ final class SourceDriver implements Runnable {
     private volatile MemoryPageSource postcopySource;
     private boolean resuming; // guarded by this
     private DirtyBitmap pushed; // postcopy: pages the push has sent (and hashed) so far
+    private volatile PostcopyPush activePush; // postcopy: the push running now, told of the pages the pager serves
     private final String pagerAddress;
     private final java.util.Map<String, PageSource> pagers;
     private final FaultInjection fault;
@@ -614,7 +615,13 @@ final class SourceDriver implements Runnable {
             MigrationTracing.Span span) {
         GuestVm v = vm.vm();
         // Guarded: the source memory is unmapped only after this source is closed (no read in flight).
-        MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> lastFault.set(gpa));
+        MemoryPageSource source = new MemoryPageSource(v.memory(), (gpa, pages) -> {
+            lastFault.set(gpa);
+            PostcopyPush push = activePush;
+            if (push != null) {
+                push.served(gpa, pages);
+            }
+        });
         postcopySource = source;
         postcopyHashes = hashes;
         pagers.put(token, source);
@@ -682,31 +689,43 @@ final class SourceDriver implements Runnable {
         }
     }
 
+    /** Live progress of the push: pages its streams took since the last call. */
+    private synchronized void pushProgress(long pages) {
+        if (machine.accepts(SourceStateMachine.Event.BATCH_SENT)) {
+            machine.batchSent(pages, 0);
+            changed();
+        }
+    }
+
     /** Pushes {@code toPush} near the latest fault first, then ends postcopy and releases the source VM. */
     private void pushAndComplete(PageSender sender, DirtyBitmap toPush) throws Exception {
         GuestVm v = vm.vm();
         PageHashes hashes = postcopyHashes;
         MemoryPageSource source = postcopySource;
-        PostcopyPush push = new PostcopyPush(v.memory(), toPush);
+        // One round however large: the streams never drain and wait for acknowledgements half-way.
+        PostcopyPush push = new PostcopyPush(v.memory(), toPush, () -> lastFault.getAndSet(-1), this::pushProgress);
         if (pushed == null) {
             pushed = DirtyBitmap.empty(v.memory());
         }
-        DirtyBitmap chunk;
-        while ((chunk = push.next(lastFault.getAndSet(-1))) != null) {
-            int round;
-            synchronized (this) {
-                round = machine.roundStarted();
-                changed();
-            }
-            dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, chunk, () -> false);
-            metrics.round(machine.mode(), rs.wireBytes());
-            synchronized (this) {
-                machine.pagesCompressed(rs.compressedPages(), rs.compressedBytes());
-                machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
-                changed();
-            }
-            pushed.or(chunk);
+        int round;
+        synchronized (this) {
+            round = machine.roundStarted();
+            changed();
         }
+        dev.ferry.dataplane.RoundStats rs;
+        activePush = push;
+        try {
+            rs = sender.sendRound(round, push, () -> false);
+        } finally {
+            activePush = null;
+        }
+        metrics.round(machine.mode(), rs.wireBytes());
+        synchronized (this) {
+            machine.pagesCompressed(rs.compressedPages(), rs.compressedBytes());
+            machine.roundFinished(new RoundStats(rs.pagesSent(), rs.zeroPages(), 0, Duration.ofNanos(rs.nanos())));
+            changed();
+        }
+        pushed.or(push.handedOut()); // all acknowledged, so all hashed as sent
         // After a recovery the push sent only what was still missing; pages the destination faulted in
         // meanwhile were never hashed here. The source is paused: hash them as they are.
         DirtyBitmap unhashed = DirtyBitmap.populated(v.memory());
