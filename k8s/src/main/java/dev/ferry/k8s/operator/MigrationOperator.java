@@ -59,6 +59,8 @@ public final class MigrationOperator implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(MigrationOperator.class.getName());
     private static final long CALL_SECONDS = 30;
     private static final long RETRY_MILLIS = 1000;
+    /** Edits tried per change when each meets a conflicting write (see onConflictRetry). */
+    private static final int CONFLICT_ATTEMPTS = 5;
     /** Progress is written to .status at most this often; phase changes at once. */
     private static final long STATUS_EVERY_MILLIS = 1000;
 
@@ -557,13 +559,13 @@ public final class MigrationOperator implements AutoCloseable {
                 return false;
             }
             if (!now.getMetadata().getFinalizers().contains(FINALIZER)) {
-                client.genericKubernetesResources(CONTEXT).inNamespace(r.getMetadata().getNamespace())
-                        .withName(r.getMetadata().getName()).edit(x -> {
+                onConflictRetry(() -> client.genericKubernetesResources(CONTEXT)
+                        .inNamespace(r.getMetadata().getNamespace()).withName(r.getMetadata().getName()).edit(x -> {
                             if (!x.getMetadata().getFinalizers().contains(FINALIZER)) {
                                 x.getMetadata().getFinalizers().add(FINALIZER);
                             }
                             return x;
-                        });
+                        }));
             }
             return true;
         } catch (KubernetesClientException e) {
@@ -574,17 +576,34 @@ public final class MigrationOperator implements AutoCloseable {
         }
     }
 
+    /**
+     * Runs an edit (read, change, write with the read's resourceVersion) again when the write meets 409 Conflict:
+     * another writer (the follower's status, the deletion's finalizer) changed the object in between. Without this a
+     * lost race left the finalizer on a deleted resource for good.
+     */
+    static <T> T onConflictRetry(java.util.function.Supplier<T> edit) {
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return edit.get();
+            } catch (KubernetesClientException e) {
+                if (e.getCode() != 409 || attempt == CONFLICT_ATTEMPTS) {
+                    throw e;
+                }
+            }
+        }
+    }
+
     private void removeFinalizer(GenericKubernetesResource r) {
         try {
             GenericKubernetesResource now = get(r).orElse(null);
             if (now == null || !now.getMetadata().getFinalizers().contains(FINALIZER)) {
                 return;
             }
-            client.genericKubernetesResources(CONTEXT).inNamespace(r.getMetadata().getNamespace())
+            onConflictRetry(() -> client.genericKubernetesResources(CONTEXT).inNamespace(r.getMetadata().getNamespace())
                     .withName(r.getMetadata().getName()).edit(x -> {
                         x.getMetadata().getFinalizers().remove(FINALIZER);
                         return x;
-                    });
+                    }));
         } catch (KubernetesClientException e) {
             if (e.getCode() != 404) {
                 LOG.log(System.Logger.Level.WARNING, "finalizer of {0}: {1}", r.getMetadata().getName(), e.getMessage());
@@ -627,11 +646,11 @@ public final class MigrationOperator implements AutoCloseable {
     private boolean editStatus(GenericKubernetesResource r,
             java.util.function.Function<GenericKubernetesResource, Map<String, Object>> status) {
         try {
-            return client.genericKubernetesResources(CONTEXT).inNamespace(r.getMetadata().getNamespace())
-                    .withName(r.getMetadata().getName()).editStatus(x -> {
+            return onConflictRetry(() -> client.genericKubernetesResources(CONTEXT)
+                    .inNamespace(r.getMetadata().getNamespace()).withName(r.getMetadata().getName()).editStatus(x -> {
                         x.setAdditionalProperty("status", status.apply(x));
                         return x;
-                    }) != null;
+                    })) != null;
         } catch (KubernetesClientException e) {
             if (e.getCode() == 404) {
                 return false;
