@@ -25,7 +25,7 @@ public final class Compatibility {
     public static final int MAX_DATA_STREAMS = 16;
     static final Set<MigrationConfig.Feature> SUPPORTED_FEATURES = Set.of(MigrationConfig.Feature.ZERO_PAGE_ELISION,
             MigrationConfig.Feature.DIRTY_LOG_MANUAL_PROTECT, MigrationConfig.Feature.MEMORY_DIGEST,
-            MigrationConfig.Feature.LZ4_PAGE_COMPRESSION);
+            MigrationConfig.Feature.LZ4_PAGE_COMPRESSION, MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER);
 
     /** What this destination host offers for guests of {@code backend}. */
     public record Local(Backend backend, List<CpuidLeaf> supportedCpuid, Collection<SectionSchema<?>> schemas,

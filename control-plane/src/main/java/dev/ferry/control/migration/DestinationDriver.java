@@ -200,6 +200,11 @@ final class DestinationDriver implements IncomingPages {
      */
     synchronized void transferDeviceState(TransferDeviceStateRequest req) {
         SessionTokens.require(token);
+        acceptDeviceState(req.getState());
+    }
+
+    /** TransferDeviceState's checks and bookkeeping, also for the state that rides in CompleteIncomingMigration. */
+    private void acceptDeviceState(com.google.protobuf.ByteString state) {
         requireAccepts(DestinationStateMachine.Event.DEVICE_STATE_RECEIVED);
         if (fault == FaultInjection.REFUSE_DEVICE_STATE) {
             LOG.log(System.Logger.Level.WARNING, "{0}: fault injection refuse-device-state: refusing the device state",
@@ -209,7 +214,7 @@ final class DestinationDriver implements IncomingPages {
         }
         SectionSet set;
         try {
-            set = StateCodec.decode(req.getState().toByteArray());
+            set = StateCodec.decode(state.toByteArray());
         } catch (StateCorruptedException e) {
             throw Status.DATA_LOSS.withDescription("device state damaged in transit: " + e.getMessage())
                     .asRuntimeException();
@@ -224,7 +229,7 @@ final class DestinationDriver implements IncomingPages {
             throw refused(e);
         }
         deviceState = set;
-        machine.deviceStateReceived(req.getState().size());
+        machine.deviceStateReceived(state.size());
     }
 
     /** FAILED_PRECONDITION naming every problem, with one IncompatibilityDetails mismatch per problem. */
@@ -254,11 +259,22 @@ final class DestinationDriver implements IncomingPages {
         if (completed != null) {
             return completed;
         }
+        long received = System.nanoTime();
+        if (!req.getDeviceState().isEmpty()) {
+            if (!machine.accepted().getFeaturesList().contains(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)) {
+                throw Status.INVALID_ARGUMENT.withDescription("device_state needs the accepted feature "
+                        + "DEVICE_STATE_AT_SWITCHOVER").asRuntimeException();
+            }
+            if (deviceState != null) {
+                throw Status.INVALID_ARGUMENT.withDescription("device_state was already sent by TransferDeviceState")
+                        .asRuntimeException();
+            }
+            acceptDeviceState(req.getDeviceState());
+        }
         if (req.getPostcopy()) {
-            return completePostcopySwitchover(req);
+            return completePostcopySwitchover(req, received);
         }
         requireAccepts(DestinationStateMachine.Event.COMPLETE);
-        long received = System.nanoTime();
         long dest = live().hashes().digest();
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
                 .setDestinationMemoryDigest(Digests.toProto(dest, live().memory().totalPages()));
@@ -307,9 +323,9 @@ final class DestinationDriver implements IncomingPages {
      * Postcopy switchover: arm userfaultfd over the pages not here yet, restore device state, run the
      * vCPUs. Pages the source never wrote are zero-filled here, without asking it.
      */
-    private CompleteIncomingMigrationResponse completePostcopySwitchover(CompleteIncomingMigrationRequest req) {
+    private CompleteIncomingMigrationResponse completePostcopySwitchover(CompleteIncomingMigrationRequest req,
+            long received) {
         requireAccepts(DestinationStateMachine.Event.COMPLETE);
-        long received = System.nanoTime();
         GuestVm v = vm.vm();
         GuestMemory mem = v.memory();
         DirtyBitmap pushed = req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList())

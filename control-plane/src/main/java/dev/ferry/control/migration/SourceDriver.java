@@ -1,5 +1,6 @@
 package dev.ferry.control.migration;
 
+import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import dev.ferry.control.vm.ManagedVm;
 import dev.ferry.control.vm.VmProtos;
@@ -237,7 +238,8 @@ final class SourceDriver implements Runnable {
                 .setTscKhz(shape.tscKhz()).setPageSizeBytes(4096).setMode(machine.mode())
                 .setBackend(VmProtos.toProto(v.backend()))
                 .setDataStreamCount(machine.policy().dataStreams())
-                .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION);
+                .addFeatures(MigrationConfig.Feature.ZERO_PAGE_ELISION)
+                .addFeatures(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER);
         if (machine.policy().verifyMemory() && ProtocolVersion.verifiesAfterResume(protocolVersion)) {
             proposed.addFeatures(MigrationConfig.Feature.MEMORY_DIGEST);
         }
@@ -504,16 +506,16 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 hold.reached(FaultHold.Point.DEVICE_STATE, name);
-                long deviceBytes = sendDeviceState(v.saveState(), steps);
+                DeviceStateOut state = sendDeviceState(v.saveState(), steps);
                 // Always sent: the destination refuses to run a guest without the digest of what it was sent
                 // (transfer integrity); verify_memory only decides the comparison after the resume.
                 MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
                 synchronized (this) {
-                    machine.deviceStateSent(deviceBytes); // from here on, cancel is refused
+                    machine.deviceStateSent(state.bytes()); // from here on, cancel is refused
                     changed();
                 }
                 CompleteIncomingMigrationRequest.Builder req = CompleteIncomingMigrationRequest.newBuilder()
-                        .setMigration(name).setPostcopy(false);
+                        .setMigration(name).setPostcopy(false).setDeviceState(state.atSwitchover());
                 if (digest != null) {
                     req.setSourceMemoryDigest(digest);
                 }
@@ -634,13 +636,13 @@ final class SourceDriver implements Runnable {
                 changed();
             }
             hold.reached(FaultHold.Point.DEVICE_STATE, name);
-            long deviceBytes = sendDeviceState(v.saveState(), steps);
+            DeviceStateOut state = sendDeviceState(v.saveState(), steps);
             synchronized (this) {
-                machine.deviceStateSent(deviceBytes);
+                machine.deviceStateSent(state.bytes());
                 changed();
             }
             CompleteIncomingMigrationRequest.Builder req = CompleteIncomingMigrationRequest.newBuilder()
-                    .setMigration(name).setPostcopy(true)
+                    .setMigration(name).setPostcopy(true).setDeviceState(state.atSwitchover())
                     .addAllPushPages(Bitmaps.toProto(v.memory(), toPush));
             if (discard != null) {
                 req.addAllDiscardPages(Bitmaps.toProto(v.memory(), discard));
@@ -1144,18 +1146,33 @@ final class SourceDriver implements Runnable {
         return rs;
     }
 
-    /** Sends the state stream in its checksummed envelope, as a snapshot stores it; returns its size. */
-    private long sendDeviceState(SectionSet state, DowntimeSteps steps) {
+    /**
+     * The device state as it leaves: its size, and the envelope for CompleteIncomingMigrationRequest.device_state
+     * (empty when TransferDeviceState already delivered it).
+     */
+    private record DeviceStateOut(long bytes, ByteString atSwitchover) {}
+
+    /**
+     * The state stream in its checksummed envelope, as a snapshot stores it: handed back to ride in the
+     * switchover call where the destination accepted DEVICE_STATE_AT_SWITCHOVER (one round trip less in the
+     * downtime), else sent now by TransferDeviceState.
+     */
+    private DeviceStateOut sendDeviceState(SectionSet state, DowntimeSteps steps) {
         MigrationTracing.Span span = trace.child("ferry.device_state");
         try (MigrationTracing.Scope in = span.enter()) {
-            byte[] envelope = StateCodec.encode(state);
+            ByteString envelope = UnsafeByteOperations.unsafeWrap(StateCodec.encode(state)); // never written again
             steps.deviceStateSaved();
-            span.set("ferry.device_state_bytes", envelope.length);
+            span.set("ferry.device_state_bytes", envelope.size());
+            if (accepted.getFeaturesList().contains(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)) {
+                span.set("ferry.device_state_at_switchover", "true");
+                steps.deviceStateTransferred(); // nothing to wait for: it goes with CompleteIncomingMigration
+                return new DeviceStateOut(envelope.size(), envelope);
+            }
             TransferDeviceStateRequest req = TransferDeviceStateRequest.newBuilder().setMigration(name)
-                    .setState(UnsafeByteOperations.unsafeWrap(envelope)).build(); // envelope is never written again
+                    .setState(envelope).build();
             cancellable(() -> control().transferDeviceState(req));
             steps.deviceStateTransferred();
-            return envelope.length;
+            return new DeviceStateOut(envelope.size(), ByteString.EMPTY);
         } catch (RuntimeException e) {
             span.failed(describe(e));
             throw e;

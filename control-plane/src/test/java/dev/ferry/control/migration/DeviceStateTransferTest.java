@@ -19,13 +19,16 @@ import dev.ferry.state.StateCodec;
 import dev.ferry.state.StateException;
 import dev.ferry.state.v1.StateStream;
 import dev.ferry.v1.CheckVmMemoryRequest;
+import dev.ferry.v1.CompleteIncomingMigrationRequest;
 import dev.ferry.v1.CreateMigrationRequest;
 import dev.ferry.v1.CreateVmRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.Migration;
+import dev.ferry.v1.MigrationConfig;
 import dev.ferry.v1.MigrationServiceGrpc;
+import dev.ferry.v1.NegotiateMigrationResponse;
 import dev.ferry.v1.TransferDeviceStateRequest;
 import dev.ferry.v1.Vm;
 import dev.ferry.v1.VmServiceGrpc;
@@ -54,13 +57,23 @@ import java.util.zip.CRC32C;
 import org.junit.jupiter.params.ParameterizedTest;
 
 /**
- * TransferDeviceState validates the stream as a restore would, before the switchover, and applies nothing when
- * it refuses: two agents in this JVM migrate a real guest while the destination's TransferDeviceState request is
- * replaced by a damaged copy of what the source sent. The destination must answer with the right code and a
+ * The destination validates the device state as a restore would, before anything runs, and applies nothing when
+ * it refuses: two agents in this JVM migrate a real guest while the state the source sent (inside
+ * CompleteIncomingMigration, or by TransferDeviceState to a destination without DEVICE_STATE_AT_SWITCHOVER) is
+ * replaced by a damaged copy. The destination must answer with the right code and a
  * description naming the section and field, its VM must be as it was, and the source must keep its guest.
  */
 class DeviceStateTransferTest {
     private static final String TRANSFER = MigrationServiceGrpc.getTransferDeviceStateMethod().getFullMethodName();
+    private static final String COMPLETE = MigrationServiceGrpc.getCompleteIncomingMigrationMethod().getFullMethodName();
+    private static final String NEGOTIATE = MigrationServiceGrpc.getNegotiateMigrationMethod().getFullMethodName();
+
+    /** How the state travels: inside CompleteIncomingMigration (the default), or by TransferDeviceState. */
+    enum Route {
+        AT_SWITCHOVER,
+        /** The destination's answer to NegotiateMigration loses DEVICE_STATE_AT_SWITCHOVER, as from an older agent. */
+        TRANSFER_DEVICE_STATE
+    }
     @org.junit.jupiter.api.io.TempDir
     static java.nio.file.Path certs;
 
@@ -76,6 +89,7 @@ class DeviceStateTransferTest {
         volatile SectionSet devicesBefore;
         volatile SectionSet devicesAfter;
         volatile SectionSet sent;
+        volatile String method; // the call that carried the state
     }
 
     /** Ways to damage the stream the source sent. */
@@ -90,15 +104,15 @@ class DeviceStateTransferTest {
         FUTURE_FORMAT
     }
 
-    @ParameterizedTest(name = "{0} on {1}")
+    @ParameterizedTest(name = "{0} on {1}, {2}")
     @org.junit.jupiter.params.provider.MethodSource("cases")
-    void aDamagedStreamIsRefusedBeforeTheSwitchoverAndNothingIsApplied(Damage damage, Backend backend)
+    void aDamagedStreamIsRefusedBeforeTheSwitchoverAndNothingIsApplied(Damage damage, Backend backend, Route route)
             throws Exception {
         BackendTestSupport.assume(backend);
         Seen seen = new Seen();
         AtomicReference<Agent> dstRef = new AtomicReference<>();
         try (Agent src = agent("ds-src", backend, MigrationServices::new);
-                Agent dst = agent("ds-dst", backend, destination(damage(damage), seen, dstRef))) {
+                Agent dst = agent("ds-dst", backend, destination(damage(damage), route, seen, dstRef))) {
             dstRef.set(dst);
             ManagedChannel s = dev.ferry.security.TransportSecurity.mutualTls(
                     dev.ferry.security.TlsFiles.in(certs, "controller")).channelBuilder(src.controlAddress()).build();
@@ -106,7 +120,8 @@ class DeviceStateTransferTest {
                 String vm = createVm(s);
                 Migration end = migrate(s, vm, dst.controlAddress());
 
-                assertNotNull(seen.status, "the destination answered TransferDeviceState");
+                assertNotNull(seen.status, "the destination answered the call carrying the state");
+                assertEquals(route == Route.AT_SWITCHOVER ? COMPLETE : TRANSFER, seen.method);
                 String why = seen.status.getDescription();
                 switch (damage) {
                     case MISSING_SECTION -> {
@@ -147,11 +162,102 @@ class DeviceStateTransferTest {
         }
     }
 
+    /** Device state in CompleteIncomingMigration that the destination did not agree to take there. */
+    enum Misuse {
+        /** The destination did not accept DEVICE_STATE_AT_SWITCHOVER (the source was told it did). */
+        NOT_ACCEPTED,
+        /** TransferDeviceState already delivered the state; the switchover carries it again. */
+        ALREADY_SENT
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.EnumSource(Misuse.class)
+    void stateTheSwitchoverMayNotCarryIsRefusedAndTheGuestStays(Misuse misuse) throws Exception {
+        BackendTestSupport.assume(Backend.PROCESS);
+        Seen seen = new Seen();
+        AtomicReference<ByteString> transferred = new AtomicReference<>();
+        ServerInterceptor misuseIt = new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                    ServerCallHandler<Q, R> next) {
+                String method = call.getMethodDescriptor().getFullMethodName();
+                ServerCall<Q, R> out = new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+                    @Override
+                    @SuppressWarnings("unchecked")
+                    public void sendMessage(R message) {
+                        if (message instanceof NegotiateMigrationResponse r) {
+                            MigrationConfig.Builder accepted = r.getAccepted().toBuilder().clearFeatures();
+                            r.getAccepted().getFeaturesList().stream()
+                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                                    .forEach(accepted::addFeatures);
+                            if (misuse == Misuse.NOT_ACCEPTED) { // the source believes it was
+                                accepted.addFeatures(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER);
+                            }
+                            message = (R) r.toBuilder().setAccepted(accepted).build();
+                        }
+                        super.sendMessage(message);
+                    }
+
+                    @Override
+                    public void close(Status status, Metadata trailers) {
+                        if (method.equals(COMPLETE)) {
+                            seen.status = status;
+                        }
+                        super.close(status, trailers);
+                    }
+                };
+                return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(
+                        next.startCall(out, headers)) {
+                    @Override
+                    @SuppressWarnings("unchecked")
+                    public void onMessage(Q message) {
+                        if (message instanceof dev.ferry.v1.NegotiateMigrationRequest r && misuse == Misuse.NOT_ACCEPTED) {
+                            MigrationConfig.Builder proposed = r.getProposed().toBuilder().clearFeatures();
+                            r.getProposed().getFeaturesList().stream()
+                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                                    .forEach(proposed::addFeatures);
+                            message = (Q) r.toBuilder().setProposed(proposed).build();
+                        } else if (message instanceof TransferDeviceStateRequest t) {
+                            transferred.set(t.getState());
+                        } else if (message instanceof CompleteIncomingMigrationRequest c && transferred.get() != null) {
+                            message = (Q) c.toBuilder().setDeviceState(transferred.get()).build(); // once more
+                        }
+                        super.onMessage(message);
+                    }
+                };
+            }
+        };
+        AtomicReference<Agent> dstRef = new AtomicReference<>();
+        try (Agent src = agent("dm-src", Backend.PROCESS, MigrationServices::new);
+                Agent dst = agent("dm-dst", Backend.PROCESS, InterceptedServices.control(misuseIt))) {
+            dstRef.set(dst);
+            ManagedChannel s = dev.ferry.security.TransportSecurity.mutualTls(
+                    dev.ferry.security.TlsFiles.in(certs, "controller")).channelBuilder(src.controlAddress()).build();
+            try {
+                String vm = createVm(s);
+                Migration end = migrate(s, vm, dst.controlAddress());
+                assertNotNull(seen.status, "the destination answered CompleteIncomingMigration");
+                assertEquals(Status.Code.INVALID_ARGUMENT, seen.status.getCode(), seen.status.toString());
+                assertTrue(seen.status.getDescription().contains(misuse == Misuse.NOT_ACCEPTED
+                        ? "device_state needs the accepted feature DEVICE_STATE_AT_SWITCHOVER"
+                        : "device_state was already sent by TransferDeviceState"), seen.status.getDescription());
+                assertEquals(misuse == Misuse.ALREADY_SENT, transferred.get() != null, "how the state went");
+                assertEquals(Migration.Phase.FAILED, end.getPhase());
+                assertRunsIntact(s, vm);
+                assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
+            } finally {
+                s.shutdownNow();
+            }
+        }
+    }
+
     static List<org.junit.jupiter.params.provider.Arguments> cases() {
         List<org.junit.jupiter.params.provider.Arguments> all = new ArrayList<>();
         for (Backend b : Backend.values()) {
             for (Damage d : Damage.values()) {
-                all.add(org.junit.jupiter.params.provider.Arguments.of(d, b));
+                for (Route r : Route.values()) {
+                    all.add(org.junit.jupiter.params.provider.Arguments.of(d, b, r));
+                }
             }
         }
         return all;
@@ -209,27 +315,50 @@ class DeviceStateTransferTest {
         }
     }
 
-    /** The destination's control services, its TransferDeviceState requests replaced by damaged copies. */
-    private static AgentServices.Factory destination(UnaryOperator<byte[]> damage, Seen seen,
+    /**
+     * The destination's control services, the device state in its TransferDeviceState or CompleteIncomingMigration
+     * requests replaced by a damaged copy; with {@link Route#TRANSFER_DEVICE_STATE} its NegotiateMigration answers
+     * do not offer DEVICE_STATE_AT_SWITCHOVER.
+     */
+    private static AgentServices.Factory destination(UnaryOperator<byte[]> damage, Route route, Seen seen,
             AtomicReference<Agent> self) {
         ServerInterceptor tamper = new ServerInterceptor() {
             @Override
             public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
                     ServerCallHandler<Q, R> next) {
-                if (!call.getMethodDescriptor().getFullMethodName().equals(TRANSFER)) {
+                String method = call.getMethodDescriptor().getFullMethodName();
+                if (method.equals(NEGOTIATE) && route == Route.TRANSFER_DEVICE_STATE) {
+                    return next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+                        @Override
+                        @SuppressWarnings("unchecked")
+                        public void sendMessage(R message) {
+                            NegotiateMigrationResponse r = (NegotiateMigrationResponse) message;
+                            MigrationConfig.Builder accepted = r.getAccepted().toBuilder().clearFeatures();
+                            r.getAccepted().getFeaturesList().stream()
+                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                                    .forEach(accepted::addFeatures);
+                            super.sendMessage((R) r.toBuilder().setAccepted(accepted).build());
+                        }
+                    }, headers);
+                }
+                if (!method.equals(TRANSFER) && !method.equals(COMPLETE)) {
                     return next.startCall(call, headers);
                 }
+                java.util.concurrent.atomic.AtomicBoolean carried = new java.util.concurrent.atomic.AtomicBoolean();
                 ServerCall<Q, R> watched = new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
                     @Override
                     public void close(Status status, Metadata trailers) {
-                        seen.devicesAfter = devicesOf(self.get());
-                        seen.status = status;
-                        com.google.rpc.Status st = StatusProto.fromStatusAndTrailers(status, trailers);
-                        if (st != null && st.getDetailsCount() > 0) {
-                            try {
-                                seen.details = st.getDetails(0).unpack(IncompatibilityDetails.class);
-                            } catch (InvalidProtocolBufferException e) {
-                                throw new AssertionError(e);
+                        if (carried.get()) {
+                            seen.devicesAfter = devicesOf(self.get());
+                            seen.status = status;
+                            seen.method = method;
+                            com.google.rpc.Status st = StatusProto.fromStatusAndTrailers(status, trailers);
+                            if (st != null && st.getDetailsCount() > 0) {
+                                try {
+                                    seen.details = st.getDetails(0).unpack(IncompatibilityDetails.class);
+                                } catch (InvalidProtocolBufferException e) {
+                                    throw new AssertionError(e);
+                                }
                             }
                         }
                         super.close(status, trailers);
@@ -240,15 +369,24 @@ class DeviceStateTransferTest {
                     @Override
                     @SuppressWarnings("unchecked")
                     public void onMessage(Q message) {
-                        TransferDeviceStateRequest req = (TransferDeviceStateRequest) message;
+                        ByteString state = message instanceof TransferDeviceStateRequest t ? t.getState()
+                                : ((CompleteIncomingMigrationRequest) message).getDeviceState();
+                        if (state.isEmpty()) {
+                            super.onMessage(message);
+                            return;
+                        }
+                        carried.set(true);
                         try {
-                            seen.sent = StateCodec.decode(req.getState().toByteArray());
+                            seen.sent = StateCodec.decode(state.toByteArray());
                         } catch (StateException e) {
                             throw new AssertionError("the source sent a bad stream", e);
                         }
                         seen.devicesBefore = devicesOf(self.get());
-                        super.onMessage((Q) req.toBuilder().setState(ByteString.copyFrom(
-                                damage.apply(req.getState().toByteArray()))).build());
+                        ByteString damaged = ByteString.copyFrom(damage.apply(state.toByteArray()));
+                        super.onMessage((Q) (message instanceof TransferDeviceStateRequest t
+                                ? t.toBuilder().setState(damaged).build()
+                                : ((CompleteIncomingMigrationRequest) message).toBuilder().setDeviceState(damaged)
+                                        .build()));
                     }
                 };
             }
