@@ -55,8 +55,14 @@ final class FakeDestination implements AutoCloseable {
                             memory = GuestMemory.allocate(bytes, req.getProposed().getMemoryRegionsCount());
                             writer = new MemoryPageWriter(memory, new PageHashes(memory));
                         }
+                        // Without DEVICE_STATE_AT_SWITCHOVER, so the device state comes by TransferDeviceState,
+                        // a call the test can hold.
+                        dev.ferry.v1.MigrationConfig.Builder accepted = req.getProposed().toBuilder().clearFeatures();
+                        req.getProposed().getFeaturesList().stream()
+                                .filter(f -> f != dev.ferry.v1.MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                                .forEach(accepted::addFeatures);
                         out.onNext(NegotiateMigrationResponse.newBuilder().setDestinationVm("vms/fake")
-                                .setAccepted(req.getProposed()).addDataPlaneAddresses(dataAddress())
+                                .setAccepted(accepted).addDataPlaneAddresses(dataAddress())
                                 .setSessionToken("fake-token").build());
                         out.onCompleted();
                     }

@@ -16,6 +16,7 @@ import dev.ferry.v1.SwitchToPostcopyRequest;
 import dev.ferry.vm.Backend;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.AfterParameterizedClassInvocation;
 import org.junit.jupiter.params.BeforeParameterizedClassInvocation;
@@ -37,6 +38,13 @@ class PostcopyMigrationTest {
         BackendTestSupport.assume(backend);
         src = Agents.start("pc-source", backend);
         dst = Agents.start("pc-destination", backend);
+    }
+
+    /** Each test leaves its guest running on the destination (4 busy vCPUs in one): delete them before the next. */
+    @AfterEach
+    void deleteGuests() {
+        Agents.deleteVms(src);
+        Agents.deleteVms(dst);
     }
 
     @AfterParameterizedClassInvocation

@@ -186,10 +186,7 @@ class DeviceStateTransferTest {
                     @SuppressWarnings("unchecked")
                     public void sendMessage(R message) {
                         if (message instanceof NegotiateMigrationResponse r) {
-                            MigrationConfig.Builder accepted = r.getAccepted().toBuilder().clearFeatures();
-                            r.getAccepted().getFeaturesList().stream()
-                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
-                                    .forEach(accepted::addFeatures);
+                            MigrationConfig.Builder accepted = withoutStateAtSwitchover(r.getAccepted());
                             if (misuse == Misuse.NOT_ACCEPTED) { // the source believes it was
                                 accepted.addFeatures(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER);
                             }
@@ -212,11 +209,7 @@ class DeviceStateTransferTest {
                     @SuppressWarnings("unchecked")
                     public void onMessage(Q message) {
                         if (message instanceof dev.ferry.v1.NegotiateMigrationRequest r && misuse == Misuse.NOT_ACCEPTED) {
-                            MigrationConfig.Builder proposed = r.getProposed().toBuilder().clearFeatures();
-                            r.getProposed().getFeaturesList().stream()
-                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
-                                    .forEach(proposed::addFeatures);
-                            message = (Q) r.toBuilder().setProposed(proposed).build();
+                            message = (Q) r.toBuilder().setProposed(withoutStateAtSwitchover(r.getProposed())).build();
                         } else if (message instanceof TransferDeviceStateRequest t) {
                             transferred.set(t.getState());
                         } else if (message instanceof CompleteIncomingMigrationRequest c && transferred.get() != null) {
@@ -249,6 +242,14 @@ class DeviceStateTransferTest {
                 s.shutdownNow();
             }
         }
+    }
+
+    /** {@code c} without DEVICE_STATE_AT_SWITCHOVER among its features. */
+    static MigrationConfig.Builder withoutStateAtSwitchover(MigrationConfig c) {
+        MigrationConfig.Builder b = c.toBuilder().clearFeatures();
+        c.getFeaturesList().stream().filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                .forEach(b::addFeatures);
+        return b;
     }
 
     static List<org.junit.jupiter.params.provider.Arguments> cases() {
@@ -333,11 +334,8 @@ class DeviceStateTransferTest {
                         @SuppressWarnings("unchecked")
                         public void sendMessage(R message) {
                             NegotiateMigrationResponse r = (NegotiateMigrationResponse) message;
-                            MigrationConfig.Builder accepted = r.getAccepted().toBuilder().clearFeatures();
-                            r.getAccepted().getFeaturesList().stream()
-                                    .filter(f -> f != MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
-                                    .forEach(accepted::addFeatures);
-                            super.sendMessage((R) r.toBuilder().setAccepted(accepted).build());
+                            super.sendMessage((R) r.toBuilder().setAccepted(withoutStateAtSwitchover(r.getAccepted()))
+                                    .build());
                         }
                     }, headers);
                 }
