@@ -93,6 +93,17 @@ public final class MappedMemory implements AutoCloseable {
         return new MappedMemory(p, size, fd, false);
     }
 
+    /** As {@link #mapFd}, mapped at exactly {@code address} (MAP_FIXED) inside a range from {@link #reserve}. */
+    public static MappedMemory mapFdAt(int fd, long size, long address) {
+        requirePositive(size);
+        Pointer p = LibC.mmap(new Pointer(address), size, LibC.PROT_READ | LibC.PROT_WRITE,
+                LibC.MAP_SHARED | LibC.MAP_NORESERVE | LibC.MAP_FIXED, fd, 0);
+        if (LibC.isMapFailed(p)) {
+            throw NativeException.lastError("mmap(fd " + fd + ", MAP_FIXED)");
+        }
+        return new MappedMemory(p, size, fd, false);
+    }
+
     /** Private anonymous memory (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE); fd() is -1. */
     public static MappedMemory anonymous(long size) {
         requirePositive(size);
@@ -145,6 +156,17 @@ public final class MappedMemory implements AutoCloseable {
         int advice = fd >= 0 ? LibC.MADV_REMOVE : LibC.MADV_DONTNEED;
         NativeException.check(LibC.madvise(pointer.share(offset), length, advice),
                 advice == LibC.MADV_REMOVE ? "madvise(MADV_REMOVE)" : "madvise(MADV_DONTNEED)");
+    }
+
+    /**
+     * Drops this mapping's page-table entries for a range (MADV_DONTNEED) and nothing else: a shared memfd keeps its
+     * pages, which other mappings still see, and the next touch through this mapping faults them back in (or, with
+     * userfaultfd MINOR registered here, traps).
+     */
+    public void dropPageTables(long offset, long length) {
+        checkRange(offset, length);
+        checkOpen();
+        NativeException.check(LibC.madvise(pointer.share(offset), length, LibC.MADV_DONTNEED), "madvise(MADV_DONTNEED)");
     }
 
     /** munmap, and close the memfd if owned. Idempotent. */

@@ -195,6 +195,24 @@ public final class Userfaultfd implements AutoCloseable {
         return fillResult(rc, m.getLong(SCRATCH_OPS + UffdioZeropage.OFF_ZEROPAGE), len, "UFFDIO_ZEROPAGE");
     }
 
+    /**
+     * UFFDIO_CONTINUE: maps the pages of {@code [start, start + len)} that are already in the page cache of the
+     * registered (MINOR) mapping's file, waking their faulting threads unless UFFDIO_CONTINUE_MODE_DONTWAKE. Same
+     * return convention as {@link #copy}, and {@code -EFAULT} if the first page is not in the page cache.
+     */
+    public long continueRange(long start, long len, long mode) {
+        Memory m = SCRATCH.get();
+        m.setLong(SCRATCH_OPS + UffdioContinue.OFF_RANGE_START, start);
+        m.setLong(SCRATCH_OPS + UffdioContinue.OFF_RANGE_LEN, len);
+        m.setLong(SCRATCH_OPS + UffdioContinue.OFF_MODE, mode);
+        m.setLong(SCRATCH_OPS + UffdioContinue.OFF_MAPPED, 0);
+        int rc = LibC.ioctl(fd.get(), UFFDIO_CONTINUE, m.share(SCRATCH_OPS));
+        if (rc < 0 && Native.getLastError() == Errno.EFAULT) {
+            return -Errno.EFAULT;
+        }
+        return fillResult(rc, m.getLong(SCRATCH_OPS + UffdioContinue.OFF_MAPPED), len, "UFFDIO_CONTINUE");
+    }
+
     private static long fillResult(int rc, long done, long len, String op) {
         if (rc == 0) {
             return done;

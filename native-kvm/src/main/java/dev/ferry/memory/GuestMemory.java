@@ -60,6 +60,29 @@ public final class GuestMemory implements AutoCloseable {
         return new GuestMemory(regions);
     }
 
+    /**
+     * A second view of the same memory: every region's memfd mapped again, back to back in a range of its own. Writes
+     * through it land in the same pages without touching the guest's page tables, so they never trip a userfaultfd
+     * registered on the guest's mappings (the destination fills memory this way while postcopy's trap is armed).
+     * Closing the view unmaps it only; the memory stays.
+     */
+    public GuestMemory alias() {
+        long base = MappedMemory.reserve(totalBytes);
+        List<MemoryRegion> aliased = new ArrayList<>();
+        try {
+            for (MemoryRegion r : regions) {
+                MappedMemory m = MappedMemory.mapFdAt(r.mapping().fd(), r.size(), base + r.guestPhysAddr());
+                aliased.add(new MemoryRegion(r.slot(), r.guestPhysAddr(), r.size(), m));
+            }
+        } catch (RuntimeException e) {
+            aliased.forEach(r -> r.mapping().close());
+            long mapped = aliased.stream().mapToLong(MemoryRegion::size).sum();
+            MappedMemory.unmap(base + mapped, totalBytes - mapped);
+            throw e;
+        }
+        return new GuestMemory(aliased);
+    }
+
     /** Host address of guest-physical address 0; the regions follow it without gaps. */
     public long base() {
         return regions.get(0).mapping().address() - regions.get(0).guestPhysAddr();

@@ -5,9 +5,11 @@ import dev.ferry.linux.UffdIoctls;
 import dev.ferry.linux.Userfaultfd;
 
 /**
- * A userfaultfd registered in MISSING mode over every region of a guest's memory, as the guest
- * touches it: a touch of a page not in memory blocks until the page is placed with UFFDIO_COPY or
- * UFFDIO_ZEROPAGE through {@link #uffd()}. The postcopy pager and on-demand restore place pages
+ * A userfaultfd registered in MISSING and MINOR mode over every region of a guest's memory, as the
+ * guest touches it: a touch of a page not in memory blocks until the page is placed with UFFDIO_COPY
+ * or UFFDIO_ZEROPAGE through {@link #uffd()}, and a touch of a page that is in the memfd but not
+ * mapped here (written through an alias, or its page-table entry dropped) blocks until it is mapped
+ * with UFFDIO_CONTINUE: stale bytes can stay in memory and still trap. The postcopy pager and on-demand restore place pages
  * through a trap; the VM decides how it is set up ({@link dev.ferry.vm.Migratable#trapMissingPages}).
  */
 public interface MissingPageTrap extends AutoCloseable {
@@ -27,17 +29,17 @@ public interface MissingPageTrap extends AutoCloseable {
 
     /** A trap with a userfaultfd of its own over {@code memory}'s region mappings (what a KVM guest touches). */
     static MissingPageTrap open(GuestMemory memory) {
-        Userfaultfd u = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK, UffdIoctls.UFFD_FEATURE_MISSING_SHMEM);
+        Userfaultfd u = Userfaultfd.open(LibC.O_CLOEXEC | LibC.O_NONBLOCK,
+                UffdIoctls.UFFD_FEATURE_MISSING_SHMEM | UffdIoctls.UFFD_FEATURE_MINOR_SHMEM);
         try {
             for (MemoryRegion r : memory.regions()) {
                 if (r.mapping().fd() < 0) {
                     throw new IllegalArgumentException("trapping missing pages needs memfd-backed memory; slot "
                             + r.slot() + " is not");
                 }
-                long ioctls = u.register(r.mapping().address(), r.size(), UffdIoctls.UFFDIO_REGISTER_MODE_MISSING);
-                if ((ioctls & (1L << UffdIoctls._UFFDIO_COPY)) == 0 || (ioctls & (1L << UffdIoctls._UFFDIO_ZEROPAGE)) == 0) {
-                    throw new IllegalStateException("UFFDIO_COPY/ZEROPAGE unavailable on slot " + r.slot());
-                }
+                long ioctls = u.register(r.mapping().address(), r.size(),
+                        UffdIoctls.UFFDIO_REGISTER_MODE_MISSING | UffdIoctls.UFFDIO_REGISTER_MODE_MINOR);
+                requireResolvers(ioctls, r);
             }
         } catch (RuntimeException e) {
             u.close();
@@ -69,5 +71,15 @@ public interface MissingPageTrap extends AutoCloseable {
                 u.close();
             }
         };
+    }
+
+    /** Every ioctl a trap's user resolves faults with must be offered on the registered range. */
+    static void requireResolvers(long ioctls, MemoryRegion r) {
+        for (int op : new int[] {UffdIoctls._UFFDIO_COPY, UffdIoctls._UFFDIO_ZEROPAGE, UffdIoctls._UFFDIO_CONTINUE}) {
+            if ((ioctls & (1L << op)) == 0) {
+                throw new IllegalStateException("userfaultfd offers no UFFDIO_COPY, ZEROPAGE or CONTINUE on slot "
+                        + r.slot() + " (Linux 5.14 or later with shmem MINOR faults is needed)");
+            }
+        }
     }
 }

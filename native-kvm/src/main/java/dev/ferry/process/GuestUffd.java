@@ -14,8 +14,8 @@ import dev.ferry.memory.MemoryRegion;
  * because dropping one means unregistering the range, which would lose the other's state.
  */
 final class GuestUffd implements AutoCloseable {
-    static final long FEATURES = UffdIoctls.UFFD_FEATURE_MISSING_SHMEM | UffdIoctls.UFFD_FEATURE_WP_HUGETLBFS_SHMEM
-            | UffdIoctls.UFFD_FEATURE_WP_ASYNC;
+    static final long FEATURES = UffdIoctls.UFFD_FEATURE_MISSING_SHMEM | UffdIoctls.UFFD_FEATURE_MINOR_SHMEM
+            | UffdIoctls.UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UffdIoctls.UFFD_FEATURE_WP_ASYNC;
 
     private final GuestMemory memory;
     private final Userfaultfd uffd;
@@ -45,12 +45,19 @@ final class GuestUffd implements AutoCloseable {
     }
 
     /**
-     * Registers MISSING, together with WP: pages are then placed with UFFDIO_COPY_MODE_WP, so that a placed
-     * page never counts as written by the guest, whether tracking is on now or turned on later.
+     * Registers MISSING and MINOR (see {@link dev.ferry.memory.MissingPageTrap}), together with WP: pages are
+     * then placed with UFFDIO_COPY_MODE_WP or UFFDIO_CONTINUE_MODE_WP, so that a placed page never counts as
+     * written by the guest, whether tracking is on now or turned on later.
      */
     synchronized void acquireMissing() {
         missingUsers++;
-        require(UffdIoctls.UFFDIO_REGISTER_MODE_MISSING | UffdIoctls.UFFDIO_REGISTER_MODE_WP);
+        try {
+            require(UffdIoctls.UFFDIO_REGISTER_MODE_MISSING | UffdIoctls.UFFDIO_REGISTER_MODE_MINOR
+                    | UffdIoctls.UFFDIO_REGISTER_MODE_WP);
+        } catch (RuntimeException e) {
+            missingUsers--;
+            throw e;
+        }
     }
 
     synchronized void releaseMissing() {
@@ -65,7 +72,11 @@ final class GuestUffd implements AutoCloseable {
             return;
         }
         for (MemoryRegion r : memory.regions()) {
-            uffd.register(r.mapping().address(), r.size(), want);
+            long ioctls = uffd.register(r.mapping().address(), r.size(), want);
+            if ((want & UffdIoctls.UFFDIO_REGISTER_MODE_MINOR) != 0
+                    && (ioctls & (1L << UffdIoctls._UFFDIO_CONTINUE)) == 0) {
+                throw new IllegalStateException("userfaultfd offers no UFFDIO_CONTINUE on slot " + r.slot());
+            }
         }
         registered = want;
     }

@@ -10,6 +10,7 @@ import dev.ferry.v1.DeleteVmRequest;
 import dev.ferry.v1.GetMigrationRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationMode;
+import dev.ferry.v1.MigrationPolicy;
 import java.util.ArrayList;
 import java.util.List;
 import dev.ferry.v1.MigrationServiceGrpc;
@@ -61,8 +62,12 @@ public final class Warmup {
                 // Every mode this agent offers, so none pays for cold code in its first real run.
                 List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes(backend));
                 modes.sort(null);
-                for (int i = 0; i < 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2); i++) {
-                    migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i, modes.get(i % modes.size()));
+                int n = 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2);
+                // One precopy more from this agent: its first switchover ran cold code, and the planner learns the
+                // switchover's cost from the warm ones (SwitchoverOverhead).
+                for (int i = 0; i <= n; i++) {
+                    migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i,
+                            i == n ? MigrationMode.PRECOPY : modes.get(i % modes.size()));
                     from = from == a ? b : a;
                     String t = fromAddr;
                     fromAddr = toAddr;
@@ -99,8 +104,13 @@ public final class Warmup {
 
     private static void migrate(ManagedChannel from, String to, String id, MigrationMode mode) {
         var stub = MigrationServiceGrpc.newBlockingStub(from).withDeadlineAfter(60, TimeUnit.SECONDS);
-        Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id)
-                .setMigration(Migration.newBuilder().setVm("vms/ferry-warmup").setDestinationAddress(to).setMode(mode))
+        Migration.Builder spec = Migration.newBuilder().setVm("vms/ferry-warmup").setDestinationAddress(to).setMode(mode);
+        if (mode == MigrationMode.HYBRID) {
+            // A downtime no precopy can meet: the warm-up takes hybrid's postcopy switchover, not its precopy ending.
+            spec.setPolicy(MigrationPolicy.newBuilder().setMaxRounds(2)
+                    .setMaxDowntime(com.google.protobuf.Duration.newBuilder().setNanos(1000)));
+        }
+        Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId(id).setMigration(spec)
                 .build());
         Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(m.getName()).build());
         while (it.hasNext()) {

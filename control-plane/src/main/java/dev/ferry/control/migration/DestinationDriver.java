@@ -67,7 +67,8 @@ final class DestinationDriver implements IncomingPages {
     private String pagerAddress; // guarded by this (recovery may move it)
     private final Channels channels;
     private volatile PostcopyPager pager; // set when the VM runs here by postcopy
-    private PostcopyPager armed; // guarded by this: armed at negotiation (mode POSTCOPY), not yet started
+    private volatile PostcopyPager armed; // armed at negotiation (POSTCOPY, HYBRID), not yet started; set under this
+    private GuestMemory alias; // guarded by this: where precopy writes while the trap is armed, or null
     private volatile long postcopyResumedNanos;
     private volatile long maxStallNanos = -1; // the guest's worst report gap in its first second here
     private final FaultInjection fault; // tests only: REFUSE_DEVICE_STATE
@@ -150,6 +151,7 @@ final class DestinationDriver implements IncomingPages {
             w.close(); // waits for a write in flight; any later one is refused
             writer = null;
         }
+        closeAlias();
         deviceState = null;
     }
 
@@ -161,6 +163,10 @@ final class DestinationDriver implements IncomingPages {
             p.writePages(gpa, pages, data); // places only what is still missing, exactly once
         } else {
             live().writePages(gpa, pages, data);
+            PostcopyPager a = armed;
+            if (a != null) {
+                a.precopied(gpa, pages, true);
+            }
         }
         counted(p != null, pages, 0);
     }
@@ -173,6 +179,10 @@ final class DestinationDriver implements IncomingPages {
             p.zeroPages(gpa, pages);
         } else {
             live().zeroPages(gpa, pages);
+            PostcopyPager a = armed;
+            if (a != null) {
+                a.precopied(gpa, pages, false);
+            }
         }
         counted(p != null, 0, pages);
     }
@@ -288,6 +298,10 @@ final class DestinationDriver implements IncomingPages {
             resp.setMemoryVerified(true);
             digestMatched = true;
         }
+        if (armed != null) { // a hybrid migration that converged in precopy: nothing will answer faults
+            armed.close();
+            armed = null;
+        }
         GuestVm v = vm.vm();
         try {
             v.restoreState(deviceState);
@@ -328,34 +342,29 @@ final class DestinationDriver implements IncomingPages {
         requireAccepts(DestinationStateMachine.Event.COMPLETE);
         GuestVm v = vm.vm();
         GuestMemory mem = v.memory();
-        DirtyBitmap pushed = req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList())
-                : DirtyBitmap.full(mem);
-        // What precopy (hybrid) delivered stays, except pages the guest dirtied again since: dropped here.
-        DirtyBitmap present = live().pagesWritten() + live().zeroPagesWritten() > 0 ? DirtyBitmap.populated(mem)
+        // What precopy (hybrid) delivered stays, except pages the guest dirtied again since: their stale bytes stay
+        // in memory too, unseen (the pager traps every touch and replaces them), so nothing is punched out here.
+        DirtyBitmap stale = req.getDiscardPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getDiscardPagesList())
                 : DirtyBitmap.empty(mem);
-        long stalePages = 0;
-        if (req.getDiscardPagesCount() > 0) {
-            // Not present, yet they hold data: the pager punches them out so they fault like any missing page.
-            DirtyBitmap stale = Bitmaps.fromProto(mem, req.getDiscardPagesList());
-            stale.forEachDirtyPage(gpa -> live().hashes().set(gpa, 0));
-            present.andNot(stale);
-            stalePages = stale.count();
-        }
-        long armStart = System.nanoTime();
+        stale.forEachDirtyPage(gpa -> live().hashes().set(gpa, 0));
         PostcopyPager p = armed;
         armed = null;
         try {
-            if (p == null) {
-                p = new PostcopyPager(mem, v.trapMissingPages(), live().hashes(), present, faultStream());
+            if (p != null) {
+                p.admit(stale); // the pager knows what precopy wrote: only the stale pages are left to apply
+            } else { // not armed at negotiation: find what is here
+                DirtyBitmap present = DirtyBitmap.populated(mem);
+                present.andNot(stale);
+                p = new PostcopyPager(mem, v.trapMissingPages(), live().hashes(), present, NOT_YET);
                 p.onFaultServed(metrics::faultServed);
-            } else {
-                p.replaceFetcher(faultStream()); // the source serves faults from now on
             }
-            if (stalePages > 0) {
-                LOG.log(System.Logger.Level.INFO, "{0}: dropped {1} stale pages and armed userfaultfd in {2} ms", name,
-                        stalePages, (System.nanoTime() - armStart) / 1_000_000);
-            }
+            p.replaceFetcher(faultStream()); // the source serves faults from now on
+            // Before the device state: restoring it may touch guest memory, which traps from now on.
+            p.start();
         } catch (Exception e) {
+            if (p != null) {
+                p.close();
+            }
             fail("arming postcopy failed: " + e.getMessage());
             throw Status.INTERNAL.withDescription("arming postcopy failed: " + e.getMessage()).asRuntimeException();
         }
@@ -368,7 +377,6 @@ final class DestinationDriver implements IncomingPages {
         }
         pager = p;
         p.onFetcherFailed(st -> linkLost("page faults to the source fail: " + st.getCode() + " " + st.getDescription()));
-        p.start();
         long sourceLastReport = lastReport(v);
         v.probe().ifPresent(GuestProbe::resetGapTracking);
         v.dirtyTracker().enable(); // the guest has not run here: from now on it holds exactly what the guest writes
@@ -380,10 +388,7 @@ final class DestinationDriver implements IncomingPages {
         vm.hold(name, Vm.State.MIGRATING_IN);
         v.probe().ifPresent(probe -> java.util.concurrent.CompletableFuture.delayedExecutor(1,
                 java.util.concurrent.TimeUnit.SECONDS).execute(() -> maxStallNanos = probe.reportStats().maxGapNanos()));
-        // Not held here and not coming: zero on the source (never written, or sent as a zero range).
-        DirtyBitmap zero = pushed.complement();
-        zero.andNot(present);
-        zeroFillInBackground(p, zero);
+        zeroFillInBackground(p, req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList()) : null);
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
                 .setResumeDuration(VmProtos.duration(resumed - received)).setResumedTime(ProtoTime.toProto(resumedAt));
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
@@ -430,16 +435,25 @@ final class DestinationDriver implements IncomingPages {
     }
 
     /**
-     * Mode POSTCOPY sends no page before the switchover, so userfaultfd can be armed and the
-     * connection to the source's pager opened at negotiation, outside the downtime. Nothing touches
-     * guest memory before the switchover, which opens the fault stream itself (the source serves
+     * Modes POSTCOPY and HYBRID: userfaultfd is armed and the connection to the source's pager opened at
+     * negotiation, outside the downtime. From here on precopy's pages go through an alias of guest memory, as a
+     * touch of the guest's own mapping would trap; the switchover opens the fault stream itself (the source serves
      * faults only once it has paused).
      */
     synchronized void armEarly() {
-        channels.freshPager(pagerAddress).getState(true); // connect now
-        armed = new PostcopyPager(live().memory(), vm.vm().trapMissingPages(), live().hashes(),
-                DirtyBitmap.empty(live().memory()), NOT_YET);
+        channels.pager(pagerAddress).getState(true); // connect now, without waiting for it
+        GuestMemory mem = vm.vm().memory();
+        PageHashes hashes = live().hashes();
+        armed = new PostcopyPager(mem, vm.vm().trapMissingPages(), hashes, NOT_YET);
         armed.onFaultServed(metrics::faultServed);
+        try {
+            alias = mem.alias();
+        } catch (RuntimeException e) {
+            armed.close();
+            armed = null;
+            throw e;
+        }
+        writer = new MemoryPageWriter(alias, hashes);
     }
 
     /** Fetches before the switchover: there are none (nothing runs); refuse, to be replaced at switchover. */
@@ -455,8 +469,14 @@ final class DestinationDriver implements IncomingPages {
     };
 
     /** Pages known to be zero on the source become zero pages here, as the guest or this thread gets to them. */
-    private void zeroFillInBackground(PostcopyPager p, DirtyBitmap zeroOnSource) {
+    private void zeroFillInBackground(PostcopyPager p, DirtyBitmap pushed) {
+        if (pushed == null) {
+            return; // every page may be pushed
+        }
         Thread t = new Thread(() -> {
+            // Not here and not coming: zero on the source (never written, or sent as a zero range).
+            DirtyBitmap zeroOnSource = p.missing();
+            zeroOnSource.andNot(pushed);
             for (var r : zeroOnSource.ranges()) {
                 if (pager != p) {
                     return; // the session ended
@@ -636,7 +656,16 @@ final class DestinationDriver implements IncomingPages {
         if (w != null) {
             w.close();
         }
+        closeAlias();
         vms.remove(vm.name());
+    }
+
+    /** Unmaps the alias precopy wrote through; only once nothing writes through it (the writer is closed). */
+    private synchronized void closeAlias() {
+        if (alias != null) {
+            alias.close();
+            alias = null;
+        }
     }
 
     private void fail(String reason) {

@@ -128,7 +128,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? MigrationMetrics.NONE : m.metrics,
                     id.startsWith(MigrationServices.WARMUP_ID_PREFIX) ? FaultInjection.NONE : m.fault,
                     m.protocolVersion, m.hold, id.startsWith(MigrationServices.WARMUP_ID_PREFIX)
-                            ? MigrationTracing.NO_SPAN : m.tracing.startMigration(name));
+                            ? MigrationTracing.NO_SPAN : m.tracing.startMigration(name), m.switchoverOverhead);
             job.limitedBy(ticket, m.limiter.limits().whenBusy() == MigrationLimiter.WhenBusy.QUEUE);
             m.outgoing.put(name, job);
             Runnable body;
@@ -389,7 +389,7 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
             if (!req.getMigration().contains(MigrationServices.WARMUP_ID_PREFIX)) {
                 s.reportTo(m.metrics);
             }
-            if (accepted.getMode() == MigrationMode.POSTCOPY) {
+            if (accepted.getMode() == MigrationMode.POSTCOPY || accepted.getMode() == MigrationMode.HYBRID) {
                 try {
                     s.armEarly();
                 } catch (RuntimeException e) {

@@ -40,6 +40,8 @@ public final class MigrationServices implements AgentServices {
     /** IDs of the migrations an agent runs to warm itself up (not counted in its metrics). */
     public static final String WARMUP_ID_PREFIX = "ferry-warmup-";
     final MigrationMetrics metrics;
+    /** What this agent's precopy switchovers cost besides their last pages, for the planner's downtime estimates. */
+    final SwitchoverOverhead switchoverOverhead = new SwitchoverOverhead();
     /** Spans of the migrations (no-ops unless the agent's telemetry has a tracer), and their context across agents. */
     final MigrationTracing tracing;
     /** Injected into every outgoing migration but the warm-up ones; NONE unless the agent was started for tests. */

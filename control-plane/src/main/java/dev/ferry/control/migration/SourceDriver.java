@@ -95,11 +95,14 @@ final class SourceDriver implements Runnable {
     private final FaultHold hold; // tests only: where this migration waits for a fault to be injected
     private final MigrationTracing.Span trace; // the migration's root span: ended once it settles, like the metrics
     private volatile long dirtyRate; // bytes/s the guest dirtied during the latest precopy round, for the metrics
+    private final SwitchoverOverhead switchoverOverhead; // the agent's: learned from each precopy switchover
+    private final java.time.Duration overheadEstimate; // what the planner assumes for this migration
+    private final int overheadSamples;
 
     SourceDriver(String name, ManagedVm vm, VmRegistry vms, String destination, String destinationVmId,
             String sourceAddress, String pagerAddress, java.util.Map<String, PageSource> pagers,
             ConvergencePolicy policy, Channels channels, MigrationMetrics metrics, FaultInjection fault,
-            int protocolVersion, FaultHold hold, MigrationTracing.Span trace) {
+            int protocolVersion, FaultHold hold, MigrationTracing.Span trace, SwitchoverOverhead switchoverOverhead) {
         this.trace = trace.set("ferry.role", "source").set("ferry.vm", vm.name()).set("ferry.destination", destination);
         this.protocolVersion = protocolVersion;
         this.hold = hold;
@@ -114,7 +117,11 @@ final class SourceDriver implements Runnable {
         this.destinationVmId = destinationVmId;
         this.sourceAddress = sourceAddress;
         this.channels = channels;
-        this.machine = new SourceStateMachine(policy, InstantSource.system());
+        this.switchoverOverhead = switchoverOverhead;
+        this.overheadSamples = switchoverOverhead.samples();
+        this.overheadEstimate = switchoverOverhead.estimate();
+        this.machine = new SourceStateMachine(policy, PrecopyPlanner.Tuning.DEFAULT.withDeviceStateOverhead(overheadEstimate),
+                InstantSource.system());
     }
 
     private MigrationServiceGrpc.MigrationServiceBlockingStub control() {
@@ -388,6 +395,9 @@ final class SourceDriver implements Runnable {
             runPostcopy();
             return;
         }
+        LOG.log(System.Logger.Level.INFO, "{0}: precopy to {1}; the switchover is expected to cost {2} ms besides its "
+                + "last pages (from {3} earlier switchovers)", name, destination,
+                String.format("%.1f", overheadEstimate.toNanos() / 1e6), overheadSamples);
         GuestVm v = vm.vm();
         DirtyTracker log = v.dirtyTracker();
         PageHashes hashes = new PageHashes(v.memory()); // kept up to date with every page sent
@@ -526,6 +536,7 @@ final class SourceDriver implements Runnable {
                     DowntimeSteps.traceInto(stopAndCopy, breakdown);
                     machine.downtimeBreakdown(breakdown);
                     machine.destinationResumed(digest, resp);
+                    switchoverOverhead.record(breakdown);
                     changed();
                 }
             } catch (Throwable t) {

@@ -31,7 +31,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 /**
  * The destination side of postcopy: resolves the destination VM's missing-page faults through a {@link PageFetcher}
  * and places the pages the source pushes in the background ({@link IncomingPages}, PageBatch.postcopy = true), each
- * page exactly once, with UFFDIO_COPY / UFFDIO_ZEROPAGE.
+ * page exactly once, with UFFDIO_COPY / UFFDIO_ZEROPAGE (UFFDIO_CONTINUE for pages already in the memfd).
  *
  * <h2>Page states</h2>
  * Every 4 KiB page is MISSING → (FETCHING) → PLACING → PRESENT, under one lock; copies run outside it.
@@ -41,9 +41,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *       (coalesced, never asked twice). A background page for it is placed at once (PLACING), which also wakes its
  *       faulting threads; the fetch reply that comes later finds the page taken and is dropped.</li>
  *   <li>PLACING: one thread owns the page and is copying it in. Everything else for it is dropped (a race).</li>
- *   <li>PRESENT: in memory. Background pages and late fetch replies for it are dropped (races). A fault event for a
- *       present page (read after the copy that woke it, or a hole among the pages given as present) is answered with
- *       UFFDIO_ZEROPAGE, which for a page really present fails with EEXIST and then only wakes the thread.</li>
+ *   <li>PRESENT: in memory. Background pages and late fetch replies for it are dropped (races). A minor fault on a
+ *       present page maps it (UFFDIO_CONTINUE); a missing-page fault (read after the copy that woke it, or a hole
+ *       among the pages given as present) is answered with UFFDIO_ZEROPAGE, which for a page really present fails
+ *       with EEXIST and then only wakes the thread.</li>
  * </ul>
  * The kernel backs this up: a UFFDIO_COPY onto a populated page fails with EEXIST, counted as a race, never placing
  * twice.
@@ -60,6 +61,16 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * A failed fetch never fails the handler nor the vCPU: the page stays FETCHING, its faulting threads stay blocked in
  * the kernel, the fetch is parked ({@link #stalledFaults()}), and {@link #replaceFetcher} re-requests every parked
  * fetch through the new fetcher (and re-routes fetches still pending on the old one as it closes it).
+ *
+ * <h2>Arming, admitting, stale pages</h2>
+ * The trap registers MINOR as well as MISSING, and the pager drops the guest mapping's page tables when it is armed:
+ * from then on every touch of the guest's mapping traps, whether the page is a hole (MISSING) or in the memfd
+ * (MINOR). A hybrid's precopy fills memory through {@link GuestMemory#alias()} meanwhile and records each batch
+ * ({@link #precopied}); the switchover then only applies the pages dirtied since they were sent ({@link #admit}),
+ * without punching anything out (a system call per run, inside the blackout). Such a stale page is fetched like a
+ * missing one, written through the pager's own alias and mapped with UFFDIO_CONTINUE (UFFDIO_COPY would find the
+ * old bytes and refuse). A present page is mapped with UFFDIO_CONTINUE at once when touched, and every present page
+ * is mapped in bulk by a background thread right after {@link #start()}, so the guest rarely waits on one.
  *
  * <h2>Hashes</h2>
  * Each page's hash is computed from exactly the bytes handed to UFFDIO_COPY (the guest may write the page as soon as
@@ -96,12 +107,20 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private final MissingPageTrap trap;
     private final Userfaultfd uffd;
     private final long copyMode; // UFFDIO_COPY_MODE_WP where the guest's writes are tracked through the same uffd
+    private final long continueMode; // UFFDIO_CONTINUE_MODE_WP likewise
+    private final GuestMemory alias; // the same memfds, mapped where no trap is: stale pages are rewritten through it
     private final EventFd stop;
+    // Written by admit() before start(), read-only after: pages whose stale bytes sit in the memfd.
+    private final java.util.BitSet cached;
+    private final java.util.BitSet inMemfd; // guarded by lock: present pages holding data (not holes)
+    private java.util.BitSet toMap; // guarded by lock: present pages for the background mapper, null once taken
+    private boolean admitted; // guarded by lock
+    private final LongAdder mappedInBulk = new LongAdder();
 
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition allPresent = lock.newCondition();
     // Guarded by lock.
-    private final byte[] state;
+    private final byte[] state; // every page MISSING until admit()
     private final HashMap<Integer, Pending> pending = new HashMap<>();
     private final java.util.Set<Pending> stalled = new java.util.LinkedHashSet<>();
     private PageFetcher fetcher;
@@ -118,6 +137,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private final LongAdder fetchesIssued = new LongAdder();
     private long fetchFailures;
     private long staleFaults;
+    private long unmappedTouches;
     private long blockedNanos;
     private Status lastFetchFailure;
     private Throwable lastError;
@@ -147,10 +167,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     }
 
     /**
-     * Takes over {@code memory} for postcopy: pages set in {@code present} are in place, every other page is missing.
-     * Pages that are populated in a memfd but not present (stale bytes of an earlier precopy round) are punched out
-     * (MADV_REMOVE) so that they fault through {@code trap}: from here on a thread touching a missing page blocks until
-     * this pager places it (after {@link #start()}).
+     * Takes over {@code memory} for postcopy: pages set in {@code present} are in place, every other page is missing;
+     * pages that hold data in the memfd but are not present are stale (found with SEEK_DATA). Then see {@link #admit}.
      *
      * @param memory  destination guest memory, memfd-backed
      * @param trap    catches the guest's touches of missing pages; owned by the pager from now on (closed by it)
@@ -160,63 +178,142 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
      */
     public PostcopyPager(GuestMemory memory, MissingPageTrap trap, PageHashes hashes, DirtyBitmap present,
             PageFetcher fetcher) {
+        this(memory, trap, hashes, fetcher);
+        try {
+            DirtyBitmap stale = DirtyBitmap.populated(memory);
+            stale.andNot(present);
+            admit(present, stale);
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    /**
+     * Arms postcopy over {@code memory} before any page is known: the trap is registered and every page counts as
+     * missing. Nothing may touch the guest's mappings until {@link #admit} and {@link #start()} (fill memory through
+     * {@link GuestMemory#alias()} meanwhile): a touch would block, as nothing answers faults yet.
+     */
+    public PostcopyPager(GuestMemory memory, MissingPageTrap trap, PageHashes hashes, PageFetcher fetcher) {
         this.memory = Objects.requireNonNull(memory, "memory");
         this.trap = Objects.requireNonNull(trap, "trap");
         this.hashes = Objects.requireNonNull(hashes, "hashes");
-        Objects.requireNonNull(present, "present");
         this.fetcher = Objects.requireNonNull(fetcher, "fetcher");
-        this.table = new RegionTable(memory);
-        if (table.totalPages > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("guest memory too large for postcopy page tracking");
-        }
-        for (MemoryRegion r : memory.regions()) {
-            if (r.mapping().fd() < 0) {
-                throw new IllegalArgumentException("postcopy needs memfd-backed memory; slot " + r.slot() + " is not");
-            }
-        }
-        state = new byte[(int) table.totalPages];
-        present.forEachDirtyPage(gpa -> state[index(gpa)] = PRESENT);
-        long m = 0;
-        for (byte s : state) {
-            if (s == MISSING) {
-                m++;
-            }
-        }
-        missing = m;
-        this.uffd = trap.uffd();
-        this.copyMode = trap.placeWriteProtected() ? UffdIoctls.UFFDIO_COPY_MODE_WP : 0;
         try {
-            punchStalePages();
+            this.table = new RegionTable(memory);
+            if (table.totalPages > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("guest memory too large for postcopy page tracking");
+            }
+            for (MemoryRegion r : memory.regions()) {
+                if (r.mapping().fd() < 0) {
+                    throw new IllegalArgumentException("postcopy needs memfd-backed memory; slot " + r.slot() + " is not");
+                }
+            }
+            state = new byte[(int) table.totalPages];
+            cached = new java.util.BitSet(state.length);
+            inMemfd = new java.util.BitSet(state.length);
+            missing = state.length;
+            this.uffd = trap.uffd();
+            boolean wp = trap.placeWriteProtected();
+            this.copyMode = wp ? UffdIoctls.UFFDIO_COPY_MODE_WP : 0;
+            this.continueMode = wp ? UffdIoctls.UFFDIO_CONTINUE_MODE_WP : 0;
             this.stop = EventFd.create();
-        } catch (RuntimeException ex) {
+        } catch (RuntimeException e) {
             trap.close();
-            throw ex;
+            throw e;
+        }
+        GuestMemory view = null;
+        try {
+            view = memory.alias();
+            // From here on a touch of the guest's mapping traps (the trap is registered) and maps nothing, so once
+            // its page tables are gone, nothing is mapped there that this pager did not map.
+            for (MemoryRegion r : memory.regions()) {
+                r.mapping().dropPageTables(0, r.size());
+            }
+        } catch (RuntimeException e) {
+            if (view != null) {
+                view.close();
+            }
+            stop.close();
+            trap.close();
+            throw e;
+        }
+        this.alias = view;
+    }
+
+    /**
+     * Before {@link #admit}: {@code pages} pages at {@code gpa} were written through {@link GuestMemory#alias()}
+     * (precopy, while the pager is armed), with data or as zeros (a hole). They are in place unless admitted as stale.
+     * Keeping this as pages land leaves the switchover only the stale pages to apply.
+     */
+    public void precopied(long gpa, long pages, boolean data) {
+        int r = checkRange(gpa, pages);
+        int from = (int) table.pageIndex(r, gpa);
+        int to = from + (int) pages;
+        lock.lock();
+        try {
+            if (admitted) {
+                throw new IllegalStateException("pages were admitted already");
+            }
+            for (int i = from; i < to; i++) {
+                if (state[i] != PRESENT) {
+                    state[i] = PRESENT;
+                    missing--;
+                }
+            }
+            if (data) {
+                inMemfd.set(from, to);
+            } else {
+                inMemfd.clear(from, to);
+            }
+        } finally {
+            lock.unlock();
         }
     }
 
-    /** Punches out pages that hold data in the memfd but are not present, so that they fault like any missing page. */
-    private void punchStalePages() {
-        DirtyBitmap populated = DirtyBitmap.populated(memory);
-        long[] run = {-1, 0};
-        populated.forEachDirtyPage(gpa -> {
-            if (state[index(gpa)] != MISSING) {
-                return;
-            }
-            if (run[0] >= 0 && run[0] + run[1] * PAGE == gpa && table.regionOfGpa(run[0]).contains(gpa)) {
-                run[1]++;
-                return;
-            }
-            discard(run[0], run[1]);
-            run[0] = gpa;
-            run[1] = 1;
-        });
-        discard(run[0], run[1]);
+    /**
+     * Says what is in memory, once, before {@link #start()}: pages in {@code present} are in place (in the memfd, or
+     * holes that read as zero); pages in {@code stale} hold bytes in the memfd that must not be seen; every other page
+     * is missing (a hole), and pages holding data must be in one of the two sets. See {@link #admit(DirtyBitmap)}.
+     */
+    public void admit(DirtyBitmap present, DirtyBitmap stale) {
+        Objects.requireNonNull(stale, "stale");
+        for (dev.ferry.memory.PageRange run : present.ranges()) {
+            precopied(run.gpa(), run.pages(), true);
+        }
+        admit(stale);
     }
 
-    private void discard(long gpa, long pages) {
-        if (gpa >= 0) {
-            MemoryRegion r = table.regionOfGpa(gpa);
-            r.mapping().discard(gpa - r.guestPhysAddr(), pages * PAGE);
+    /**
+     * The switchover, once, before {@link #start()}: the pages recorded by {@link #precopied} are in place, except
+     * those in {@code stale}, which the guest wrote again since they were sent; every other page is missing. Costs a
+     * step per stale page and nothing is punched out: the guest's mapping maps nothing since the pager was armed, so
+     * every touch traps, and a stale page's old bytes stay in the memfd, unseen, until the new ones replace them.
+     */
+    public void admit(DirtyBitmap stale) {
+        Objects.requireNonNull(stale, "stale");
+        lock.lock();
+        try {
+            if (closed || handler != null || admitted) {
+                throw new IllegalStateException(closed ? "postcopy pager closed"
+                        : handler != null ? "admit comes before start" : "already admitted");
+            }
+            toMap = (java.util.BitSet) inMemfd.clone();
+            stale.forEachDirtyPage(gpa -> {
+                int i = index(gpa);
+                if (state[i] == PRESENT) {
+                    state[i] = MISSING;
+                    missing++;
+                }
+                cached.set(i); // in the memfd or a hole: placed through the alias either way
+                toMap.clear(i);
+            });
+            admitted = true;
+            if (missing == 0) {
+                allPresent.signalAll();
+            }
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -238,9 +335,15 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             if (handler != null) {
                 throw new IllegalStateException("already started");
             }
+            if (!admitted) {
+                throw new IllegalStateException("start comes after admit");
+            }
             handler = new Thread(this::runHandler, "ferry-postcopy-faults");
             handler.setDaemon(true);
             handler.start();
+            Thread mapper = new Thread(this::mapPresentPages, "ferry-postcopy-map");
+            mapper.setDaemon(true);
+            mapper.start();
         } finally {
             lock.unlock();
         }
@@ -319,8 +422,12 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                 MemoryRegion region = table.region(r);
                 long gpa = region.guestPhysAddr() + (host - region.mapping().address());
                 int idx = (int) table.pageIndex(r, gpa);
+                boolean minor = (ev.flags & UffdIoctls.UFFD_PAGEFAULT_FLAG_MINOR) != 0;
                 switch (state[idx]) {
                     case MISSING -> {
+                        if (minor) {
+                            cached.set(idx); // in the memfd after all: its placement must go through the alias
+                        }
                         state[idx] = FETCHING;
                         Pending p = new Pending(idx, gpa, host);
                         p.addWaiter(now);
@@ -339,8 +446,12 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                         coalesced++;
                     }
                     default -> {
-                        stale[staleCount++] = idx;
-                        staleFaults++;
+                        stale[staleCount++] = minor ? idx | MINOR_FAULT : idx;
+                        if (minor) {
+                            unmappedTouches++;
+                        } else {
+                            staleFaults++;
+                        }
                     }
                 }
             }
@@ -351,14 +462,33 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             issue(p, f);
         }
         for (int i = 0; i < staleCount; i++) {
-            resolvePresent((int) stale[i]);
+            resolvePresent((int) stale[i], (stale[i] & MINOR_FAULT) != 0);
         }
     }
 
-    /** A fault on a page already present: a hole among the given present pages gets a zero page, else just wake. */
-    private void resolvePresent(int idx) {
+    /** Marks a minor fault in the handler's list of faults on present pages. */
+    private static final long MINOR_FAULT = 1L << 32;
+
+    /**
+     * A fault on a page already present: a minor fault maps it (it is in the memfd), a hole among the given present
+     * pages gets a zero page; if it is mapped already, just wake.
+     */
+    private void resolvePresent(int idx, boolean minor) {
         long gpa = table.gpaOfIndex(idx);
         long host = table.regionOfGpa(gpa).hostAddress(gpa);
+        while (minor) {
+            long rc = uffd.continueRange(host, PAGE, continueMode);
+            if (rc == PAGE || rc == -Errno.EEXIST) {
+                if (rc < 0) {
+                    uffd.wake(host, PAGE);
+                }
+                return;
+            }
+            if (rc != -Errno.EAGAIN) {
+                throw placeFailed("UFFDIO_CONTINUE", rc, gpa);
+            }
+            Thread.onSpinWait();
+        }
         while (true) {
             long rc = placeZeros(host, PAGE);
             if (rc == PAGE) {
@@ -411,8 +541,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             }
             boolean placed;
             try {
-                placed = page.zero() ? zeroRun(p.host, p.gpa, 1, null, 0) == 1
-                        : copyRun(p.host, p.gpa, page.data(), page.data().position(), 1, null, 0) == 1;
+                placed = place(p.index, p.host, p.gpa, page.zero() ? null : page.data(),
+                        page.zero() ? 0 : page.data().position(), 1, null, 0) == 1;
             } catch (RuntimeException e) {
                 // Unexpected userfaultfd failure: keep the faulting threads parked; recovery retries the fetch.
                 lock.lock();
@@ -656,13 +786,8 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
                     while (j < pages && prior[j] >= 0) {
                         j++;
                     }
-                    long h = host0 + (long) i * PAGE;
-                    long g = gpa + (long) i * PAGE;
-                    if (data == null) {
-                        zeroRun(h, g, j - i, placed, i);
-                    } else {
-                        copyRun(h, g, data, dataPos + i * PAGE, j - i, placed, i);
-                    }
+                    place(idx0 + i, host0 + (long) i * PAGE, gpa + (long) i * PAGE, data, dataPos + i * PAGE, j - i,
+                            placed, i);
                     i = j;
                 }
             } catch (RuntimeException e) {
@@ -729,6 +854,144 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     }
 
     // ---- placing ----------------------------------------------------------------------------------------------------
+
+    /**
+     * Places {@code pages} claimed pages from page index {@code idx0} on (at {@code host} / {@code gpa}) from
+     * {@code src}, or zero pages when it is null: pages with stale bytes in the memfd through the alias and
+     * UFFDIO_CONTINUE, the others with UFFDIO_COPY / UFFDIO_ZEROPAGE. Returns the number placed.
+     */
+    private int place(int idx0, long host, long gpa, ByteBuffer src, int srcPos, int pages, boolean[] placed, int at) {
+        int count = 0;
+        int i = 0;
+        while (i < pages) {
+            boolean stale = cached.get(idx0 + i);
+            int j = stale ? cached.nextClearBit(idx0 + i) - idx0 : cached.nextSetBit(idx0 + i) - idx0;
+            if (j < 0 || j > pages) {
+                j = pages;
+            }
+            long h = host + (long) i * PAGE;
+            long g = gpa + (long) i * PAGE;
+            if (stale) {
+                count += continueRun(h, g, src, srcPos + i * PAGE, j - i, placed, at + i);
+            } else if (src == null) {
+                count += zeroRun(h, g, j - i, placed, at + i);
+            } else {
+                count += copyRun(h, g, src, srcPos + i * PAGE, j - i, placed, at + i);
+            }
+            i = j;
+        }
+        return count;
+    }
+
+    /**
+     * Pages whose stale bytes are in the memfd (UFFDIO_COPY would find them there and refuse): writes the new bytes
+     * (or zeros) through the alias, where the guest cannot see them, then maps them with UFFDIO_CONTINUE; as
+     * {@link #copyRun}.
+     */
+    private int continueRun(long host, long gpa, ByteBuffer src, int srcPos, int pages, boolean[] placed, int at) {
+        MemoryRegion r = alias.regionOf(gpa);
+        int off = (int) (gpa - r.guestPhysAddr());
+        long[] h = new long[pages];
+        if (src == null) {
+            for (int done = 0; done < pages; ) {
+                int n = Math.min(pages - done, BACKGROUND_CHUNK);
+                r.view().put(off + done * PAGE, ZEROS, 0, n * PAGE);
+                done += n;
+            }
+        } else {
+            r.view().put(off, src, srcPos, pages * PAGE);
+            ByteBuffer page = src.duplicate();
+            for (int k = 0; k < pages; k++) {
+                page.limit(srcPos + (k + 1) * PAGE).position(srcPos + k * PAGE);
+                h[k] = PageHashes.hashPage(page, gpa + (long) k * PAGE);
+            }
+        }
+        int count = 0;
+        int k = 0;
+        while (k < pages) {
+            long rc = uffd.continueRange(host + (long) k * PAGE, (long) (pages - k) * PAGE, continueMode);
+            if (rc > 0) {
+                int m = (int) (rc / PAGE);
+                for (int j = k; j < k + m; j++) {
+                    hashes.set(gpa + (long) j * PAGE, h[j]);
+                    if (placed != null) {
+                        placed[at + j] = true;
+                    }
+                }
+                count += m;
+                k += m;
+            } else if (rc == -Errno.EEXIST) {
+                k++; // mapped already (not by us): leave it, and its hash, alone
+            } else if (rc == -Errno.EAGAIN) {
+                Thread.onSpinWait();
+            } else {
+                throw placeFailed("UFFDIO_CONTINUE", rc, gpa + (long) k * PAGE);
+            }
+        }
+        return count;
+    }
+
+    /** Pages mapped per UFFDIO_CONTINUE by the background mapper (2 MiB). */
+    private static final int MAP_CHUNK = 512;
+
+    /**
+     * After the start: maps every present page into the guest's page tables (UFFDIO_CONTINUE, 2 MiB at a time), so
+     * that the guest does not take a minor fault on each. Pages it touched first are mapped already (EEXIST: skip);
+     * holes among the present pages are not in the memfd (EFAULT: skip, a touch gets a zero page).
+     */
+    private void mapPresentPages() {
+        java.util.BitSet runs;
+        lock.lock();
+        try {
+            runs = toMap;
+            toMap = null;
+        } finally {
+            lock.unlock();
+        }
+        if (runs == null) {
+            return;
+        }
+        try {
+            for (int i = runs.nextSetBit(0); i >= 0; ) {
+                long gpa = table.gpaOfIndex(i);
+                MemoryRegion region = table.regionOfGpa(gpa);
+                int regionEnd = i + (int) ((region.endGpa() - gpa) / PAGE);
+                int end = Math.min(Math.min(runs.nextClearBit(i), regionEnd), i + MAP_CHUNK);
+                if (!enterFence()) {
+                    return;
+                }
+                try {
+                    mapRun(region.hostAddress(gpa), end - i);
+                } finally {
+                    exitFence();
+                }
+                i = runs.nextSetBit(end);
+            }
+        } catch (RuntimeException e) {
+            lock.lock();
+            try {
+                lastError = e; // the guest still gets each page by a minor fault
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    /** UFFDIO_CONTINUE over {@code pages} present pages from {@code host}, skipping any mapped already or not in memory. */
+    private void mapRun(long host, int pages) {
+        long k = 0;
+        while (k < pages) {
+            long rc = uffd.continueRange(host + k * PAGE, (pages - k) * PAGE, continueMode);
+            if (rc > 0) {
+                k += rc / PAGE;
+                mappedInBulk.add(rc / PAGE);
+            } else if (rc == -Errno.EAGAIN) {
+                Thread.onSpinWait();
+            } else {
+                k++; // EEXIST or EFAULT, see above
+            }
+        }
+    }
 
     /**
      * UFFDIO_COPY of {@code pages} pages from {@code src} (absolute position {@code srcPos}) to {@code host}; records
@@ -840,16 +1103,18 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
 
     /** A snapshot of the pages not in place yet (for ResumeIncomingMigration / recovery). */
     public DirtyBitmap missing() {
-        DirtyBitmap d = DirtyBitmap.empty(memory);
+        byte[] snapshot;
         lock.lock();
         try {
-            for (int i = 0; i < state.length; i++) {
-                if (state[i] != PRESENT) {
-                    d.markDirty(table.gpaOfIndex(i));
-                }
-            }
+            snapshot = state.clone(); // a copy, so that faults wait for no walk
         } finally {
             lock.unlock();
+        }
+        DirtyBitmap d = DirtyBitmap.empty(memory);
+        for (int i = 0; i < snapshot.length; i++) {
+            if (snapshot[i] != PRESENT) {
+                d.markDirty(table.gpaOfIndex(i));
+            }
         }
         return d;
     }
@@ -909,6 +1174,16 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     /** Fetches that failed so far. */
     public long fetchFailures() {
         return locked(() -> fetchFailures);
+    }
+
+    /** Touches of present pages the background mapper had not mapped yet (each mapped at once, nothing fetched). */
+    public long unmappedTouches() {
+        return locked(() -> unmappedTouches);
+    }
+
+    /** Present pages the background mapper mapped into the guest's page tables so far. */
+    public long mappedInBulk() {
+        return mappedInBulk.sum();
     }
 
     /** Pages placed from fault replies. */
@@ -1014,6 +1289,7 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
             fence.writeLock().unlock();
         }
         trap.close();
+        alias.close();
         closeQuietly(f);
         stop.close();
     }

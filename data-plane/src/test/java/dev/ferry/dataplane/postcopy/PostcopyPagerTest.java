@@ -184,6 +184,69 @@ class PostcopyPagerTest {
         assertEquals(knownZero.length, pager.staleFaults(), "holes among the present pages got zero pages locally");
     }
 
+    @Test
+    void presentPagesAreMappedInBulkAfterTheStart() throws Exception {
+        long[] data = PostcopyFixtures.pages(source, false);
+        DirtyBitmap present = DirtyBitmap.empty(dest);
+        long[] copied = Arrays.copyOfRange(data, 0, 200);
+        for (long gpa : copied) {
+            dest.write(gpa, PostcopyFixtures.pageOf(source, gpa));
+            present.markDirty(gpa);
+        }
+        PostcopyPager pager = pager(present, new GrpcPageFetcher(endpoint(Transport.IN_PROCESS).channel(), TOKEN));
+        assertTrue(PostcopyFixtures.eventually(5000, () -> pager.mappedInBulk() == copied.length),
+                "mapped in bulk: " + pager.mappedInBulk() + ", error " + pager.lastError());
+        new Touchers(source, dest, List.of(copied)).start().await(20);
+        assertEquals(0, pager.fetchesIssued());
+        assertEquals(0, pager.unmappedTouches() + pager.staleFaults(), "no touch of a mapped page traps");
+    }
+
+    /**
+     * Hybrid's destination: the trap is armed before precopy, which fills memory through an alias (a touch of the
+     * guest's mapping would block); at the switchover, present and stale pages are admitted without punching
+     * anything out. Stale pages keep their bytes in the memfd until the source's replace them.
+     */
+    @Test
+    void armedBeforePrecopyThenStalePagesStayInMemoryUntilReplaced() throws Exception {
+        Endpoint ep = endpoint(Transport.NETTY);
+        PageHashes hashes = new PageHashes(dest);
+        PostcopyPager pager = closeLater(new PostcopyPager(dest, dev.ferry.memory.MissingPageTrap.open(dest), hashes,
+                new GrpcPageFetcher(ep.channel(), TOKEN)));
+        long[] data = PostcopyFixtures.pages(source, false);
+        long[] copied = Arrays.copyOfRange(data, 0, 60);
+        long[] stale = Arrays.copyOfRange(data, 60, 100);
+        long[] zeros = Arrays.copyOfRange(PostcopyFixtures.pages(source, true), 0, 20); // sent as zero ranges
+        DirtyBitmap staleSet = DirtyBitmap.empty(dest);
+        try (GuestMemory precopy = dest.alias()) {
+            for (long gpa : copied) {
+                precopy.write(gpa, PostcopyFixtures.pageOf(source, gpa));
+                pager.precopied(gpa, 1, true);
+            }
+            for (long gpa : stale) {
+                precopy.write(gpa, new byte[] {1, 2, 3, 4});
+                pager.precopied(gpa, 1, true);
+                staleSet.markDirty(gpa);
+            }
+            for (long gpa : zeros) {
+                pager.precopied(gpa, 1, false);
+            }
+        }
+        assertEquals(dest.totalPages() - copied.length - stale.length - zeros.length, pager.missingPages());
+        pager.admit(staleSet);
+        assertEquals(dest.totalPages() - copied.length - zeros.length, pager.missingPages());
+        DirtyBitmap inMemory = DirtyBitmap.populated(dest);
+        for (long gpa : stale) {
+            assertTrue(inMemory.isDirty(gpa), "stale page 0x" + Long.toHexString(gpa) + " was punched out");
+        }
+        pager.start();
+        new Touchers(source, dest, List.of(copied, stale, zeros)).start().await(20);
+        settle(pager);
+        assertEquals(stale.length, pager.fetchesIssued(), "only the stale pages were fetched");
+        for (long gpa : stale) {
+            assertEquals(PageHashes.hashPage(source.buffer(gpa, PAGE), gpa), hashes.get(gpa));
+        }
+    }
+
     // (2) ------------------------------------------------------------------------------------------------------------
 
     @ParameterizedTest
