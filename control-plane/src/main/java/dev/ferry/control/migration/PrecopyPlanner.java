@@ -25,7 +25,8 @@ import java.util.Optional;
  *   <li><b>Remaining</b>: the pages dirtied during the last round, times 4096 (what the next round, or the
  *       stop-and-copy round, must send; an upper bound, since some of them may go as zero pages).</li>
  *   <li><b>Expected downtime</b>: {@code remaining / transfer rate + }{@link Tuning#deviceStateOverhead()} (default
- *       20 ms: sending device state and the switchover round trip). Exactly the overhead when nothing remains;
+ *       20 ms: sending device state and the switchover round trip; the agent passes what its own switchovers cost,
+ *       {@link SwitchoverOverhead}). Exactly the overhead when nothing remains;
  *       unknown (empty) while pages remain and no transfer rate has been measured.</li>
  *   <li><b>Stall</b>: a round in which the dirty rate is at least the transfer rate. The dirty set then cannot
  *       shrink: each round lasts {@code remaining / transfer} and leaves {@code dirty * that} behind.</li>
