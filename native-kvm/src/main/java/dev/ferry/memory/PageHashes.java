@@ -3,7 +3,6 @@ package dev.ferry.memory;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.nio.ByteBuffer;
-import java.util.List;
 import java.util.concurrent.atomic.AtomicLongArray;
 import net.openhft.hashing.LongHashFunction;
 
@@ -68,29 +67,6 @@ public final class PageHashes {
                 set(gpa, hashPage(r.slice(gpa, (int) GuestMemory.PAGE_SIZE), gpa));
             }
         }
-    }
-
-    /**
-     * The pages recorded as holding data (hash not 0): without a system call, where {@link DirtyBitmap#populated}
-     * asks the kernel. A page written all zeros records 0 and is left out, as is, with odds of 2^-64, a page whose
-     * bytes hash to 0.
-     */
-    public DirtyBitmap nonZeroPages() {
-        List<MemoryRegion> regions = memory.regions();
-        long[][] words = new long[regions.size()][];
-        for (int r = 0; r < regions.size(); r++) {
-            MemoryRegion region = regions.get(r);
-            int first = (int) (region.guestPhysAddr() / GuestMemory.PAGE_SIZE);
-            int pages = (int) region.pages();
-            long[] w = new long[(pages + 63) >>> 6];
-            for (int p = 0; p < pages; p++) {
-                if (hashes.get(first + p) != 0) {
-                    w[p >>> 6] |= 1L << (p & 63);
-                }
-            }
-            words[r] = w;
-        }
-        return DirtyBitmap.of(memory, words);
     }
 
     /** Pages in the table: every page of the guest. */
