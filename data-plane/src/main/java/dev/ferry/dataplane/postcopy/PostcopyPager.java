@@ -110,7 +110,9 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
     private final long continueMode; // UFFDIO_CONTINUE_MODE_WP likewise
     private final GuestMemory alias; // the same memfds, mapped where no trap is: stale pages are rewritten through it
     private final EventFd stop;
-    // Written by admit() before start(), read-only after: pages whose stale bytes sit in the memfd.
+    // Pages whose placement must go through the alias (stale bytes, or any bytes, sit in the memfd). Bits are only ever
+    // set, under the lock (admit, or a minor fault on a missing page), always before the page can be claimed; a
+    // placement reads them after its claim under the lock, so it sees every bit of the pages it owns.
     private final java.util.BitSet cached;
     private final java.util.BitSet inMemfd; // guarded by lock: present pages holding data (not holes)
     private java.util.BitSet toMap; // guarded by lock: present pages for the background mapper, null once taken
