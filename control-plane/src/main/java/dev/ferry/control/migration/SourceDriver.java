@@ -1298,6 +1298,9 @@ final class SourceDriver implements Runnable {
             Status st = dev.ferry.dataplane.PageTransferException.linkLoss(s.getStatus());
             return st.getCode() + ": " + st.getDescription();
         }
+        if (t instanceof SwitchoverRefused) {
+            return "the destination refused the switchover: " + t.getMessage(); // the peer's status, not our class
+        }
         return t.getClass().getSimpleName() + ": " + t.getMessage();
     }
 
