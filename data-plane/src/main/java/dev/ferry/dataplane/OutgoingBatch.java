@@ -224,6 +224,8 @@ final class OutgoingBatch {
     private static final class Stage {
         final byte[] bytes = new byte[STAGE_PAGES * PageWire.PAGE_SIZE];
         final ByteBuffer view = ByteBuffer.wrap(bytes);
+        /** Pages on their way to {@link #bytes} (or a batch), hashed here: see stageFromMemory. */
+        final ByteBuffer scratch = ByteBuffer.allocateDirect(STAGE_PAGES * PageWire.PAGE_SIZE);
         private byte[] batch = new byte[0];
         private ByteBuffer batchView;
         private byte[] block = new byte[0];
@@ -335,6 +337,20 @@ final class OutgoingBatch {
      * wraps {@code dst}) and records each page's hash.
      */
     private void stageFromMemory(long gpa, byte[] dst, ByteBuffer dstView, int off, int n) throws IOException {
+        if (PageHashes.NATIVE) {
+            // Through native memory, where the hash is several times faster than on the heap copy.
+            ByteBuffer scratch = STAGE.get().scratch;
+            for (int o = 0; o < n; o += scratch.capacity()) {
+                int len = Math.min(scratch.capacity(), n - o);
+                copyFromMemory(gpa + o, scratch, len);
+                for (int p = 0; p < len; p += PageWire.PAGE_SIZE) {
+                    scratch.clear().position(p).limit(p + PageWire.PAGE_SIZE);
+                    hashes.set(gpa + o + p, PageHashes.hashPage(scratch, gpa + o + p));
+                }
+                scratch.clear().get(0, dst, off + o, len);
+            }
+            return;
+        }
         if (!fence.enter()) {
             throw new IOException("page sender closed: guest memory may no longer be read");
         }
@@ -347,6 +363,19 @@ final class OutgoingBatch {
         for (int o = 0; o < n; o += PageWire.PAGE_SIZE) {
             dstView.clear().position(off + o).limit(off + o + PageWire.PAGE_SIZE);
             hashes.set(gpa + o, PageHashes.hashPage(dstView, gpa + o));
+        }
+    }
+
+    /** Copies {@code n} bytes (whole pages, one region) at {@code gpa} to the start of {@code dst}, a direct buffer. */
+    private void copyFromMemory(long gpa, ByteBuffer dst, int n) throws IOException {
+        if (!fence.enter()) {
+            throw new IOException("page sender closed: guest memory may no longer be read");
+        }
+        try {
+            MemoryRegion r = layout.regionAt(gpa);
+            dst.clear().put(0, r.view(), (int) (gpa - r.guestPhysAddr()), n);
+        } finally {
+            fence.exit();
         }
     }
 
