@@ -76,6 +76,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         o.put("memory_bytes", memory.bytes());
         o.put("streams", streams);
+        o.put("page_hash", dev.ferry.memory.PageHashes.implementation());
         o.put("page_mib_s_median", Math.round(plain.medianMibPerSecond()));
         o.put("page_mib_s_best", Math.round(plain.bestMibPerSecond()));
         o.put("tls_page_mib_s_median", Math.round(tls.medianMibPerSecond()));
