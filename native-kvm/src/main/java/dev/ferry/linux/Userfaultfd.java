@@ -97,6 +97,21 @@ public final class Userfaultfd implements AutoCloseable {
         return unavailableReason().isEmpty();
     }
 
+    /**
+     * Why this host cannot trap a guest's pages for postcopy, or empty: a trap ({@link
+     * dev.ferry.memory.MissingPageTrap}) needs MISSING and MINOR faults on shared memory (Linux 5.14+), MINOR so that
+     * hybrid's stale pages can stay in memory and still trap.
+     */
+    public static Optional<String> postcopyUnavailableReason() {
+        try {
+            open(LibC.O_CLOEXEC | LibC.O_NONBLOCK, UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM).close();
+            return Optional.empty();
+        } catch (NativeException e) {
+            return Optional.of(unavailableReason().orElse("userfaultfd offers no MISSING and MINOR faults on shared "
+                    + "memory here (Linux 5.14 or later): " + e.getMessage()));
+        }
+    }
+
     private static Userfaultfd handshake(int fd, long requestedFeatures) {
         try {
             UffdioApi api = new UffdioApi();

@@ -59,6 +59,21 @@ class UserfaultfdSmokeTest {
     }
 
     @Test
+    void postcopyIsOfferedWhereAMissingPageTrapOpens() {
+        // The capability the agent advertises (KvmBackend) must agree with what arming a trap needs, or a
+        // postcopy negotiation succeeds and then fails INTERNAL at arming.
+        boolean trapOpens;
+        try (dev.ferry.memory.GuestMemory m = dev.ferry.memory.GuestMemory.allocate(2 << 20, 1);
+                dev.ferry.memory.MissingPageTrap t = dev.ferry.memory.MissingPageTrap.open(m)) {
+            trapOpens = true;
+        } catch (RuntimeException e) {
+            trapOpens = false;
+        }
+        assertEquals(trapOpens, Userfaultfd.postcopyUnavailableReason().isEmpty(),
+                "postcopyUnavailableReason: " + Userfaultfd.postcopyUnavailableReason());
+    }
+
+    @Test
     void missingFaultIsResolvedByCopy() throws Exception {
         assertTrue((uffd.features() & UFFD_FEATURE_THREAD_ID) != 0, "features " + Long.toHexString(uffd.features()));
         assertTrue((uffd.features() & UFFD_FEATURE_MISSING_SHMEM) != 0, "shmem missing faults supported");

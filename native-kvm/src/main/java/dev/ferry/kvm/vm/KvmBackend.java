@@ -24,7 +24,10 @@ public final class KvmBackend implements GuestBackend {
         for (KvmCpuidEntry2 e : MicroVm.supportedCpuid()) {
             cpuid.add(new CpuidLeaf(e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx));
         }
-        this.capabilities = new HostCapabilities(cpuid, MicroVm.hostTsc(), Userfaultfd.available());
+        java.util.Optional<String> noPostcopy = Userfaultfd.postcopyUnavailableReason();
+        noPostcopy.ifPresent(why -> System.getLogger(KvmBackend.class.getName()).log(System.Logger.Level.WARNING,
+                "KVM guests migrate by precopy only here (postcopy and hybrid are not offered): {0}", why));
+        this.capabilities = new HostCapabilities(cpuid, MicroVm.hostTsc(), noPostcopy.isEmpty());
     }
 
     @Override
