@@ -32,6 +32,7 @@ public class PageHashBenchmark {
     private PageHashes hashes;
     private ByteBuffer data;
     private ByteBuffer zero;
+    private byte[] heapPage;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -43,6 +44,8 @@ public class PageHashBenchmark {
         hashes = new PageHashes(memory);
         hashes.refreshAll();
         data = memory.buffer(PAGE, PAGE);
+        heapPage = new byte[PAGE];
+        data.duplicate().get(heapPage);
         zero = ByteBuffer.allocateDirect(PAGE);
     }
 
@@ -51,10 +54,16 @@ public class PageHashBenchmark {
         memory.close();
     }
 
-    /** XXH3 of one 4 KiB page (a data page, sent or received). */
+    /** XXH3 of one 4 KiB page (a data page, sent or received), from native memory: libxxhash where installed. */
     @Benchmark
     public long hashPage() {
         return PageHashes.hashPage(data, PAGE);
+    }
+
+    /** The same hash by the Java implementation, the fallback where libxxhash is missing. */
+    @Benchmark
+    public long hashPageJava() {
+        return PageHashes.javaHash(heapPage, 0, PAGE);
     }
 
     /** The zero test on a zero page (it must read all 4 KiB). */
