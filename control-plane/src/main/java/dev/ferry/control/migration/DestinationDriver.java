@@ -468,7 +468,11 @@ final class DestinationDriver implements IncomingPages {
         public void close() {}
     };
 
-    /** Pages known to be zero on the source become zero pages here, as the guest or this thread gets to them. */
+    /**
+     * Pages that are holes on the source (neither here nor coming) count as present holes here: a touch gets a zero
+     * page without a fetch, and the rest never takes memory (placing zero pages for all of them, as before, cost a
+     * cleared page each: for a 1 GiB guest holding 256 MiB, 768 MiB and a seventh of the CPU during the push).
+     */
     private void zeroFillInBackground(PostcopyPager p, DirtyBitmap pushed) {
         if (pushed == null) {
             return; // every page may be pushed
@@ -481,7 +485,7 @@ final class DestinationDriver implements IncomingPages {
                 if (pager != p) {
                     return; // the session ended
                 }
-                p.zeroPages(r.gpa(), r.pages());
+                p.zeroOnSource(r.gpa(), r.pages());
             }
         }, "zero-fill-" + name);
         t.setDaemon(true);

@@ -695,6 +695,41 @@ public final class PostcopyPager implements IncomingPages, AutoCloseable {
         }
     }
 
+    /**
+     * After the start: the missing pages of the range are holes on the source (it never wrote them) and stay holes
+     * here. They count as present at once, nothing is placed: a touch gets a zero page from the fault handler without
+     * a fetch ({@link #resolvePresent}), and untouched ones never take memory. Pages being fetched or placed are left
+     * to that, and pages whose stale bytes sit in the memfd (hybrid) must not be given here: they stay missing.
+     */
+    public void zeroOnSource(long gpa, long pages) {
+        if (pages <= 0) {
+            return;
+        }
+        int r = checkRange(gpa, pages);
+        int from = (int) table.pageIndex(r, gpa);
+        int to = from + (int) pages;
+        for (int chunk = from; chunk < to; chunk += BACKGROUND_CHUNK) { // short lock holds: faults wait on it
+            int end = Math.min(to, chunk + BACKGROUND_CHUNK);
+            lock.lock();
+            try {
+                if (closed) {
+                    return;
+                }
+                for (int i = chunk; i < end; i++) {
+                    if (state[i] == MISSING && !cached.get(i)) {
+                        state[i] = PRESENT;
+                        missing--;
+                    }
+                }
+                if (missing == 0) {
+                    allPresent.signalAll();
+                }
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
     // ---- background push --------------------------------------------------------------------------------------------
 
     /**

@@ -184,6 +184,41 @@ class PostcopyPagerTest {
         assertEquals(knownZero.length, pager.staleFaults(), "holes among the present pages got zero pages locally");
     }
 
+    /**
+     * Postcopy's zero-fill: pages that are holes on the source become present holes after the start. A touch gets a
+     * zero page without asking the source, and untouched ones take no memory.
+     */
+    @Test
+    void holesOnTheSourceCountAsPresentAndStayHolesUntilTouched() throws Exception {
+        long[] zeros = PostcopyFixtures.pages(source, true);
+        long[] data = PostcopyFixtures.pages(source, false);
+        PostcopyPager pager = pager(DirtyBitmap.empty(dest),
+                new GrpcPageFetcher(endpoint(Transport.IN_PROCESS).channel(), TOKEN));
+        DirtyBitmap holes = DirtyBitmap.empty(dest);
+        for (long gpa : zeros) {
+            holes.markDirty(gpa);
+        }
+        for (var r : holes.ranges()) {
+            pager.zeroOnSource(r.gpa(), r.pages());
+        }
+        assertEquals(data.length, pager.missingPages(), "only the data pages are still missing");
+        long[] touched = Arrays.copyOfRange(zeros, 0, 10);
+        long[] fetched = Arrays.copyOfRange(data, 0, 5);
+        new Touchers(source, dest, List.of(touched, fetched)).start().await(20);
+        settle(pager);
+        assertEquals(fetched.length, pager.fetchesIssued(), "holes were not asked for");
+        assertEquals(touched.length, pager.staleFaults(), "each touched hole got a zero page here");
+        DirtyBitmap populated = DirtyBitmap.populated(dest);
+        for (long gpa : Arrays.copyOfRange(zeros, 10, zeros.length)) {
+            assertFalse(populated.isDirty(gpa), "an untouched hole takes no memory: 0x" + Long.toHexString(gpa));
+            assertEquals(0, pager.hashes().get(gpa));
+        }
+        for (long gpa : data) { // the rest arrives by push: then every page is present
+            push(pager, gpa, 1, true);
+        }
+        assertTrue(pager.awaitAllPresent(java.time.Duration.ofSeconds(5)));
+    }
+
     @Test
     void presentPagesAreMappedInBulkAfterTheStart() throws Exception {
         long[] data = PostcopyFixtures.pages(source, false);
