@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import dev.ferry.backends.BackendTestSupport;
-import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.agent.AgentServices;
 import dev.ferry.kvm.state.v1.VmState;
@@ -18,22 +17,13 @@ import dev.ferry.state.SectionSet;
 import dev.ferry.state.StateCodec;
 import dev.ferry.state.StateException;
 import dev.ferry.state.v1.StateStream;
-import dev.ferry.v1.CheckVmMemoryRequest;
 import dev.ferry.v1.CompleteIncomingMigrationRequest;
-import dev.ferry.v1.CreateMigrationRequest;
-import dev.ferry.v1.CreateVmRequest;
-import dev.ferry.v1.GetMigrationRequest;
-import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.IncompatibilityDetails;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationConfig;
 import dev.ferry.v1.MigrationServiceGrpc;
 import dev.ferry.v1.NegotiateMigrationResponse;
 import dev.ferry.v1.TransferDeviceStateRequest;
-import dev.ferry.v1.Vm;
-import dev.ferry.v1.VmServiceGrpc;
-import dev.ferry.v1.WatchMigrationRequest;
-import dev.ferry.v1.WorkloadSpec;
 import dev.ferry.vm.Backend;
 import io.grpc.ForwardingServerCall;
 import io.grpc.ForwardingServerCallListener;
@@ -42,14 +32,10 @@ import io.grpc.Metadata;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
-import io.grpc.ServerInterceptors;
-import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.UnaryOperator;
@@ -111,14 +97,14 @@ class DeviceStateTransferTest {
         BackendTestSupport.assume(backend);
         Seen seen = new Seen();
         AtomicReference<Agent> dstRef = new AtomicReference<>();
-        try (Agent src = agent("ds-src", backend, MigrationServices::new);
-                Agent dst = agent("ds-dst", backend, destination(damage(damage), route, seen, dstRef))) {
+        try (Agent src = InProcessAgents.start("ds-src", backend, MigrationServices::new, certs);
+                Agent dst = InProcessAgents.start("ds-dst", backend, destination(damage(damage), route, seen, dstRef), certs)) {
             dstRef.set(dst);
             ManagedChannel s = dev.ferry.security.TransportSecurity.mutualTls(
                     dev.ferry.security.TlsFiles.in(certs, "controller")).channelBuilder(src.controlAddress()).build();
             try {
-                String vm = createVm(s);
-                Migration end = migrate(s, vm, dst.controlAddress());
+                String vm = InProcessAgents.createVm(s, "ds", 8 << 20);
+                Migration end = InProcessAgents.migrate(s, "ds", vm, dst.controlAddress());
 
                 assertNotNull(seen.status, "the destination answered the call carrying the state");
                 assertEquals(route == Route.AT_SWITCHOVER ? COMPLETE : TRANSFER, seen.method);
@@ -154,7 +140,7 @@ class DeviceStateTransferTest {
 
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
                 assertTrue(end.getError().getMessage().contains(seen.status.getCode().name()), end.getError().toString());
-                assertRunsIntact(s, vm);
+                InProcessAgents.assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
             } finally {
                 s.shutdownNow();
@@ -221,14 +207,14 @@ class DeviceStateTransferTest {
             }
         };
         AtomicReference<Agent> dstRef = new AtomicReference<>();
-        try (Agent src = agent("dm-src", Backend.PROCESS, MigrationServices::new);
-                Agent dst = agent("dm-dst", Backend.PROCESS, InterceptedServices.control(misuseIt))) {
+        try (Agent src = InProcessAgents.start("dm-src", Backend.PROCESS, MigrationServices::new, certs);
+                Agent dst = InProcessAgents.start("dm-dst", Backend.PROCESS, InterceptedServices.control(misuseIt), certs)) {
             dstRef.set(dst);
             ManagedChannel s = dev.ferry.security.TransportSecurity.mutualTls(
                     dev.ferry.security.TlsFiles.in(certs, "controller")).channelBuilder(src.controlAddress()).build();
             try {
-                String vm = createVm(s);
-                Migration end = migrate(s, vm, dst.controlAddress());
+                String vm = InProcessAgents.createVm(s, "ds", 8 << 20);
+                Migration end = InProcessAgents.migrate(s, "ds", vm, dst.controlAddress());
                 assertNotNull(seen.status, "the destination answered CompleteIncomingMigration");
                 assertEquals(Status.Code.INVALID_ARGUMENT, seen.status.getCode(), seen.status.toString());
                 assertTrue(seen.status.getDescription().contains(misuse == Misuse.NOT_ACCEPTED
@@ -236,7 +222,7 @@ class DeviceStateTransferTest {
                         : "device_state was already sent by TransferDeviceState"), seen.status.getDescription());
                 assertEquals(misuse == Misuse.ALREADY_SENT, transferred.get() != null, "how the state went");
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
-                assertRunsIntact(s, vm);
+                InProcessAgents.assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
             } finally {
                 s.shutdownNow();
@@ -401,32 +387,4 @@ class DeviceStateTransferTest {
         return SectionSet.of(all.sections().stream().filter(s -> s.name().startsWith("device.")).toList());
     }
 
-    private static Agent agent(String name, Backend backend, AgentServices.Factory services) throws Exception {
-        InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, dev.ferry.security.TransportSecurity.mutualTls(
-                dev.ferry.security.TlsFiles.in(certs, "agent")), any, any, line -> { }, Backends.open(Backends.Choice.valueOf(backend.name())), services);
-    }
-
-    private static Migration migrate(ManagedChannel src, String vm, String to) {
-        var stub = MigrationServiceGrpc.newBlockingStub(src);
-        Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("ds")
-                .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress(to)).build());
-        Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(m.getName()).build());
-        while (it.hasNext()) {
-            it.next();
-        }
-        return stub.getMigration(GetMigrationRequest.newBuilder().setName(m.getName()).build());
-    }
-
-    private static String createVm(ManagedChannel ch) {
-        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("ds").setVm(Vm.newBuilder().setVcpuCount(1)
-                .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(8 << 20)
-                        .setDirtyRateBytesPerSecond(4 << 20))).build()).getName();
-    }
-
-    private static void assertRunsIntact(ManagedChannel ch, String vm) {
-        var vms = VmServiceGrpc.newBlockingStub(ch);
-        assertEquals(Vm.State.RUNNING, vms.getVm(GetVmRequest.newBuilder().setName(vm).build()).getState());
-        assertEquals(0, vms.checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(vm).build()).getWrongPages());
-    }
 }

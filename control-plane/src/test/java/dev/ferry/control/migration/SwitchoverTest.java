@@ -4,20 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.backends.BackendTestSupport;
-import dev.ferry.backends.Backends;
 import dev.ferry.control.agent.Agent;
 import dev.ferry.control.agent.AgentServices;
-import dev.ferry.v1.CheckVmMemoryRequest;
-import dev.ferry.v1.CreateMigrationRequest;
-import dev.ferry.v1.CreateVmRequest;
-import dev.ferry.v1.GetMigrationRequest;
-import dev.ferry.v1.GetVmRequest;
 import dev.ferry.v1.Migration;
 import dev.ferry.v1.MigrationServiceGrpc;
-import dev.ferry.v1.Vm;
-import dev.ferry.v1.VmServiceGrpc;
-import dev.ferry.v1.WatchMigrationRequest;
-import dev.ferry.v1.WorkloadSpec;
 import dev.ferry.vm.Backend;
 import io.grpc.ForwardingServerCall;
 import io.grpc.ManagedChannel;
@@ -25,14 +15,10 @@ import io.grpc.Metadata;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
-import io.grpc.ServerInterceptors;
-import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import dev.ferry.security.CertificateAuthority;
 import dev.ferry.security.TlsFiles;
 import dev.ferry.security.TransportSecurity;
-import java.net.InetSocketAddress;
-import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.BeforeAll;
@@ -106,47 +92,19 @@ class SwitchoverTest {
         };
     }
 
-    private static Agent agent(String name, Backend backend, AgentServices.Factory services) throws Exception {
-        InetSocketAddress any = new InetSocketAddress("127.0.0.1", 0);
-        return Agent.start(name, TransportSecurity.mutualTls(TlsFiles.in(certs, "agent")), any, any, line -> { },
-                Backends.open(Backends.Choice.valueOf(backend.name())), services);
-    }
-
-    private static Migration migrate(ManagedChannel src, String vm, String to) {
-        var stub = MigrationServiceGrpc.newBlockingStub(src);
-        Migration m = stub.createMigration(CreateMigrationRequest.newBuilder().setMigrationId("sw")
-                .setMigration(Migration.newBuilder().setVm(vm).setDestinationAddress(to)).build());
-        Iterator<Migration> it = stub.watchMigration(WatchMigrationRequest.newBuilder().setName(m.getName()).build());
-        while (it.hasNext()) {
-            it.next();
-        }
-        return stub.getMigration(GetMigrationRequest.newBuilder().setName(m.getName()).build());
-    }
-
-    private static String createVm(ManagedChannel ch) {
-        return VmServiceGrpc.newBlockingStub(ch).createVm(CreateVmRequest.newBuilder().setVmId("sw").setVm(Vm.newBuilder().setVcpuCount(1)
-                .setMemoryBytes(64 << 20).setWorkload(WorkloadSpec.newBuilder().setWorkingSetBytes(16 << 20)
-                        .setDirtyRateBytesPerSecond(4 << 20))).build()).getName();
-    }
-
-    private static void assertRunsIntact(ManagedChannel ch, String vm) {
-        var vms = VmServiceGrpc.newBlockingStub(ch);
-        assertEquals(Vm.State.RUNNING, vms.getVm(GetVmRequest.newBuilder().setName(vm).build()).getState());
-        assertEquals(0, vms.checkVmMemory(CheckVmMemoryRequest.newBuilder().setName(vm).build()).getWrongPages());
-    }
 
     @ParameterizedTest(name = "on {0}")
     @EnumSource(Backend.class)
     void aLostSwitchoverAnswerIsAskedForAgainAndTheMigrationCompletes(Backend backend) throws Exception {
         BackendTestSupport.assume(backend);
         AtomicInteger calls = new AtomicInteger();
-        try (Agent src = agent("sw-src", backend, MigrationServices::new);
-                Agent dst = agent("sw-dst", backend, destination(loseAnswers(calls, 1)))) {
+        try (Agent src = InProcessAgents.start("sw-src", backend, MigrationServices::new, certs);
+                Agent dst = InProcessAgents.start("sw-dst", backend, destination(loseAnswers(calls, 1)), certs)) {
             ManagedChannel s = controller(src.controlAddress());
             ManagedChannel d = controller(dst.controlAddress());
             try {
-                String vm = createVm(s);
-                Migration end = migrate(s, vm, dst.controlAddress());
+                String vm = InProcessAgents.createVm(s, "sw", 16 << 20);
+                Migration end = InProcessAgents.migrate(s, "sw", vm, dst.controlAddress());
                 assertEquals(Migration.Phase.COMPLETED, end.getPhase(), end.getError().getMessage());
                 assertEquals(2, calls.get(), "the source asked again after the lost answer");
                 assertTrue(end.getStatistics().getMemoryVerified());
@@ -157,7 +115,7 @@ class SwitchoverTest {
                         steps.getDeviceStateTransfer(), steps.getDestinationResume())) {
                     assertTrue(step.getSeconds() > 0 || step.getNanos() > 0, steps.toString());
                 }
-                assertRunsIntact(d, end.getDestinationVm());
+                InProcessAgents.assertRunsIntact(d, end.getDestinationVm());
                 assertTrue(src.vms().list().isEmpty(), "the source released the VM");
             } finally {
                 s.shutdownNow();
@@ -171,18 +129,18 @@ class SwitchoverTest {
     void aRefusedSwitchoverGivesTheGuestBackToTheSource(Backend backend) throws Exception {
         BackendTestSupport.assume(backend);
         AtomicInteger calls = new AtomicInteger();
-        try (Agent src = agent("sw-src", backend, MigrationServices::new);
-                Agent dst = agent("sw-dst", backend, destination(refuseSwitchover(calls)))) {
+        try (Agent src = InProcessAgents.start("sw-src", backend, MigrationServices::new, certs);
+                Agent dst = InProcessAgents.start("sw-dst", backend, destination(refuseSwitchover(calls)), certs)) {
             ManagedChannel s = controller(src.controlAddress());
             try {
-                String vm = createVm(s);
-                Migration end = migrate(s, vm, dst.controlAddress());
+                String vm = InProcessAgents.createVm(s, "sw", 16 << 20);
+                Migration end = InProcessAgents.migrate(s, "sw", vm, dst.controlAddress());
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
                 assertTrue(end.getError().getMessage().contains("destination refuses to resume"), end.getError().toString());
                 assertEquals(Status.Code.FAILED_PRECONDITION.value(), end.getError().getCode(), "the peer's code is kept");
                 assertEquals("SWITCHOVER", end.getError().getDetails(0).unpack(com.google.rpc.ErrorInfo.class).getReason());
                 assertEquals(1, calls.get(), "a refusal is not retried");
-                assertRunsIntact(s, vm);
+                InProcessAgents.assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
             } finally {
                 s.shutdownNow();
@@ -218,16 +176,16 @@ class SwitchoverTest {
     void aSwitchoverWithoutTheDigestIsRefusedAndTheGuestStaysOnTheSource(Backend backend) throws Exception {
         BackendTestSupport.assume(backend);
         AtomicInteger calls = new AtomicInteger();
-        try (Agent src = agent("sw-src", backend, MigrationServices::new);
-                Agent dst = agent("sw-dst", backend, destination(stripDigest(calls)))) {
+        try (Agent src = InProcessAgents.start("sw-src", backend, MigrationServices::new, certs);
+                Agent dst = InProcessAgents.start("sw-dst", backend, destination(stripDigest(calls)), certs)) {
             ManagedChannel s = controller(src.controlAddress());
             try {
-                String vm = createVm(s);
-                Migration end = migrate(s, vm, dst.controlAddress());
+                String vm = InProcessAgents.createVm(s, "sw", 16 << 20);
+                Migration end = InProcessAgents.migrate(s, "sw", vm, dst.controlAddress());
                 assertEquals(Migration.Phase.FAILED, end.getPhase());
                 assertTrue(end.getError().getMessage().contains("source_memory_digest is required"), end.getError().toString());
                 assertEquals(1, calls.get(), "a refusal is not retried");
-                assertRunsIntact(s, vm);
+                InProcessAgents.assertRunsIntact(s, vm);
                 assertTrue(dst.vms().list().isEmpty(), "the destination discarded its copy");
             } finally {
                 s.shutdownNow();
