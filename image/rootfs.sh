@@ -55,6 +55,15 @@ while read -r lib; do
 done < <(find "$out/opt/jre" "$out/bin" "$natives" -type f \( -name '*.so' -o -perm -u+x \) -print0 \
     | xargs -0 ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | sort -u)
 
+# Libraries JNA opens by name, which ldd cannot see: the system's xxHash (page hashes in native code, see PageHashes;
+# without it the agent hashes in Java: the same values, several times slower).
+for lib in /usr/lib/x86_64-linux-gnu/libxxhash.so.0 /lib/x86_64-linux-gnu/libxxhash.so.0; do
+    if [ -e "$lib" ]; then
+        copy_lib "$lib"
+        break
+    fi
+done
+
 cat > "$out/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/sh

@@ -177,6 +177,7 @@ final class AgentCommand implements Callable<Integer> {
                 .put("control", agent.controlAddress()).put("data", agent.dataListenAddress())
                 .put("pager", agent.pagerListenAddress())
                 .put("backend", backends.preferred().kind().cliName()).put("tls", security.tls())
+                .put("page_hash", dev.ferry.memory.PageHashes.implementation())
                 .put("pid", ProcessHandle.current().pid());
         var offered = ready.putArray("backends");
         backends.offered().forEach(b -> offered.add(b.cliName()));

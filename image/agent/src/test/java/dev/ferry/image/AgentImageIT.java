@@ -75,7 +75,12 @@ class AgentImageIT {
         Process container = new ProcessBuilder(runtime, "run", "--bundle", bundle.toString(), id)
                 .redirectError(log.toFile()).start();
         try {
-            String control = awaitReady(container, log);
+            com.fasterxml.jackson.databind.JsonNode ready = awaitReady(container, log);
+            String control = ready.path("control").asText();
+            if (Files.exists(Path.of("/usr/lib/x86_64-linux-gnu/libxxhash.so.0"))
+                    || Files.exists(Path.of("/lib/x86_64-linux-gnu/libxxhash.so.0"))) { // rootfs.sh copies it in
+                assertEquals("native libxxhash", ready.path("page_hash").asText(), "page hashes inside the image");
+            }
             TransportSecurity asController = TransportSecurity.mutualTls(TlsFiles.in(certs, "controller"));
             ManagedChannel ch = asController.channelBuilder(control).build();
             try {
@@ -164,14 +169,14 @@ class AgentImageIT {
         JSON.writerWithDefaultPrettyPrinter().writeValue(config.toFile(), c);
     }
 
-    /** The control address from the agent's ready line; the log's tail if it exits or stalls first. */
-    private static String awaitReady(Process container, Path log) throws Exception {
-        CompletableFuture<String> ready = CompletableFuture.supplyAsync(() -> {
+    /** The agent's ready line; the log's tail if it exits or stalls first. */
+    private static com.fasterxml.jackson.databind.JsonNode awaitReady(Process container, Path log) throws Exception {
+        CompletableFuture<com.fasterxml.jackson.databind.JsonNode> ready = CompletableFuture.supplyAsync(() -> {
             try (BufferedReader out = new BufferedReader(
                     new InputStreamReader(container.getInputStream(), StandardCharsets.UTF_8))) {
                 for (String line; (line = out.readLine()) != null; ) {
                     if (line.startsWith("{") && JSON.readTree(line).path("event").asText().equals("ready")) {
-                        return JSON.readTree(line).path("control").asText();
+                        return JSON.readTree(line);
                     }
                 }
                 return null;
@@ -179,7 +184,7 @@ class AgentImageIT {
                 return null;
             }
         });
-        String control;
+        com.fasterxml.jackson.databind.JsonNode control;
         try {
             control = ready.get(READY_TIMEOUT_S, TimeUnit.SECONDS);
         } catch (TimeoutException e) {
