@@ -334,48 +334,33 @@ final class OutgoingBatch {
 
     /**
      * Copies {@code n} bytes (whole pages, one region) at {@code gpa} into {@code dst} at {@code off} ({@code dstView}
-     * wraps {@code dst}) and records each page's hash.
+     * wraps {@code dst}) and records each page's hash, computed from the copy (the guest may write memory meanwhile).
+     * Where hashing in native code is available the pages pass through a direct scratch buffer and are hashed there,
+     * several times faster than on the heap.
      */
     private void stageFromMemory(long gpa, byte[] dst, ByteBuffer dstView, int off, int n) throws IOException {
-        if (PageHashes.NATIVE) {
-            // Through native memory, where the hash is several times faster than on the heap copy.
-            ByteBuffer scratch = STAGE.get().scratch;
-            for (int o = 0; o < n; o += scratch.capacity()) {
-                int len = Math.min(scratch.capacity(), n - o);
-                copyFromMemory(gpa + o, scratch, len);
-                for (int p = 0; p < len; p += PageWire.PAGE_SIZE) {
-                    scratch.clear().position(p).limit(p + PageWire.PAGE_SIZE);
-                    hashes.set(gpa + o + p, PageHashes.hashPage(scratch, gpa + o + p));
-                }
+        ByteBuffer scratch = PageHashes.NATIVE ? STAGE.get().scratch : null;
+        int step = scratch != null ? scratch.capacity() : n;
+        for (int o = 0; o < n; o += step) {
+            int len = Math.min(step, n - o);
+            ByteBuffer copy = scratch != null ? scratch : dstView;
+            int at = scratch != null ? 0 : off + o;
+            if (!fence.enter()) {
+                throw new IOException("page sender closed: guest memory may no longer be read");
+            }
+            try {
+                MemoryRegion r = layout.regionAt(gpa + o);
+                copy.clear().put(at, r.view(), (int) (gpa + o - r.guestPhysAddr()), len);
+            } finally {
+                fence.exit();
+            }
+            for (int p = 0; p < len; p += PageWire.PAGE_SIZE) {
+                copy.clear().position(at + p).limit(at + p + PageWire.PAGE_SIZE);
+                hashes.set(gpa + o + p, PageHashes.hashPage(copy, gpa + o + p));
+            }
+            if (scratch != null) {
                 scratch.clear().get(0, dst, off + o, len);
             }
-            return;
-        }
-        if (!fence.enter()) {
-            throw new IOException("page sender closed: guest memory may no longer be read");
-        }
-        try {
-            MemoryRegion r = layout.regionAt(gpa);
-            r.view().get((int) (gpa - r.guestPhysAddr()), dst, off, n);
-        } finally {
-            fence.exit();
-        }
-        for (int o = 0; o < n; o += PageWire.PAGE_SIZE) {
-            dstView.clear().position(off + o).limit(off + o + PageWire.PAGE_SIZE);
-            hashes.set(gpa + o, PageHashes.hashPage(dstView, gpa + o));
-        }
-    }
-
-    /** Copies {@code n} bytes (whole pages, one region) at {@code gpa} to the start of {@code dst}, a direct buffer. */
-    private void copyFromMemory(long gpa, ByteBuffer dst, int n) throws IOException {
-        if (!fence.enter()) {
-            throw new IOException("page sender closed: guest memory may no longer be read");
-        }
-        try {
-            MemoryRegion r = layout.regionAt(gpa);
-            dst.clear().put(0, r.view(), (int) (gpa - r.guestPhysAddr()), n);
-        } finally {
-            fence.exit();
         }
     }
 

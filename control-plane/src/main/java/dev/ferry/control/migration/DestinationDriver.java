@@ -335,7 +335,7 @@ final class DestinationDriver implements IncomingPages {
 
     /**
      * Postcopy switchover: arm userfaultfd over the pages not here yet, restore device state, run the
-     * vCPUs. Pages the source never wrote are zero-filled here, without asking it.
+     * vCPUs. Pages the source never wrote stay holes here and read as zero, without asking it.
      */
     private CompleteIncomingMigrationResponse completePostcopySwitchover(CompleteIncomingMigrationRequest req,
             long received) {
@@ -388,7 +388,7 @@ final class DestinationDriver implements IncomingPages {
         vm.hold(name, Vm.State.MIGRATING_IN);
         v.probe().ifPresent(probe -> java.util.concurrent.CompletableFuture.delayedExecutor(1,
                 java.util.concurrent.TimeUnit.SECONDS).execute(() -> maxStallNanos = probe.reportStats().maxGapNanos()));
-        zeroFillInBackground(p, req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList()) : null);
+        holesInBackground(p, req.getPushPagesCount() > 0 ? Bitmaps.fromProto(mem, req.getPushPagesList()) : null);
         CompleteIncomingMigrationResponse.Builder resp = CompleteIncomingMigrationResponse.newBuilder()
                 .setResumeDuration(VmProtos.duration(resumed - received)).setResumedTime(ProtoTime.toProto(resumedAt));
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
@@ -473,7 +473,7 @@ final class DestinationDriver implements IncomingPages {
      * page without a fetch, and the rest never takes memory (placing zero pages for all of them, as before, cost a
      * cleared page each: for a 1 GiB guest holding 256 MiB, 768 MiB and a seventh of the CPU during the push).
      */
-    private void zeroFillInBackground(PostcopyPager p, DirtyBitmap pushed) {
+    private void holesInBackground(PostcopyPager p, DirtyBitmap pushed) {
         if (pushed == null) {
             return; // every page may be pushed
         }
@@ -487,7 +487,7 @@ final class DestinationDriver implements IncomingPages {
                 }
                 p.zeroOnSource(r.gpa(), r.pages());
             }
-        }, "zero-fill-" + name);
+        }, "source-holes-" + name);
         t.setDaemon(true);
         t.start();
     }

@@ -588,7 +588,7 @@ final class SourceDriver implements Runnable {
                 toPush = DirtyBitmap.populated(v.memory(), toPush);
                 steps.harvested();
                 if (fault == FaultInjection.DROP_DIRTY_PAGE) {
-                    dropLastPage(toPush); // not pushed: the destination zero-fills it
+                    dropLastPage(toPush); // not pushed: the destination takes it for a hole, reads zero
                 }
                 resumedThere = switchToPostcopy(hashes, toPush, null, steps);
             }
