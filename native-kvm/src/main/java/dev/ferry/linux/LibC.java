@@ -90,6 +90,8 @@ public final class LibC {
 
     // ---- linux/sched.h --------------------------------------------------------------------------
     public static final int SCHED_NORMAL = 0;
+    /** sched_attr.sched_flags: threads this one starts do not inherit a negative nice or a custom slice. */
+    public static final long SCHED_FLAG_RESET_ON_FORK = 0x01;
 
     // ---- sys/syscall.h (asm/unistd_64.h) --------------------------------------------------------
     public static final int SYS_getpriority = 140;

@@ -54,12 +54,17 @@ public final class ThreadPriority {
 
     /**
      * Sets the calling thread's nice value, with the short time slice at {@link #LATENCY_CRITICAL} and
-     * the default one otherwise; false if not permitted (no CAP_SYS_NICE).
+     * the default one otherwise; false if not permitted (no CAP_SYS_NICE). Below nice 0, threads this one
+     * starts begin at nice 0 with the default slice (reset-on-fork), not with its raise: a vCPU thread
+     * started inside a raised switchover call inherited nice -10 and the short slice, and as a busy guest
+     * it then kept the agents' own threads off its core for 4 ms at a time (sched_switch trace of the
+     * destination's resume).
      */
     public static boolean setCurrent(int nice) {
         SchedAttr a = new SchedAttr();
         a.sched_policy = LibC.SCHED_NORMAL;
         a.sched_nice = nice;
+        a.sched_flags = nice < 0 ? LibC.SCHED_FLAG_RESET_ON_FORK : 0;
         a.sched_runtime = nice <= LATENCY_CRITICAL ? LATENCY_CRITICAL_SLICE_NANOS : 0;
         if (LibC.schedSetattr(LibC.gettid(), a) == 0) {
             return true;

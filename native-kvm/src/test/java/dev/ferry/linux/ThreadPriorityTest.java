@@ -40,6 +40,21 @@ class ThreadPriorityTest {
     }
 
     @Test
+    void threadsStartedWhileRaisedDoNotInheritTheRaise() throws Exception {
+        int before = ThreadPriority.current();
+        AtomicInteger seen = new AtomicInteger(Integer.MIN_VALUE);
+        boolean raised;
+        try (ThreadPriority.Raised r = ThreadPriority.raise()) {
+            raised = r.raised();
+            Thread t = new Thread(() -> seen.set(ThreadPriority.current()));
+            t.start();
+            t.join();
+        }
+        // A raised thread's children start at nice 0 (what a guest's vCPU thread must run at); unraised, at its own.
+        assertEquals(raised ? 0 : before, seen.get());
+    }
+
+    @Test
     void setProcessReachesThreadsThatAlreadyRun() throws Exception {
         CountDownLatch started = new CountDownLatch(1);
         CountDownLatch go = new CountDownLatch(1);
