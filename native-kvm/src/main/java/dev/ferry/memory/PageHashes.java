@@ -4,19 +4,22 @@ import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.atomic.LongAdder;
 import net.openhft.hashing.LongHashFunction;
 
 /**
  * Ferry's memory digest (ferry.v1.MemoryDigest): every non-zero 4 KiB page hashed with XXH3-64
  * seeded with its guest-physical address, summed mod 2^64; zero pages count 0. Because it is a sum,
- * both migration ends keep it up to date page by page as pages are sent and received, so the
- * switchover check costs a sum, not a pass over all memory.
+ * both migration ends keep it up to date page by page as pages are sent and received, and the table
+ * keeps the sum itself up to date on every change: the switchover reads it instead of adding up a
+ * table of one entry per page (1-2 ms for 1 GiB under C1, on each side, inside the downtime).
  *
  * <p>Thread-safe: data-plane streams update disjoint pages concurrently.
  */
 public final class PageHashes {
     private final GuestMemory memory;
     private final AtomicLongArray hashes;
+    private final LongAdder sum = new LongAdder(); // of all entries of hashes, mod 2^64
 
     public PageHashes(GuestMemory memory) {
         this.memory = memory;
@@ -68,7 +71,10 @@ public final class PageHashes {
 
     /** Records the hash of page {@code gpa} (from {@link #hashPage}, or 0 for a page known to be zero). */
     public void set(long gpa, long hash) {
-        hashes.set((int) (gpa / GuestMemory.PAGE_SIZE), hash);
+        long old = hashes.getAndSet((int) (gpa / GuestMemory.PAGE_SIZE), hash);
+        if (old != hash) {
+            sum.add(hash - old);
+        }
     }
 
     /** Hashes page {@code gpa} as it is in memory now and records it. */
@@ -97,13 +103,9 @@ public final class PageHashes {
         return hashes.get((int) (gpa / GuestMemory.PAGE_SIZE));
     }
 
-    /** The digest: sum of all page hashes. */
+    /** The digest: sum of all page hashes (exact once no {@link #set} runs concurrently). */
     public long digest() {
-        long sum = 0;
-        for (int i = 0, n = hashes.length(); i < n; i++) {
-            sum += hashes.get(i);
-        }
-        return sum;
+        return sum.sum();
     }
 
     /**

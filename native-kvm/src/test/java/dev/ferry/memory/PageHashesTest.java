@@ -37,6 +37,34 @@ class PageHashesTest {
         assertEquals(PAGE + 8, direct.position(), "the buffer's position is left as it was");
     }
 
+    /** The digest is kept as pages change; it must equal the sum of the table whatever the order of changes. */
+    @Property(tries = 50)
+    void theDigestIsTheSumOfTheTableAfterAnySequenceOfChanges(@ForAll long seed) {
+        try (GuestMemory memory = GuestMemory.allocate(GuestMemory.SLOT_ALIGN, 1)) { // changes land on its first 64 pages
+            PageHashes hashes = new PageHashes(memory);
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+            for (int i = 0; i < 500; i++) {
+                long gpa = (long) rnd.nextInt(64) * PAGE;
+                switch (rnd.nextInt(4)) {
+                    case 0 -> hashes.set(gpa, 0); // a page known to be zero
+                    case 1 -> hashes.set(gpa, hashes.get(gpa)); // the same hash again
+                    case 2 -> {
+                        memory.regionOf(gpa).slice(gpa, PAGE).putLong(rnd.nextInt(PAGE / 8) * 8, rnd.nextLong());
+                        hashes.refresh(gpa);
+                    }
+                    default -> hashes.set(gpa, rnd.nextLong());
+                }
+            }
+            long sum = 0;
+            for (long gpa = 0; gpa < memory.totalPages() * PAGE; gpa += PAGE) {
+                sum += hashes.get(gpa);
+            }
+            assertEquals(sum, hashes.digest());
+            hashes.refreshAll();
+            assertEquals(PageHashes.digestOf(memory), hashes.digest(), "after refreshAll, the memory's digest");
+        }
+    }
+
     @Test
     void aZeroPageHashesToZeroAndTheAddressChangesTheHash() {
         ByteBuffer page = ByteBuffer.allocateDirect(PAGE);

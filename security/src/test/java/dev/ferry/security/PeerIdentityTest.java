@@ -34,4 +34,26 @@ class PeerIdentityTest {
         var agent = ca.issue(new PeerIdentity(Role.AGENT, "a"), List.of("localhost"), List.of("127.0.0.1"));
         assertEquals(Optional.of(new PeerIdentity(Role.AGENT, "a")), PeerIdentity.of(agent.cert()));
     }
+
+    @Test
+    void aSessionIsIdentifiedOnceAndKeepsItsIdentity() {
+        CertificateAuthority ca = CertificateAuthority.create("test");
+        var agent = ca.issue(new PeerIdentity(Role.AGENT, "a"), List.of("localhost"), List.of("127.0.0.1"));
+        java.util.Map<String, Object> values = new java.util.HashMap<>();
+        int[] chainCopies = {0};
+        javax.net.ssl.SSLSession session = (javax.net.ssl.SSLSession) java.lang.reflect.Proxy.newProxyInstance(
+                getClass().getClassLoader(), new Class<?>[] {javax.net.ssl.SSLSession.class}, (proxy, m, args) -> switch (m.getName()) {
+                    case "getPeerCertificates" -> {
+                        chainCopies[0]++;
+                        yield new java.security.cert.Certificate[] {agent.cert()};
+                    }
+                    case "getValue" -> values.get((String) args[0]);
+                    case "putValue" -> values.put((String) args[0], args[1]);
+                    default -> throw new UnsupportedOperationException(m.getName());
+                });
+        for (int i = 0; i < 3; i++) {
+            assertEquals(Optional.of(new PeerIdentity(Role.AGENT, "a")), PeerIdentity.of(session));
+        }
+        assertEquals(1, chainCopies[0], "the chain is read once per session");
+    }
 }

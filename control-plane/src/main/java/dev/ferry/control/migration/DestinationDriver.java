@@ -64,6 +64,7 @@ final class DestinationDriver implements IncomingPages {
     private final DestinationStateMachine machine; // guarded by this
     private SectionSet deviceState; // guarded by this
     private CompleteIncomingMigrationResponse completed; // guarded by this: the answer to repeat
+    private String completedNote; // guarded by this: logged once, after the answer (see logCompleted)
     private String pagerAddress; // guarded by this (recovery may move it)
     private final Channels channels;
     private volatile PostcopyPager pager; // set when the VM runs here by postcopy
@@ -328,9 +329,20 @@ final class DestinationDriver implements IncomingPages {
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
         resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
         completed = resp.build();
-        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here (write tracking for the verification enabled in {2} µs)",
-                name, vm.name(), trackingNanos / 1000);
+        completedNote = vm.name() + " runs here (write tracking for the verification enabled in " + trackingNanos / 1000
+                + " µs)";
         return completed;
+    }
+
+    /**
+     * Logs that the VM runs here, once: called after CompleteIncomingMigration's answer is sent, since a log line
+     * (the logger finds its caller by walking the stack) would otherwise be part of the source's downtime.
+     */
+    synchronized void logCompleted() {
+        if (completedNote != null) {
+            LOG.log(System.Logger.Level.INFO, "{0}: {1}", name, completedNote);
+            completedNote = null;
+        }
     }
 
     /**
@@ -394,7 +406,7 @@ final class DestinationDriver implements IncomingPages {
         guestPause(v, sourceLastReport).ifPresent(d -> resp.setGuestPause(VmProtos.duration(d)));
         resp.setAnsweredAfterResume(VmProtos.duration(System.nanoTime() - resumed));
         completed = resp.build();
-        LOG.log(System.Logger.Level.INFO, "{0}: {1} runs here; pages arrive by postcopy", name, vm.name());
+        completedNote = vm.name() + " runs here; pages arrive by postcopy";
         return completed;
     }
 

@@ -468,11 +468,18 @@ final class MigrationServiceImpl extends MigrationServiceGrpc.MigrationServiceIm
     @Override
     public void completeIncomingMigration(CompleteIncomingMigrationRequest req,
             StreamObserver<CompleteIncomingMigrationResponse> out) {
+        DestinationDriver[] answered = new DestinationDriver[1];
         try (ThreadPriority.Raised downtime = ThreadPriority.raise()) { // the source VM is paused
             Calls.unary(out, () -> {
                 MigrationRequests.check(req);
-                return session(req.getMigration()).complete(req);
+                DestinationDriver d = session(req.getMigration());
+                CompleteIncomingMigrationResponse r = d.complete(req);
+                answered[0] = d;
+                return r;
             });
+        }
+        if (answered[0] != null) {
+            answered[0].logCompleted();
         }
     }
 

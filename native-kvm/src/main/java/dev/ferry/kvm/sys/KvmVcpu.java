@@ -2,6 +2,7 @@ package dev.ferry.kvm.sys;
 
 import static dev.ferry.kvm.sys.KvmIoctls.*;
 
+import com.sun.jna.Memory;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -129,6 +130,59 @@ public final class KvmVcpu implements AutoCloseable {
         int n = Fd.ioctl(fd(), KVM_SET_MSRS, msrs.pointer(), "KVM_SET_MSRS");
         if (n != indices.length) {
             throw new MsrAccessException("KVM_SET_MSRS", n, indices);
+        }
+    }
+
+    /** Sizes of the structures a snapshot keeps as the kernel's bytes. */
+    public static final int XSAVE_BYTES = new KvmXsave().size();
+    public static final int LAPIC_BYTES = new KvmLapicState().size();
+    public static final int VCPU_EVENTS_BYTES = new KvmVcpuEvents().size();
+
+    /** KVM_GET_XSAVE as raw bytes: device state keeps these, so the structure's fields are skipped. */
+    public byte[] getXsaveBytes() {
+        return getRaw(KVM_GET_XSAVE, XSAVE_BYTES, "KVM_GET_XSAVE");
+    }
+
+    /** KVM_SET_XSAVE from raw bytes ({@link #XSAVE_BYTES} long). */
+    public void setXsaveBytes(byte[] raw) {
+        setRaw(KVM_SET_XSAVE, raw, XSAVE_BYTES, "KVM_SET_XSAVE");
+    }
+
+    public byte[] getLapicBytes() {
+        return getRaw(KVM_GET_LAPIC, LAPIC_BYTES, "KVM_GET_LAPIC");
+    }
+
+    public void setLapicBytes(byte[] raw) {
+        setRaw(KVM_SET_LAPIC, raw, LAPIC_BYTES, "KVM_SET_LAPIC");
+    }
+
+    public byte[] getVcpuEventsBytes() {
+        return getRaw(KVM_GET_VCPU_EVENTS, VCPU_EVENTS_BYTES, "KVM_GET_VCPU_EVENTS");
+    }
+
+    public void setVcpuEventsBytes(byte[] raw) {
+        setRaw(KVM_SET_VCPU_EVENTS, raw, VCPU_EVENTS_BYTES, "KVM_SET_VCPU_EVENTS");
+    }
+
+    /*
+     * Raw ioctls on a plain buffer: a JNA Structure of these (the 4 KiB xsave is an int[1024]) costs its
+     * layout, a reflective read of every member and a write back before its bytes can be copied.
+     */
+    private byte[] getRaw(long request, int size, String op) {
+        try (Memory buf = new Memory(size)) {
+            buf.clear();
+            Fd.ioctl(fd(), request, buf, op);
+            return buf.getByteArray(0, size);
+        }
+    }
+
+    private void setRaw(long request, byte[] raw, int size, String op) {
+        if (raw.length != size) {
+            throw new IllegalArgumentException(op + " takes " + size + " bytes, got " + raw.length);
+        }
+        try (Memory buf = new Memory(size)) {
+            buf.write(0, raw, 0, size);
+            Fd.ioctl(fd(), request, buf, op);
         }
     }
 

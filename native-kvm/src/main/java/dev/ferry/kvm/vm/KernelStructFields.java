@@ -22,7 +22,7 @@ final class KernelStructFields {
 
     /** Sets every scalar member of {@code s} (except padding and {@code skip}) on {@code b}. */
     static void toProto(NativeStruct s, Message.Builder b, Set<String> skip) {
-        for (Field f : scalarMembers(s, skip)) {
+        for (Field f : scalarMembers(s.getClass(), skip)) {
             FieldDescriptor d = protoField(b.getDescriptorForType(), f);
             b.setField(d, widen(read(f, s), f.getType(), d));
         }
@@ -30,7 +30,7 @@ final class KernelStructFields {
 
     /** Sets every scalar member of {@code s} (except padding and {@code skip}) from {@code m}, which must fit. */
     static void fromProto(Message m, NativeStruct s, Set<String> skip) {
-        for (Field f : scalarMembers(s, skip)) {
+        for (Field f : scalarMembers(s.getClass(), skip)) {
             Number v = (Number) m.getField(protoField(m.getDescriptorForType(), f));
             try {
                 if (f.getType() == byte.class) {
@@ -54,7 +54,7 @@ final class KernelStructFields {
      */
     static void checkFits(Message m, Class<? extends NativeStruct> type, Set<String> skip, String path,
             List<String> problems) {
-        for (Field f : scalarMembers(Structure.newInstance(type), skip)) {
+        for (Field f : scalarMembers(type, skip)) {
             long max = f.getType() == byte.class ? 0xff : f.getType() == short.class ? 0xffff : -1;
             if (max < 0) {
                 continue; // 32- and 64-bit members take any value of their protobuf field
@@ -67,27 +67,52 @@ final class KernelStructFields {
         }
     }
 
-    private static List<Field> scalarMembers(NativeStruct s, Set<String> skip) {
-        Structure.FieldOrder order = s.getClass().getAnnotation(Structure.FieldOrder.class);
-        return java.util.Arrays.stream(order.value())
-                .filter(n -> !PADDING.contains(n) && !skip.contains(n))
-                .map(n -> {
-                    try {
-                        return s.getClass().getField(n);
-                    } catch (NoSuchFieldException e) {
-                        throw new IllegalStateException(e);
-                    }
-                })
-                .toList();
+    /**
+     * The members of each structure class in C order, looked up once: reflection's lookups and the caller check of
+     * an inaccessible Field's get and set walked the stack on every call, and device state is saved and restored
+     * inside a switchover's downtime.
+     */
+    private static final ClassValue<List<Field>> MEMBERS = new ClassValue<>() {
+        @Override
+        protected List<Field> computeValue(Class<?> type) {
+            Structure.FieldOrder order = type.getAnnotation(Structure.FieldOrder.class);
+            return java.util.Arrays.stream(order.value())
+                    .filter(n -> !PADDING.contains(n))
+                    .map(n -> {
+                        try {
+                            Field f = type.getField(n);
+                            f.setAccessible(true); // public already: this only skips the per-call caller check
+                            return f;
+                        } catch (NoSuchFieldException e) {
+                            throw new IllegalStateException(e);
+                        }
+                    })
+                    .toList();
+        }
+    };
+
+    private static List<Field> scalarMembers(Class<?> type, Set<String> skip) {
+        List<Field> all = MEMBERS.get(type);
+        return skip.isEmpty() ? all : all.stream().filter(f -> !skip.contains(f.getName())).toList();
     }
 
     private static FieldDescriptor protoField(com.google.protobuf.Descriptors.Descriptor d, Field f) {
-        FieldDescriptor fd = d.findFieldByName(f.getName());
+        FieldDescriptor fd = byName(d, f.getName());
         if (fd == null) {
             throw new IllegalStateException(d.getFullName() + " has no field for C member " + f.getName() + " of "
                     + f.getDeclaringClass().getSimpleName());
         }
         return fd;
+    }
+
+    /** Each message type's fields by name, indexed once (findFieldByName builds the full name and asks the pool). */
+    private static final java.util.Map<com.google.protobuf.Descriptors.Descriptor, java.util.Map<String, FieldDescriptor>>
+            BY_NAME = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** The field of {@code d} named {@code name}, or null. */
+    static FieldDescriptor byName(com.google.protobuf.Descriptors.Descriptor d, String name) {
+        return BY_NAME.computeIfAbsent(d, t -> t.getFields().stream()
+                .collect(java.util.stream.Collectors.toUnmodifiableMap(FieldDescriptor::getName, x -> x))).get(name);
     }
 
     private static long read(Field f, Object s) {

@@ -1,6 +1,7 @@
 package dev.ferry.kvm.vm;
 
 import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
 import dev.ferry.kvm.state.v1.DebugRegs;
 import dev.ferry.kvm.state.v1.Dtable;
 import dev.ferry.kvm.state.v1.Msr;
@@ -11,15 +12,12 @@ import dev.ferry.kvm.state.v1.VcpuState;
 import dev.ferry.kvm.state.v1.Xcr;
 import dev.ferry.kvm.sys.KvmDebugregs;
 import dev.ferry.kvm.sys.KvmDtable;
-import dev.ferry.kvm.sys.KvmLapicState;
 import dev.ferry.kvm.sys.KvmMpState;
 import dev.ferry.kvm.sys.KvmRegs;
 import dev.ferry.kvm.sys.KvmSegment;
 import dev.ferry.kvm.sys.KvmSregs;
 import dev.ferry.kvm.sys.KvmVcpu;
-import dev.ferry.kvm.sys.KvmVcpuEvents;
 import dev.ferry.kvm.sys.KvmXcrs;
-import dev.ferry.kvm.sys.KvmXsave;
 import dev.ferry.linux.NativeException;
 import dev.ferry.state.RestorePhase;
 import dev.ferry.state.SectionSchema;
@@ -55,7 +53,7 @@ final class VcpuSection implements Stateful<VcpuState> {
         VcpuState.Builder b = VcpuState.newBuilder();
         b.setRegs(toProto(vcpu.getRegs()));
         b.setSregs(toProto(vcpu.getSregs()));
-        b.setXsave(ByteString.copyFrom(vcpu.getXsave().toBytes()));
+        b.setXsave(UnsafeByteOperations.unsafeWrap(vcpu.getXsaveBytes())); // a fresh array, never written again
         KvmXcrs xcrs = vcpu.getXcrs();
         for (int i = 0; i < xcrs.nr_xcrs; i++) {
             b.addXcrs(Xcr.newBuilder().setXcr(xcrs.xcrs[i].xcr).setValue(xcrs.xcrs[i].value));
@@ -64,8 +62,8 @@ final class VcpuSection implements Stateful<VcpuState> {
         for (int i = 0; i < msrIndices.length; i++) {
             b.addMsrs(Msr.newBuilder().setIndex(msrIndices[i]).setValue(values[i]));
         }
-        b.setLapic(ByteString.copyFrom(vcpu.getLapic().toBytes()));
-        b.setEvents(ByteString.copyFrom(vcpu.getVcpuEvents().toBytes()));
+        b.setLapic(UnsafeByteOperations.unsafeWrap(vcpu.getLapicBytes()));
+        b.setEvents(UnsafeByteOperations.unsafeWrap(vcpu.getVcpuEventsBytes()));
         b.setMpState(vcpu.getMpState().mp_state);
         KvmDebugregs d = vcpu.getDebugregs();
         DebugRegs.Builder db = DebugRegs.newBuilder().setDr6(d.dr6).setDr7(d.dr7).setFlags(d.flags);
@@ -80,16 +78,9 @@ final class VcpuSection implements Stateful<VcpuState> {
     @Override
     public void restoreState(VcpuState s) throws StateException {
         String where = SCHEMA.name() + "/" + vcpu.id();
-        KvmXsave xsave = new KvmXsave();
-        KvmLapicState lapic = new KvmLapicState();
-        KvmVcpuEvents events = new KvmVcpuEvents();
-        try {
-            xsave.fromBytes(s.getXsave().toByteArray());
-            lapic.fromBytes(s.getLapic().toByteArray());
-            events.fromBytes(s.getEvents().toByteArray());
-        } catch (IllegalArgumentException e) {
-            throw new StateException(where + ": " + e.getMessage());
-        }
+        checkLength(where, "KvmXsave", s.getXsave(), KvmVcpu.XSAVE_BYTES);
+        checkLength(where, "KvmLapicState", s.getLapic(), KvmVcpu.LAPIC_BYTES);
+        checkLength(where, "KvmVcpuEvents", s.getEvents(), KvmVcpu.VCPU_EVENTS_BYTES);
         if (s.getXcrsCount() > KvmXcrs.KVM_MAX_XCRS) {
             throw new StateException(where + ": " + s.getXcrsCount() + " XCRs, at most " + KvmXcrs.KVM_MAX_XCRS);
         }
@@ -99,7 +90,7 @@ final class VcpuSection implements Stateful<VcpuState> {
             vcpu.setMpState(mp);
             vcpu.setRegs(fromProto(s.getRegs()));
             vcpu.setSregs(fromProto(s.getSregs()));
-            vcpu.setXsave(xsave);
+            vcpu.setXsaveBytes(s.getXsave().toByteArray());
             KvmXcrs xcrs = new KvmXcrs();
             xcrs.nr_xcrs = s.getXcrsCount();
             for (int i = 0; i < s.getXcrsCount(); i++) {
@@ -115,7 +106,7 @@ final class VcpuSection implements Stateful<VcpuState> {
             d.dr7 = s.getDebugregs().getDr7();
             d.flags = s.getDebugregs().getFlags();
             vcpu.setDebugregs(d);
-            vcpu.setLapic(lapic);
+            vcpu.setLapicBytes(s.getLapic().toByteArray());
             int[] idx = new int[s.getMsrsCount()];
             long[] val = new long[idx.length];
             for (int i = 0; i < idx.length; i++) {
@@ -123,9 +114,15 @@ final class VcpuSection implements Stateful<VcpuState> {
                 val[i] = s.getMsrs(i).getValue();
             }
             vcpu.setMsrs(idx, val);
-            vcpu.setVcpuEvents(events);
+            vcpu.setVcpuEventsBytes(s.getEvents().toByteArray());
         } catch (NativeException e) {
             throw new StateException(where + ": the kernel refused the state: " + e.getMessage());
+        }
+    }
+
+    private static void checkLength(String where, String struct, ByteString raw, int size) throws StateException {
+        if (raw.size() != size) {
+            throw new StateException(where + ": " + struct + " is " + size + " bytes, got " + raw.size());
         }
     }
 

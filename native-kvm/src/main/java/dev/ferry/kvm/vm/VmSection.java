@@ -175,7 +175,7 @@ final class VmSection implements Stateful<VmState> {
         IoapicRedirection.Builder b = IoapicRedirection.newBuilder()
                 .setReservedBits(bits & IoapicRedirectionBits.RESERVED_MASK);
         for (IoapicRedirectionBits f : IoapicRedirectionBits.values()) {
-            b.setField(IoapicRedirection.getDescriptor().findFieldByName(f.cName()), f.get(bits));
+            b.setField(KernelStructFields.byName(IoapicRedirection.getDescriptor(), f.cName()), f.get(bits));
         }
         return b.build();
     }
@@ -190,7 +190,7 @@ final class VmSection implements Stateful<VmState> {
     }
 
     private static int field(IoapicRedirection e, IoapicRedirectionBits f) {
-        return (Integer) e.getField(IoapicRedirection.getDescriptor().findFieldByName(f.cName()));
+        return (Integer) e.getField(KernelStructFields.byName(IoapicRedirection.getDescriptor(), f.cName()));
     }
 
     private static void checkRedirection(IoapicRedirection e, String path, List<String> problems) {
