@@ -536,7 +536,7 @@ final class SourceDriver implements Runnable {
                     DowntimeSteps.traceInto(stopAndCopy, breakdown);
                     machine.downtimeBreakdown(breakdown);
                     machine.destinationResumed(digest, resp);
-                    switchoverOverhead.record(breakdown);
+                    switchoverOverhead.record(machine.downtime(), breakdown);
                     changed();
                 }
             } catch (Throwable t) {

@@ -795,6 +795,14 @@ public final class SourceStateMachine {
         downtimeBreakdown = Objects.requireNonNull(b, "breakdown");
     }
 
+    /** The downtime of the switchover that succeeded: from the vCPU pause to the destination's resume. */
+    public java.time.Duration downtime() {
+        if (pauseTime == null || resumeTime == null) {
+            throw new IllegalStateException("no switchover has succeeded");
+        }
+        return ProtoTime.between(pauseTime, resumeTime);
+    }
+
     /**
      * Statistics as known now; complete once COMPLETED, partial on FAILED and CANCELLED. downtime runs from the
      * vCPU pause to the destination's successful answer (or to the end, if the source took the VM back).

@@ -7,8 +7,8 @@ import java.util.ArrayDeque;
 import java.util.Arrays;
 
 /**
- * What a precopy switchover costs besides its last pages (pause, dirty harvest, device state save and transfer, the
- * switchover hops, the destination's resume), learned from this agent's own switchovers. The planner adds it to
+ * What a precopy switchover's downtime costs besides its last pages (pause, dirty harvest, device state save and
+ * transfer, the request's way to the destination, its resume), learned from this agent's own switchovers. The planner adds it to
  * every downtime estimate; assuming a fixed 20 ms made a {@code max_downtime} under 20 ms unreachable on a host where
  * the switchover takes 5-8 ms.
  *
@@ -26,11 +26,15 @@ final class SwitchoverOverhead {
     private final ArrayDeque<Long> recent = new ArrayDeque<>(); // nanoseconds, guarded by this
     private boolean warm; // guarded by this: the first switchover was seen (and left out)
 
-    /** Records a completed precopy switchover: everything in {@code d} but the last pages. */
-    void record(DowntimeBreakdown d) {
-        long nanos = nanos(d.getPause()) + nanos(d.getDirtyHarvest()) + nanos(d.getDeviceStateSave())
-                + nanos(d.getDeviceStateTransfer()) + nanos(d.getSwitchoverHops()) + nanos(d.getDestinationResume());
-        record(Duration.ofNanos(nanos));
+    /**
+     * Records a completed precopy switchover: its {@code downtime} (pause to the destination's resume, what
+     * max_downtime bounds) less the last pages of {@code d}. Not the sum of {@code d}'s steps: its switchover hops
+     * include the answer's way back, which the guest, already running, does not wait for (1-5 ms here, enough to
+     * keep a 10 ms limit out of reach).
+     */
+    void record(Duration downtime, DowntimeBreakdown d) {
+        Duration overhead = downtime.minus(VmProtos.toJava(d.getLastPages()));
+        record(overhead.isNegative() ? Duration.ZERO : overhead);
     }
 
     synchronized void record(Duration overhead) {
@@ -63,7 +67,4 @@ final class SwitchoverOverhead {
         return recent.size();
     }
 
-    private static long nanos(com.google.protobuf.Duration d) {
-        return VmProtos.toJava(d).toNanos();
-    }
 }

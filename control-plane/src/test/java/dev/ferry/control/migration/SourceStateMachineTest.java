@@ -142,6 +142,7 @@ class SourceStateMachineTest {
         MigrationStatistics s = m.statistics();
         assertEquals(Duration.ofMillis(30), seconds(s.getDowntime()),
                 "pause at 1550 ms to resume at 1580 ms: the verification after the resume is not downtime");
+        assertEquals(Duration.ofMillis(30), m.downtime(), "what the switchover's cost is learned from");
         assertEquals(Duration.ofMillis(25), seconds(s.getGuestPause()));
         assertEquals(Duration.ofMillis(1620), seconds(s.getTotalTime()));
         assertEquals(MigrationStatistics.VerificationMethod.UNWRITTEN_PAGES_AFTER_RESUME, s.getVerificationMethod());
