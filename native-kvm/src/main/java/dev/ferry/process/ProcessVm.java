@@ -89,7 +89,9 @@ public final class ProcessVm implements GuestVm {
 
     /** An empty guest that receives memory and state from elsewhere; its clock ticks at this host's TSC rate. */
     static ProcessVm createIncoming(VmShape shape, int tscKhz, Consumer<String> console) {
-        return new ProcessVm(shape.config(), tscKhz, console, false);
+        ProcessVm vm = new ProcessVm(shape.config(), tscKhz, console, false);
+        Vcpus.startParked(vm.vcpus, vm::close); // its start is part of a downtime: the threads wait ready
+        return vm;
     }
 
     @Override

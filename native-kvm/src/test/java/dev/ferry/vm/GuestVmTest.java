@@ -179,6 +179,37 @@ class GuestVmTest {
         }
     }
 
+    /** An incoming VM's start is inside a migration's downtime: its threads exist, parked, before it. */
+    @Test
+    void anIncomingVmsThreadsWaitParkedAndItsStartWakesThem() throws Exception {
+        VmConfig c = config(2, 8 * MIB, 10 * MIB);
+        try (GuestVm src = started(c)) {
+            awaitProgress(src);
+            src.pause();
+            SectionSet state = src.saveState();
+            long before = liveVcpuThreads();
+            try (GuestVm dst = backend.createForRestore(state, line -> { })) {
+                assertEquals(before + 2, liveVcpuThreads(), "both vCPU threads exist before the start");
+                assertTrue(dst.paused(), "not started yet");
+                copyMemory(src.memory(), dst.memory());
+                dst.restoreState(state);
+                dst.pause(); // paused before its start: the start leaves it paused, as for any VM
+                dst.start();
+                assertTrue(dst.paused());
+                dst.resume();
+                awaitProgress(dst);
+                assertEquals(0, probe(dst).selfCheck(T), "no wrong pages after restore");
+                dst.throwIfFailed();
+            }
+            assertEquals(before, liveVcpuThreads(), "the threads end with the VM");
+        }
+    }
+
+    private static long liveVcpuThreads() {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith("vcpu-") && t.isAlive())
+                .count();
+    }
+
     @Test
     void aWordStrideWritesDataInEveryNthWordAndTheCheckCoversTheZerosBetween() throws Exception {
         WorkloadSpec quiet = WorkloadSpec.of(4 * MIB, 0, false).withWordStride(4);

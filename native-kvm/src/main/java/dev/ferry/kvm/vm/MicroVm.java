@@ -167,6 +167,7 @@ public final class MicroVm implements GuestVm {
             vm.close();
             throw e;
         }
+        Vcpus.startParked(vm.runners, vm::close); // its start is part of a downtime: the threads wait ready
         return vm;
     }
 

@@ -34,6 +34,7 @@ final class VcpuRunner implements Runnable, Vcpus.Vcpu {
 
     private volatile long exits;
     private volatile Thread thread;
+    private boolean entered; // this vCPU thread only: KVM_RUN has run guest code at least once
 
     VcpuRunner(KvmVcpu vcpu, PortIoBus bus, boolean startPaused, Consumer<Throwable> onFailure) {
         this.vcpu = vcpu;
@@ -102,6 +103,7 @@ final class VcpuRunner implements Runnable, Vcpus.Vcpu {
             if (parkIfRequested(run)) {
                 return;
             }
+            entered = true;
             int rc = vcpu.runOnce();
             if (rc == -Errno.EINTR || rc == -Errno.EAGAIN) {
                 Signals.drainPending(Signals.KICK_SIGNAL);
@@ -169,8 +171,9 @@ final class VcpuRunner implements Runnable, Vcpus.Vcpu {
 
     /**
      * Parks while a pause is requested. Before parking, completes any half-done I/O instruction with
-     * one KVM_RUN under immediate_exit (the KVM API requires this before reading vCPU state). Returns
-     * true when the runner should stop.
+     * one KVM_RUN under immediate_exit (the KVM API requires this before reading vCPU state); a vCPU that
+     * never ran has none, and its state may not be set yet (an incoming VM's threads park before the
+     * restore). Returns true when the runner should stop.
      */
     private boolean parkIfRequested(KvmRun run) throws InterruptedException {
         synchronized (this) {
@@ -178,10 +181,12 @@ final class VcpuRunner implements Runnable, Vcpus.Vcpu {
                 return false;
             }
         }
-        run.setImmediateExit(true);
-        int rc = vcpu.runOnce();
-        if (rc != -Errno.EINTR && rc < 0 && rc != -Errno.EAGAIN) {
-            throw new VmFailure("vCPU " + vcpu.id() + ": completing pending I/O failed: " + Errno.name(-rc));
+        if (entered) {
+            run.setImmediateExit(true);
+            int rc = vcpu.runOnce();
+            if (rc != -Errno.EINTR && rc < 0 && rc != -Errno.EAGAIN) {
+                throw new VmFailure("vCPU " + vcpu.id() + ": completing pending I/O failed: " + Errno.name(-rc));
+            }
         }
         Signals.drainPending(Signals.KICK_SIGNAL);
         synchronized (this) {
