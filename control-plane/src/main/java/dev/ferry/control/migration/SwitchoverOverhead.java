@@ -8,9 +8,9 @@ import java.util.Arrays;
 
 /**
  * What a precopy switchover's downtime costs besides its last pages (pause, dirty harvest, device state save and
- * transfer, the request's way to the destination, its resume), learned from this agent's own switchovers. The planner adds it to
- * every downtime estimate; assuming a fixed 20 ms made a {@code max_downtime} under 20 ms unreachable on a host where
- * the switchover takes 5-8 ms.
+ * transfer, the request's way to the destination, its resume), learned from this agent's own switchovers. The
+ * planner adds it to every downtime estimate; assuming a fixed 20 ms made a {@code max_downtime} under 20 ms
+ * unreachable on a host where the switchover takes 5-8 ms.
  *
  * <p>The estimate is the median of the last {@value #WINDOW} switchovers, so that one slow outlier does not hold it
  * up; the agent's very first switchover is not a sample, as it runs cold code (tens of milliseconds; the agent's

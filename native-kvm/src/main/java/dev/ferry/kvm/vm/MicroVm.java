@@ -108,7 +108,7 @@ public final class MicroVm implements GuestVm {
                 KvmVcpu c = vm.createVcpu(i);
                 vcpus.add(c);
                 c.setCpuid2(cpuid2);
-                runners.add(new VcpuRunner(c, bus, false, runners::fail));
+                runners.add(new VcpuRunner(c, bus, runners::fail));
             }
             bus.attach(serial);
             bus.attach(workload);

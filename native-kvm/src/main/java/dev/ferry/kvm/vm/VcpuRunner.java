@@ -36,11 +36,10 @@ final class VcpuRunner implements Runnable, Vcpus.Vcpu {
     private volatile Thread thread;
     private boolean entered; // this vCPU thread only: KVM_RUN has run guest code at least once
 
-    VcpuRunner(KvmVcpu vcpu, PortIoBus bus, boolean startPaused, Consumer<Throwable> onFailure) {
+    VcpuRunner(KvmVcpu vcpu, PortIoBus bus, Consumer<Throwable> onFailure) {
         this.vcpu = vcpu;
         this.bus = bus;
         this.onFailure = onFailure;
-        this.pauseRequested = startPaused;
     }
 
     @Override
