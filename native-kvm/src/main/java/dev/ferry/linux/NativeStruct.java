@@ -45,6 +45,11 @@ public abstract class NativeStruct extends Structure {
         }
     };
 
+    /** {@code type}'s public instance fields, superclass members first, opened once (shared: do not modify). */
+    public static List<Field> fields(Class<? extends NativeStruct> type) {
+        return FIELDS.get(type);
+    }
+
     @Override
     protected List<Field> getFieldList() {
         return new ArrayList<>(FIELDS.get(getClass())); // JNA sorts the list it gets in place

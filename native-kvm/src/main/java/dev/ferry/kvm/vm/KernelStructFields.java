@@ -68,24 +68,22 @@ final class KernelStructFields {
     }
 
     /**
-     * The members of each structure class in C order, looked up once: reflection's lookups and the caller check of
-     * an inaccessible Field's get and set walked the stack on every call, and device state is saved and restored
-     * inside a switchover's downtime.
+     * The members of each structure class in C order, looked up once: device state is saved and restored inside a
+     * switchover's downtime. The fields are NativeStruct's, opened there (no caller check on each get and set).
      */
     private static final ClassValue<List<Field>> MEMBERS = new ClassValue<>() {
         @Override
         protected List<Field> computeValue(Class<?> type) {
-            Structure.FieldOrder order = type.getAnnotation(Structure.FieldOrder.class);
-            return java.util.Arrays.stream(order.value())
+            java.util.Map<String, Field> byName = new java.util.HashMap<>();
+            NativeStruct.fields(type.asSubclass(NativeStruct.class)).forEach(f -> byName.put(f.getName(), f));
+            return java.util.Arrays.stream(type.getAnnotation(Structure.FieldOrder.class).value())
                     .filter(n -> !PADDING.contains(n))
                     .map(n -> {
-                        try {
-                            Field f = type.getField(n);
-                            f.setAccessible(true); // public already: this only skips the per-call caller check
-                            return f;
-                        } catch (NoSuchFieldException e) {
-                            throw new IllegalStateException(e);
+                        Field f = byName.get(n);
+                        if (f == null) {
+                            throw new IllegalStateException(type.getSimpleName() + " has no public field " + n);
                         }
+                        return f;
                     })
                     .toList();
         }
