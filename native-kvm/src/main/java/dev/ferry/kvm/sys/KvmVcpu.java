@@ -104,7 +104,11 @@ public final class KvmVcpu implements AutoCloseable {
     }
 
     public KvmXcrs getXcrs() {
-        return Fd.get(fd(), KVM_GET_XCRS, new KvmXcrs(), "KVM_GET_XCRS");
+        return getXcrs(new KvmXcrs());
+    }
+
+    public KvmXcrs getXcrs(KvmXcrs out) {
+        return Fd.get(fd(), KVM_GET_XCRS, out, "KVM_GET_XCRS");
     }
 
     public void setXcrs(KvmXcrs xcrs) {
@@ -203,7 +207,11 @@ public final class KvmVcpu implements AutoCloseable {
     }
 
     public KvmMpState getMpState() {
-        return Fd.get(fd(), KVM_GET_MP_STATE, new KvmMpState(), "KVM_GET_MP_STATE");
+        return getMpState(new KvmMpState());
+    }
+
+    public KvmMpState getMpState(KvmMpState out) {
+        return Fd.get(fd(), KVM_GET_MP_STATE, out, "KVM_GET_MP_STATE");
     }
 
     public void setMpState(KvmMpState state) {
@@ -216,7 +224,11 @@ public final class KvmVcpu implements AutoCloseable {
     }
 
     public KvmDebugregs getDebugregs() {
-        return Fd.get(fd(), KVM_GET_DEBUGREGS, new KvmDebugregs(), "KVM_GET_DEBUGREGS");
+        return getDebugregs(new KvmDebugregs());
+    }
+
+    public KvmDebugregs getDebugregs(KvmDebugregs out) {
+        return Fd.get(fd(), KVM_GET_DEBUGREGS, out, "KVM_GET_DEBUGREGS");
     }
 
     public void setDebugregs(KvmDebugregs regs) {

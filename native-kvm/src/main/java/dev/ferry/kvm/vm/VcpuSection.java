@@ -32,6 +32,13 @@ final class VcpuSection implements Stateful<VcpuState> {
 
     private final KvmVcpu vcpu;
     private final int[] msrIndices;
+    // Every save and restore of this vCPU goes through the same structures (guarded by this): building a JNA
+    // structure (its layout, its native memory, the nested ones) cost more than the ioctl it is for.
+    private final KvmRegs regs = new KvmRegs();
+    private final KvmSregs sregs = new KvmSregs();
+    private final KvmXcrs xcrs = new KvmXcrs();
+    private final KvmDebugregs debugregs = new KvmDebugregs();
+    private final KvmMpState mpState = new KvmMpState();
 
     VcpuSection(KvmVcpu vcpu, int[] msrIndices) {
         this.vcpu = vcpu;
@@ -49,12 +56,12 @@ final class VcpuSection implements Stateful<VcpuState> {
     }
 
     @Override
-    public VcpuState saveState() {
+    public synchronized VcpuState saveState() {
         VcpuState.Builder b = VcpuState.newBuilder();
-        b.setRegs(toProto(vcpu.getRegs()));
-        b.setSregs(toProto(vcpu.getSregs()));
+        b.setRegs(toProto(vcpu.getRegs(regs)));
+        b.setSregs(toProto(vcpu.getSregs(sregs)));
         b.setXsave(UnsafeByteOperations.unsafeWrap(vcpu.getXsaveBytes())); // a fresh array, never written again
-        KvmXcrs xcrs = vcpu.getXcrs();
+        vcpu.getXcrs(xcrs);
         for (int i = 0; i < xcrs.nr_xcrs; i++) {
             b.addXcrs(Xcr.newBuilder().setXcr(xcrs.xcrs[i].xcr).setValue(xcrs.xcrs[i].value));
         }
@@ -64,8 +71,8 @@ final class VcpuSection implements Stateful<VcpuState> {
         }
         b.setLapic(UnsafeByteOperations.unsafeWrap(vcpu.getLapicBytes()));
         b.setEvents(UnsafeByteOperations.unsafeWrap(vcpu.getVcpuEventsBytes()));
-        b.setMpState(vcpu.getMpState().mp_state);
-        KvmDebugregs d = vcpu.getDebugregs();
+        b.setMpState(vcpu.getMpState(mpState).mp_state);
+        KvmDebugregs d = vcpu.getDebugregs(debugregs);
         DebugRegs.Builder db = DebugRegs.newBuilder().setDr6(d.dr6).setDr7(d.dr7).setFlags(d.flags);
         for (long v : d.db) {
             db.addDb(v);
@@ -76,7 +83,7 @@ final class VcpuSection implements Stateful<VcpuState> {
 
     /** Restores in Firecracker's proven order: mp_state, regs, sregs, xsave, xcrs, debugregs, lapic, msrs, events. */
     @Override
-    public void restoreState(VcpuState s) throws StateException {
+    public synchronized void restoreState(VcpuState s) throws StateException {
         String where = SCHEMA.name() + "/" + vcpu.id();
         checkLength(where, "KvmXsave", s.getXsave(), KvmVcpu.XSAVE_BYTES);
         checkLength(where, "KvmLapicState", s.getLapic(), KvmVcpu.LAPIC_BYTES);
@@ -85,27 +92,26 @@ final class VcpuSection implements Stateful<VcpuState> {
             throw new StateException(where + ": " + s.getXcrsCount() + " XCRs, at most " + KvmXcrs.KVM_MAX_XCRS);
         }
         try {
-            KvmMpState mp = new KvmMpState();
-            mp.mp_state = s.getMpState();
-            vcpu.setMpState(mp);
-            vcpu.setRegs(fromProto(s.getRegs()));
-            vcpu.setSregs(fromProto(s.getSregs()));
+            mpState.mp_state = s.getMpState();
+            vcpu.setMpState(mpState);
+            vcpu.setRegs(fill(regs, s.getRegs()));
+            vcpu.setSregs(fill(sregs, s.getSregs()));
             vcpu.setXsaveBytes(s.getXsave().toByteArray());
-            KvmXcrs xcrs = new KvmXcrs();
             xcrs.nr_xcrs = s.getXcrsCount();
-            for (int i = 0; i < s.getXcrsCount(); i++) {
-                xcrs.xcrs[i].xcr = s.getXcrs(i).getXcr();
-                xcrs.xcrs[i].value = s.getXcrs(i).getValue();
+            xcrs.flags = 0;
+            for (int i = 0; i < KvmXcrs.KVM_MAX_XCRS; i++) {
+                boolean given = i < s.getXcrsCount();
+                xcrs.xcrs[i].xcr = given ? s.getXcrs(i).getXcr() : 0;
+                xcrs.xcrs[i].value = given ? s.getXcrs(i).getValue() : 0;
             }
             vcpu.setXcrs(xcrs);
-            KvmDebugregs d = new KvmDebugregs();
-            for (int i = 0; i < Math.min(4, s.getDebugregs().getDbCount()); i++) {
-                d.db[i] = s.getDebugregs().getDb(i);
+            for (int i = 0; i < debugregs.db.length; i++) {
+                debugregs.db[i] = i < s.getDebugregs().getDbCount() ? s.getDebugregs().getDb(i) : 0;
             }
-            d.dr6 = s.getDebugregs().getDr6();
-            d.dr7 = s.getDebugregs().getDr7();
-            d.flags = s.getDebugregs().getFlags();
-            vcpu.setDebugregs(d);
+            debugregs.dr6 = s.getDebugregs().getDr6();
+            debugregs.dr7 = s.getDebugregs().getDr7();
+            debugregs.flags = s.getDebugregs().getFlags();
+            vcpu.setDebugregs(debugregs);
             vcpu.setLapicBytes(s.getLapic().toByteArray());
             int[] idx = new int[s.getMsrsCount()];
             long[] val = new long[idx.length];
@@ -132,8 +138,7 @@ final class VcpuSection implements Stateful<VcpuState> {
                 .setR13(r.r13).setR14(r.r14).setR15(r.r15).setRip(r.rip).setRflags(r.rflags).build();
     }
 
-    static KvmRegs fromProto(Regs p) {
-        KvmRegs r = new KvmRegs();
+    private static KvmRegs fill(KvmRegs r, Regs p) {
         r.rax = p.getRax();
         r.rbx = p.getRbx();
         r.rcx = p.getRcx();
@@ -166,18 +171,20 @@ final class VcpuSection implements Stateful<VcpuState> {
         return b.build();
     }
 
-    static KvmSregs fromProto(Sregs p) throws StateException {
-        KvmSregs s = new KvmSregs();
-        s.cs = fromProto(p.getCs());
-        s.ds = fromProto(p.getDs());
-        s.es = fromProto(p.getEs());
-        s.fs = fromProto(p.getFs());
-        s.gs = fromProto(p.getGs());
-        s.ss = fromProto(p.getSs());
-        s.tr = fromProto(p.getTr());
-        s.ldt = fromProto(p.getLdt());
-        s.gdt = fromProto(p.getGdt());
-        s.idt = fromProto(p.getIdt());
+    private static KvmSregs fill(KvmSregs s, Sregs p) throws StateException {
+        if (p.getInterruptBitmapCount() > s.interrupt_bitmap.length) {
+            throw new StateException(SCHEMA.name() + ": interrupt bitmap has " + p.getInterruptBitmapCount() + " words");
+        }
+        fill(s.cs, p.getCs());
+        fill(s.ds, p.getDs());
+        fill(s.es, p.getEs());
+        fill(s.fs, p.getFs());
+        fill(s.gs, p.getGs());
+        fill(s.ss, p.getSs());
+        fill(s.tr, p.getTr());
+        fill(s.ldt, p.getLdt());
+        fill(s.gdt, p.getGdt());
+        fill(s.idt, p.getIdt());
         s.cr0 = p.getCr0();
         s.cr2 = p.getCr2();
         s.cr3 = p.getCr3();
@@ -185,11 +192,8 @@ final class VcpuSection implements Stateful<VcpuState> {
         s.cr8 = p.getCr8();
         s.efer = p.getEfer();
         s.apic_base = p.getApicBase();
-        if (p.getInterruptBitmapCount() > s.interrupt_bitmap.length) {
-            throw new StateException(SCHEMA.name() + ": interrupt bitmap has " + p.getInterruptBitmapCount() + " words");
-        }
-        for (int i = 0; i < p.getInterruptBitmapCount(); i++) {
-            s.interrupt_bitmap[i] = p.getInterruptBitmap(i);
+        for (int i = 0; i < s.interrupt_bitmap.length; i++) {
+            s.interrupt_bitmap[i] = i < p.getInterruptBitmapCount() ? p.getInterruptBitmap(i) : 0;
         }
         return s;
     }
@@ -200,8 +204,7 @@ final class VcpuSection implements Stateful<VcpuState> {
                 .setL(s.l).setG(s.g).setAvl(s.avl).setUnusable(s.unusable).build();
     }
 
-    static KvmSegment fromProto(Segment p) {
-        KvmSegment s = new KvmSegment();
+    private static KvmSegment fill(KvmSegment s, Segment p) {
         s.base = p.getBase();
         s.limit = p.getLimit();
         s.selector = (short) p.getSelector();
@@ -221,8 +224,7 @@ final class VcpuSection implements Stateful<VcpuState> {
         return Dtable.newBuilder().setBase(d.base).setLimit(Short.toUnsignedInt(d.limit)).build();
     }
 
-    static KvmDtable fromProto(Dtable p) {
-        KvmDtable d = new KvmDtable();
+    private static KvmDtable fill(KvmDtable d, Dtable p) {
         d.base = p.getBase();
         d.limit = (short) p.getLimit();
         return d;
