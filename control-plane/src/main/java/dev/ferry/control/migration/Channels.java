@@ -51,9 +51,19 @@ final class Channels implements AutoCloseable {
                 .flowControlWindow(FLOW_CONTROL_WINDOW).maxInboundMessageSize(MAX_MESSAGE).build());
     }
 
-    /** As {@link #fresh}, for the {@code connection}-th page-stream connection to {@code address}. */
-    ManagedChannel freshData(String address, int connection) {
-        return awaitReady(data(address, connection));
+    /**
+     * As {@link #fresh}, for {@code streams} page streams: stream i on its own connection to address i mod n (see
+     * {@link #data}). All are dialled before any is waited for, so their TLS handshakes overlap.
+     */
+    List<ManagedChannel> freshData(List<String> addresses, int streams) {
+        List<ManagedChannel> perStream = new ArrayList<>(streams);
+        for (int i = 0; i < streams; i++) {
+            ManagedChannel c = data(addresses.get(i % addresses.size()), i / addresses.size());
+            c.getState(true); // starts connecting
+            perStream.add(c);
+        }
+        perStream.forEach(Channels::awaitReady);
+        return perStream;
     }
 
     /** How long a new migration or a resume waits for a connection before its first call fails. */

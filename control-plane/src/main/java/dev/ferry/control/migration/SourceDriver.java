@@ -84,6 +84,9 @@ final class SourceDriver implements Runnable {
     private DirtyBitmap pushed; // postcopy: pages the push has sent (and hashed) so far
     private volatile PostcopyPush activePush; // postcopy: the push running now, told of the pages the pager serves
     private final String pagerAddress;
+    // The source VM, taken out of the registry once the destination keeps the guest: closed (its memory unmapped,
+    // tens of milliseconds for a large guest) after the migration shows its end, not before.
+    private final java.util.concurrent.atomic.AtomicReference<Runnable> toClose = new java.util.concurrent.atomic.AtomicReference<>();
     private final java.util.Map<String, PageSource> pagers;
     private final FaultInjection fault;
     // Concurrency limits (MigrationLimiter): the slot this migration holds or waits for, released once it settles.
@@ -338,13 +341,7 @@ final class SourceDriver implements Runnable {
     private List<String> dataAddresses;
 
     private List<io.grpc.ManagedChannel> dataChannels(List<String> addresses) {
-        // Stream i goes to address i mod n, each on its own connection (see Channels#data), connected afresh (Channels#fresh).
-        int streams = accepted.getDataStreamCount();
-        List<io.grpc.ManagedChannel> perStream = new java.util.ArrayList<>(streams);
-        for (int i = 0; i < streams; i++) {
-            perStream.add(channels.freshData(addresses.get(i % addresses.size()), i / addresses.size()));
-        }
-        return perStream;
+        return channels.freshData(addresses, accepted.getDataStreamCount()); // connected afresh (Channels#fresh)
     }
 
     /** Zero ranges and LZ4 blocks only if the destination accepted ZERO_PAGE_ELISION and LZ4_PAGE_COMPRESSION. */
@@ -547,7 +544,7 @@ final class SourceDriver implements Runnable {
             }
             log.disable();
             // The guest lives on the destination now, once its memory there proves to be ours.
-            if (verifyOnDestination(() -> vms.remove(vm.name()))) {
+            if (verifyOnDestination(() -> toClose.set(vms.removeLater(vm.name())))) {
                 LOG.log(System.Logger.Level.INFO, "{0}: completed; {1} runs on {2}", name, vm.name(), destination);
             }
         } catch (Throwable t) {
@@ -557,6 +554,7 @@ final class SourceDriver implements Runnable {
                 settled = true;
                 changed();
             }
+            closeReleasedVm();
         }
     }
 
@@ -602,6 +600,7 @@ final class SourceDriver implements Runnable {
                 settled = true;
                 changed();
             }
+            closeReleasedVm();
         }
     }
 
@@ -702,6 +701,13 @@ final class SourceDriver implements Runnable {
         }
     }
 
+    private void closeReleasedVm() {
+        Runnable close = toClose.getAndSet(null);
+        if (close != null) {
+            close.run();
+        }
+    }
+
     /** Live progress of the push: pages its streams took since the last call. */
     private synchronized void pushProgress(long pages) {
         if (machine.accepts(SourceStateMachine.Event.BATCH_SENT)) {
@@ -767,7 +773,7 @@ final class SourceDriver implements Runnable {
         boolean completed = verifyOnDestination(() -> {
             pagers.remove(token);
             source.close();
-            vms.remove(vm.name());
+            toClose.set(vms.removeLater(vm.name()));
         });
         if (completed) {
             LOG.log(System.Logger.Level.INFO, "{0}: postcopy completed; {1} runs on {2}", name, vm.name(), destination);
@@ -1113,6 +1119,7 @@ final class SourceDriver implements Runnable {
                 resuming = false;
                 changed();
             }
+            closeReleasedVm();
         }
     }
 

@@ -19,6 +19,8 @@ public final class VmRegistry implements AutoCloseable {
 
     // Concurrent map: lookups come from every gRPC thread; creation/removal are atomic per name.
     private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
+    // Taken out by removeLater, not closed yet: still mapped, so still counted against the host's memory.
+    private final java.util.Set<ManagedVm> closing = ConcurrentHashMap.newKeySet();
     private final GuestAdmission admission;
 
     /** A registry with the default limits, judged against this host's /proc/meminfo. */
@@ -28,7 +30,9 @@ public final class VmRegistry implements AutoCloseable {
 
     public VmRegistry(GuestAdmission.Limits limits, HostMemory host) {
         this.admission = new GuestAdmission(limits, host,
-                () -> vms.values().stream().mapToLong(m -> m.vm().shape().config().memoryBytes()).sum(), vms::size);
+                () -> java.util.stream.Stream.concat(vms.values().stream(), closing.stream())
+                        .mapToLong(m -> m.vm().shape().config().memoryBytes()).sum(),
+                () -> vms.size() + closing.size());
     }
 
     /**
@@ -92,24 +96,45 @@ public final class VmRegistry implements AutoCloseable {
 
     /** Removes and closes the VM (its vCPU threads, fds and memory). */
     public void remove(String name) {
+        removeLater(name).run();
+    }
+
+    /**
+     * Takes the VM out at once (no call finds it any more) and returns what closes it, which the caller runs when
+     * it is done with everything more urgent: unmapping a large guest's memory takes tens of milliseconds. Until
+     * then its memory still counts against the host's. Running it more than once does nothing more.
+     */
+    public Runnable removeLater(String name) {
         ManagedVm m = vms.remove(name);
-        if (m != null) {
-            AutoCloseable a = m.detach();
-            if (a != null) {
-                try {
-                    a.close();
-                } catch (Exception e) {
-                    LOG.log(System.Logger.Level.WARNING, "{0}: closing its loader failed: {1}", name, e.getMessage());
-                }
-            }
-            m.vm().close();
+        if (m == null) {
+            return () -> { };
         }
+        closing.add(m);
+        return () -> close(m);
+    }
+
+    private void close(ManagedVm m) {
+        if (!closing.remove(m)) {
+            return; // closed already
+        }
+        AutoCloseable a = m.detach();
+        if (a != null) {
+            try {
+                a.close();
+            } catch (Exception e) {
+                LOG.log(System.Logger.Level.WARNING, "{0}: closing its loader failed: {1}", m.name(), e.getMessage());
+            }
+        }
+        m.vm().close();
     }
 
     @Override
     public void close() {
         for (String n : List.copyOf(vms.keySet())) {
             remove(n);
+        }
+        for (ManagedVm m : List.copyOf(closing)) {
+            close(m);
         }
     }
 }
