@@ -35,7 +35,15 @@ import java.util.Optional;
  * <h2>Decision rules (by {@link #decide}, first match wins)</h2>
  * <ol>
  *   <li>A SwitchToPostcopy request is pending (HYBRID only): SWITCH_TO_POSTCOPY.</li>
- *   <li>Expected downtime known and at most max_downtime: STOP_AND_COPY, converged.</li>
+ *   <li>Expected downtime known and at most max_downtime: STOP_AND_COPY, converged; unless one more round is
+ *       expected to lower it by at least {@link Tuning#lowerDowntimeGain()} (default a fifth): then
+ *       CONTINUE_PRECOPY. The next round sends what this one left and should leave behind the same share of it as
+ *       this round left of what it sent ({@code pagesDirtied / (pagesSent + zeroPages)}); while the dirty set
+ *       shrinks by that share the page part of the downtime shrinks with it, and once it stops shrinking (each
+ *       round's fixed cost lets the guest dirty as much as the round sends) the fit is taken. Only while no
+ *       non-convergence trigger below holds and another round stays under max_rounds. QEMU stops at the first
+ *       fit, which sizes the downtime to the limit; a few short rounds more cost little time and bring it down
+ *       towards the switchover's own cost.</li>
  *   <li>Not converging, when any of these holds:
  *     <ul>
  *       <li>precopy rounds recorded reached max_rounds (default 30);</li>
@@ -69,10 +77,13 @@ public final class PrecopyPlanner {
      * @param stallRounds          consecutive stalled rounds that count as not converging; 0 disables the trigger
      * @param rateSmoothing        EWMA weight of the newest sample, in (0, 1]; 1 means the last round alone
      * @param minRateSampleBytes   smallest round (page bytes) that updates an already known transfer rate
+     * @param lowerDowntimeGain    share by which one more round must be expected to lower a fitting downtime for
+     *                             the planner to run it instead of stopping; 0 stops at the first fit
      */
-    public record Tuning(Duration deviceStateOverhead, int stallRounds, double rateSmoothing, long minRateSampleBytes) {
+    public record Tuning(Duration deviceStateOverhead, int stallRounds, double rateSmoothing, long minRateSampleBytes,
+                         double lowerDowntimeGain) {
         public static final int DEFAULT_STALL_ROUNDS = 3;
-        public static final Tuning DEFAULT = new Tuning(Duration.ofMillis(20), DEFAULT_STALL_ROUNDS, 1.0, 1L << 20);
+        public static final Tuning DEFAULT = new Tuning(Duration.ofMillis(20), DEFAULT_STALL_ROUNDS, 1.0, 1L << 20, 0.2);
 
         public Tuning {
             Objects.requireNonNull(deviceStateOverhead, "deviceStateOverhead");
@@ -88,18 +99,25 @@ public final class PrecopyPlanner {
             if (minRateSampleBytes < 0) {
                 throw new IllegalArgumentException("negative minRateSampleBytes");
             }
+            if (!(lowerDowntimeGain >= 0 && lowerDowntimeGain < 1)) {
+                throw new IllegalArgumentException("lowerDowntimeGain must be in [0, 1), not " + lowerDowntimeGain);
+            }
         }
 
         public Tuning withDeviceStateOverhead(Duration d) {
-            return new Tuning(d, stallRounds, rateSmoothing, minRateSampleBytes);
+            return new Tuning(d, stallRounds, rateSmoothing, minRateSampleBytes, lowerDowntimeGain);
         }
 
         public Tuning withStallRounds(int n) {
-            return new Tuning(deviceStateOverhead, n, rateSmoothing, minRateSampleBytes);
+            return new Tuning(deviceStateOverhead, n, rateSmoothing, minRateSampleBytes, lowerDowntimeGain);
         }
 
         public Tuning withRateSmoothing(double a) {
-            return new Tuning(deviceStateOverhead, stallRounds, a, minRateSampleBytes);
+            return new Tuning(deviceStateOverhead, stallRounds, a, minRateSampleBytes, lowerDowntimeGain);
+        }
+
+        public Tuning withLowerDowntimeGain(double g) {
+            return new Tuning(deviceStateOverhead, stallRounds, rateSmoothing, minRateSampleBytes, g);
         }
     }
 
@@ -136,6 +154,7 @@ public final class PrecopyPlanner {
     private int hotRounds; // consecutive rounds that dirtied more than half of what they sent
     private int throttle; // percent
     private RoundStats firstRound;
+    private RoundStats lastRound;
     private long writeSample; // bytes per second the guest wrote just before round 1 (mode AUTO), 0 if unknown
     private ModePredictor.Choice modeChoice; // mode AUTO, once made after round 1
 
@@ -174,6 +193,7 @@ public final class PrecopyPlanner {
         if (firstRound == null) {
             firstRound = round;
         }
+        lastRound = round;
         double seconds = round.elapsed().toNanos() / 1e9;
         double a = tuning.rateSmoothing();
         if (seconds > 0) {
@@ -227,6 +247,12 @@ public final class PrecopyPlanner {
                     expected);
         }
         if (expected.isPresent() && expected.get().compareTo(policy.maxDowntime()) <= 0) {
+            Optional<Duration> lower = afterAnotherRound(expected.get(), sinceCreate);
+            if (lower.isPresent()) {
+                return new Decision(Action.CONTINUE_PRECOPY, "round " + rounds + ": expected downtime "
+                        + ProtoTime.format(expected.get()) + " <= max_downtime " + ProtoTime.format(policy.maxDowntime())
+                        + ", one more round should bring it to " + ProtoTime.format(lower.get()), false, expected);
+            }
             return new Decision(Action.STOP_AND_COPY, "precopy converged after round " + rounds + ": expected downtime "
                     + ProtoTime.format(expected.get()) + " <= max_downtime " + ProtoTime.format(policy.maxDowntime()),
                     true, expected);
@@ -250,6 +276,24 @@ public final class PrecopyPlanner {
                     false, expected);
             default -> throw new IllegalStateException("unresolved on_no_convergence " + action);
         };
+    }
+
+    /**
+     * The downtime expected after one more round, if it is lower than {@code expected} by at least the tuning's
+     * gain and another round is allowed (see the class comment); else empty.
+     */
+    private Optional<Duration> afterAnotherRound(Duration expected, Duration sinceCreate) {
+        long handled = lastRound.pagesSent() + lastRound.zeroPages();
+        if (tuning.lowerDowntimeGain() <= 0 || handled == 0 || rounds + 1 >= policy.maxRounds()
+                || estimates.stalledRounds() > 0 || nonConvergence(sinceCreate) != null) {
+            return Optional.empty();
+        }
+        double shrink = (double) lastRound.pagesDirtied() / handled;
+        long overhead = tuning.deviceStateOverhead().toNanos();
+        long pages = Math.max(0, expected.toNanos() - overhead);
+        Duration next = Duration.ofNanos(overhead + (long) Math.ceil(shrink * pages));
+        return next.toNanos() <= (1 - tuning.lowerDowntimeGain()) * expected.toNanos() ? Optional.of(next)
+                : Optional.empty();
     }
 
     /** Why precopy counts as not converging now, or null. */
