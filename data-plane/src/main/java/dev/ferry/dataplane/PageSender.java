@@ -172,8 +172,18 @@ public final class PageSender implements AutoCloseable {
      */
     public RoundStats sendRound(int round, DirtyBitmap pages, BooleanSupplier cancelled)
             throws PageTransferException, InterruptedException {
+        return sendRound(round, pages, cancelled, () -> { });
+    }
+
+    /**
+     * As {@link #sendRound(int, DirtyBitmap, BooleanSupplier)}, and runs {@code whileSending} on the calling thread
+     * once the streams have started, before waiting for the acknowledgements: the switchover saves device state
+     * there while its last pages are on the wire. If it throws, the round is aborted and that is rethrown.
+     */
+    public RoundStats sendRound(int round, DirtyBitmap pages, BooleanSupplier cancelled, Runnable whileSending)
+            throws PageTransferException, InterruptedException {
         Objects.requireNonNull(pages, "pages");
-        return sendRound(round, new RoundCursor(pages.ranges()), cancelled);
+        return sendRound(round, new RoundCursor(pages.ranges()), cancelled, whileSending);
     }
 
     /**
@@ -182,8 +192,14 @@ public final class PageSender implements AutoCloseable {
      */
     public RoundStats sendRound(int round, PageCursor cursor, BooleanSupplier cancelled)
             throws PageTransferException, InterruptedException {
+        return sendRound(round, cursor, cancelled, () -> { });
+    }
+
+    private RoundStats sendRound(int round, PageCursor cursor, BooleanSupplier cancelled, Runnable whileSending)
+            throws PageTransferException, InterruptedException {
         Objects.requireNonNull(cursor, "cursor");
         Objects.requireNonNull(cancelled, "cancelled");
+        Objects.requireNonNull(whileSending, "whileSending");
         long start = System.nanoTime();
         lock.lock();
         try {
@@ -208,6 +224,13 @@ public final class PageSender implements AutoCloseable {
             }
         } finally {
             lock.unlock();
+        }
+        try {
+            whileSending.run();
+        } catch (RuntimeException | Error e) {
+            abort(Status.CANCELLED.withDescription("round " + round + " abandoned: " + e));
+            awaitWorkersStopped();
+            throw e;
         }
         try {
             awaitRound(round, cancelled);

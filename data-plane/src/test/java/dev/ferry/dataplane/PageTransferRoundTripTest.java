@@ -163,6 +163,31 @@ class PageTransferRoundTripTest {
 
     @ParameterizedTest
     @EnumSource(Transport.class)
+    void workWhileARoundIsSentRunsOnTheCallerAndAFailureAbandonsTheRound(Transport transport) throws Exception {
+        start(transport);
+        TestMemory.fillRandom(src, 3, 10);
+        try (PageSender sender = new PageSender(endpoint.channel(), TOKEN, src, srcHashes, 2,
+                BandwidthLimiter.unlimited())) {
+            Thread caller = Thread.currentThread();
+            Thread[] ranOn = new Thread[1];
+            RoundStats r = sender.sendRound(1, DirtyBitmap.full(src), () -> false, () -> ranOn[0] = Thread.currentThread());
+            assertEquals(caller, ranOn[0]);
+            assertEquals(src.totalPages(), r.pagesSent() + r.zeroPages());
+            assertConverged();
+
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> sender.sendRound(2,
+                    DirtyBitmap.full(src), () -> false, () -> {
+                        throw new IllegalStateException("device state could not be saved");
+                    }));
+            assertEquals("device state could not be saved", e.getMessage());
+            PageTransferException after = assertThrows(PageTransferException.class,
+                    () -> sender.sendRound(3, DirtyBitmap.full(src), () -> false));
+            assertEquals(Status.Code.FAILED_PRECONDITION, after.status().getCode(), "the abandoned round failed it");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Transport.class)
     void closedSenderRefusesRounds(Transport transport) throws Exception {
         start(transport);
         PageSender sender = new PageSender(endpoint.channel(), TOKEN, src, srcHashes, 2, BandwidthLimiter.unlimited());

@@ -56,10 +56,12 @@ final class FakeDestination implements AutoCloseable {
                             writer = new MemoryPageWriter(memory, new PageHashes(memory));
                         }
                         // Without DEVICE_STATE_AT_SWITCHOVER, so the device state comes by TransferDeviceState,
-                        // a call the test can hold.
+                        // a call the test can hold; without LZ4_PAGE_COMPRESSION, which its writer refuses (a
+                        // source whose stream waited on the link would try LZ4 and fail the round).
                         dev.ferry.v1.MigrationConfig.Builder accepted = req.getProposed().toBuilder().clearFeatures();
                         req.getProposed().getFeaturesList().stream()
-                                .filter(f -> f != dev.ferry.v1.MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)
+                                .filter(f -> f != dev.ferry.v1.MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER
+                                        && f != dev.ferry.v1.MigrationConfig.Feature.LZ4_PAGE_COMPRESSION)
                                 .forEach(accepted::addFeatures);
                         out.onNext(NegotiateMigrationResponse.newBuilder().setDestinationVm("vms/fake")
                                 .setAccepted(accepted).addDataPlaneAddresses(dataAddress())

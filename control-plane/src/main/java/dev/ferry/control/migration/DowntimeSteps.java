@@ -6,7 +6,9 @@ import dev.ferry.v1.DowntimeBreakdown;
 
 /**
  * Times the steps of one switchover on the source as they happen (monotonic clock), for
- * MigrationStatistics.downtime_breakdown: each {@code mark} closes the step that ran since the previous one.
+ * MigrationStatistics.downtime_breakdown: each {@code mark} closes the step that ran since the previous one, so the
+ * steps add up to the time they took together. In precopy the device state is saved while the last pages go out:
+ * {@link #deviceStateSaved} then comes before {@link #lastPagesSent}, which counts only the wait after it.
  */
 final class DowntimeSteps {
     private final DowntimeBreakdown.Builder b = DowntimeBreakdown.newBuilder();

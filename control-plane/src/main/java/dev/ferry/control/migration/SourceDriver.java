@@ -503,7 +503,10 @@ final class SourceDriver implements Runnable {
                 if (fault == FaultInjection.DROP_DIRTY_PAGE) {
                     dropStalePage(pages, hashes);
                 }
-                dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages);
+                // Paused, the device state is final: it is saved and encoded while the last pages are on the wire.
+                ByteString[] envelope = new ByteString[1];
+                dev.ferry.dataplane.RoundStats rs = sendRound(sender, pages,
+                        () -> envelope[0] = encodeDeviceState(v.saveState(), steps));
                 steps.lastPagesSent(rs.pagesSent() + rs.zeroPages());
                 stopAndCopy.set("ferry.pages_sent", rs.pagesSent()).set("ferry.wire_bytes", rs.wireBytes());
                 metrics.round(machine.mode(), rs.wireBytes());
@@ -513,7 +516,7 @@ final class SourceDriver implements Runnable {
                     changed();
                 }
                 hold.reached(FaultHold.Point.DEVICE_STATE, name);
-                DeviceStateOut state = sendDeviceState(v.saveState(), steps);
+                DeviceStateOut state = sendDeviceState(envelope[0], steps);
                 // Always sent: the destination refuses to run a guest without the digest of what it was sent
                 // (transfer integrity); verify_memory only decides the comparison after the resume.
                 MemoryDigest digest = Digests.toProto(hashes.digest(), v.memory().totalPages());
@@ -646,7 +649,7 @@ final class SourceDriver implements Runnable {
                 changed();
             }
             hold.reached(FaultHold.Point.DEVICE_STATE, name);
-            DeviceStateOut state = sendDeviceState(v.saveState(), steps);
+            DeviceStateOut state = sendDeviceState(encodeDeviceState(v.saveState(), steps), steps);
             synchronized (this) {
                 machine.deviceStateSent(state.bytes());
                 changed();
@@ -1150,13 +1153,19 @@ final class SourceDriver implements Runnable {
 
     private dev.ferry.dataplane.RoundStats sendRound(PageSender sender, DirtyBitmap pages)
             throws PageTransferException, InterruptedException {
+        return sendRound(sender, pages, () -> { });
+    }
+
+    /** A round; {@code whileSending} runs on this thread while its pages go out (see PageSender#sendRound). */
+    private dev.ferry.dataplane.RoundStats sendRound(PageSender sender, DirtyBitmap pages, Runnable whileSending)
+            throws PageTransferException, InterruptedException {
         int round;
         synchronized (this) {
             checkCancelled();
             round = machine.roundStarted();
             changed();
         }
-        dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, pages, () -> cancelRequested);
+        dev.ferry.dataplane.RoundStats rs = sender.sendRound(round, pages, () -> cancelRequested, whileSending);
         synchronized (this) {
             machine.pagesCompressed(rs.compressedPages(), rs.compressedBytes());
         }
@@ -1170,16 +1179,20 @@ final class SourceDriver implements Runnable {
      */
     private record DeviceStateOut(long bytes, ByteString atSwitchover) {}
 
+    /** The state stream in its checksummed envelope, as a snapshot stores it. */
+    private static ByteString encodeDeviceState(SectionSet state, DowntimeSteps steps) {
+        ByteString envelope = UnsafeByteOperations.unsafeWrap(StateCodec.encode(state)); // never written again
+        steps.deviceStateSaved();
+        return envelope;
+    }
+
     /**
-     * The state stream in its checksummed envelope, as a snapshot stores it: handed back to ride in the
-     * switchover call where the destination accepted DEVICE_STATE_AT_SWITCHOVER (one round trip less in the
-     * downtime), else sent now by TransferDeviceState.
+     * The envelope handed back to ride in the switchover call where the destination accepted
+     * DEVICE_STATE_AT_SWITCHOVER (one round trip less in the downtime), else sent now by TransferDeviceState.
      */
-    private DeviceStateOut sendDeviceState(SectionSet state, DowntimeSteps steps) {
+    private DeviceStateOut sendDeviceState(ByteString envelope, DowntimeSteps steps) {
         MigrationTracing.Span span = trace.child("ferry.device_state");
         try (MigrationTracing.Scope in = span.enter()) {
-            ByteString envelope = UnsafeByteOperations.unsafeWrap(StateCodec.encode(state)); // never written again
-            steps.deviceStateSaved();
             span.set("ferry.device_state_bytes", envelope.size());
             if (accepted.getFeaturesList().contains(MigrationConfig.Feature.DEVICE_STATE_AT_SWITCHOVER)) {
                 span.set("ferry.device_state_at_switchover", "true");
