@@ -37,6 +37,7 @@ public final class Warmup {
     private static final int ROUND_TRIPS = Integer.getInteger("ferry.warmup.roundTrips", 2);
     private static final int STATE_ROUNDS = Integer.getInteger("ferry.warmup.stateRounds", 400);
     private static final long WORKING_SET = Long.getLong("ferry.warmup.workingSetMiB", 32) << 20;
+    private static final int LEARNED_SWITCHOVERS = Integer.getInteger("ferry.warmup.learnedSwitchovers", 3);
 
     private Warmup() {}
 
@@ -65,11 +66,14 @@ public final class Warmup {
                 List<MigrationMode> modes = new ArrayList<>(MigrationServices.modes(backend));
                 modes.sort(null);
                 int n = 2 * Math.max(ROUND_TRIPS, (modes.size() + 1) / 2);
-                // One precopy more from this agent: its first switchover ran cold code, and the planner learns the
-                // switchover's cost from the warm ones (SwitchoverOverhead).
-                for (int i = 0; i <= n; i++) {
+                // Then precopy only, ending with LEARNED_SWITCHOVERS from this agent: its first switchover ran cold
+                // code, and the planner learns the switchover's cost from the median of the warm ones
+                // (SwitchoverOverhead); one sample, taken while the JIT and the peer agent were still busy, came out
+                // 6-14 ms where the demo's switchovers then cost 5-6 ms.
+                int last = n + 2 * (LEARNED_SWITCHOVERS - 1);
+                for (int i = 0; i <= last; i++) {
                     migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i,
-                            i == n ? MigrationMode.PRECOPY : modes.get(i % modes.size()));
+                            i >= n ? MigrationMode.PRECOPY : modes.get(i % modes.size()));
                     from = from == a ? b : a;
                     String t = fromAddr;
                     fromAddr = toAddr;
