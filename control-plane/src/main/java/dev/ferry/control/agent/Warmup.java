@@ -70,7 +70,7 @@ public final class Warmup {
                 // code, and the planner learns the switchover's cost from the median of the warm ones
                 // (SwitchoverOverhead); one sample, taken while the JIT and the peer agent were still busy, came out
                 // 6-14 ms where the demo's switchovers then cost 5-6 ms.
-                int last = n + 2 * (LEARNED_SWITCHOVERS - 1);
+                int last = n + 2 * (Math.max(1, LEARNED_SWITCHOVERS) - 1);
                 for (int i = 0; i <= last; i++) {
                     migrate(from, toAddr, MigrationServices.WARMUP_ID_PREFIX + i,
                             i >= n ? MigrationMode.PRECOPY : modes.get(i % modes.size()));
